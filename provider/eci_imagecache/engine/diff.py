@@ -1,0 +1,151 @@
+"""Diff rules: what a change to an image cache does.
+
+Each field change is a no-op, an in-place update, an in-place update that rebuilds the snapshot,
+or a replacement. Images are compared as sets of normalized references.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from enum import IntEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from .refs import ImageRef, parse_image_ref
+
+
+class ChangeKind(IntEnum):
+    """Ordered by impact, so the worst change of a diff is ``max`` of its fields."""
+
+    NONE = 0
+    UPDATE = 1
+    REBUILD = 2
+    REPLACE = 3
+
+
+# Fields that UpdateImageCache changes without a new snapshot.
+UPDATE_FIELDS = frozenset(
+    {
+        "name",
+        "retention_days",
+        "eviction",
+        "instant",
+        "instant_copies",
+        "layer_reuse",
+        "credentials",
+        "insecure_registries",
+        "plain_http_registries",
+        "network",
+        "tags",
+    }
+)
+# Fields whose change needs a new snapshot: the content or the disk it lives on.
+REBUILD_FIELDS = frozenset({"images", "size_gib"})
+# Where the cache lives: a change means a new cache elsewhere.
+REPLACE_FIELDS = frozenset({"backend", "region"})
+
+
+class FieldChange(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    field: str
+    kind: ChangeKind
+    detail: str
+
+
+class CacheDiff(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    changes: list[FieldChange]
+    images_added: list[str] = []
+    images_removed: list[str] = []
+
+    @property
+    def kind(self) -> ChangeKind:
+        return max((c.kind for c in self.changes), default=ChangeKind.NONE)
+
+    @property
+    def changed_fields(self) -> list[str]:
+        return [c.field for c in self.changes]
+
+    @property
+    def replaced_fields(self) -> list[str]:
+        return [c.field for c in self.changes if c.kind == ChangeKind.REPLACE]
+
+    def summary(self) -> str:
+        if not self.changes:
+            return "no changes"
+        verb = {
+            ChangeKind.UPDATE: "update in place",
+            ChangeKind.REBUILD: "rebuild the snapshot in place",
+            ChangeKind.REPLACE: "replace",
+        }[self.kind]
+        return f"{verb}: " + "; ".join(c.detail for c in self.changes)
+
+
+def _image_set(value: Any) -> set[str]:
+    refs = value or []
+    return {str(r if isinstance(r, ImageRef) else parse_image_ref(r)) for r in refs}
+
+
+def _normalized(field: str, value: Any) -> Any:
+    if field in ("insecure_registries", "plain_http_registries"):
+        return sorted({str(v).lower() for v in value or []})
+    if field == "eviction":
+        return (value or "").upper()
+    if field == "credentials":
+        # A password change counts, but only its fingerprint is ever compared or kept.
+        return sorted(credential_key(c) for c in value or [])
+    return value
+
+
+def credential_key(credential: Mapping[str, Any]) -> tuple[str, str, str]:
+    password = credential.get("password") or ""
+    if hasattr(password, "get_secret_value"):
+        password = password.get_secret_value()
+    fingerprint = hashlib.sha256(str(password).encode()).hexdigest() if password else ""
+    server = str(credential.get("server", "")).lower().removeprefix("https://").rstrip("/")
+    return (server, str(credential.get("username", "")), fingerprint)
+
+
+def kind_of(field: str) -> ChangeKind:
+    if field in REPLACE_FIELDS:
+        return ChangeKind.REPLACE
+    if field in REBUILD_FIELDS:
+        return ChangeKind.REBUILD
+    return ChangeKind.UPDATE
+
+
+def diff_cache(old: Mapping[str, Any], new: Mapping[str, Any]) -> CacheDiff:
+    """Compare two cache property maps (spec fields plus ``backend``/``region``)."""
+    changes: list[FieldChange] = []
+    added: list[str] = []
+    removed: list[str] = []
+    for field in sorted((set(old) | set(new)) & (UPDATE_FIELDS | REBUILD_FIELDS | REPLACE_FIELDS)):
+        before, after = old.get(field), new.get(field)
+        if field == "images":
+            old_set, new_set = _image_set(before), _image_set(after)
+            if old_set == new_set:
+                continue
+            added, removed = sorted(new_set - old_set), sorted(old_set - new_set)
+            parts = [f"+{i}" for i in added] + [f"-{i}" for i in removed]
+            changes.append(
+                FieldChange(
+                    field=field, kind=ChangeKind.REBUILD, detail="images " + ", ".join(parts)
+                )
+            )
+            continue
+        if _normalized(field, before) == _normalized(field, after):
+            continue
+        shown_before = "(secret)" if field == "credentials" else before
+        shown_after = "(secret)" if field == "credentials" else after
+        changes.append(
+            FieldChange(
+                field=field,
+                kind=kind_of(field),
+                detail=f"{field} {shown_before!r} -> {shown_after!r}",
+            )
+        )
+    return CacheDiff(changes=changes, images_added=added, images_removed=removed)

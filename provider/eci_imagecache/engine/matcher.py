@@ -1,0 +1,233 @@
+"""Automatic matching: which cache a container group uses, and why.
+
+1. Candidates are usable caches in the group's region whose size fits its ephemeral storage.
+2. They rank by image match degree (exact version > same repository, other version > nothing),
+   then by size closest to the storage the group has, then newest first.
+
+:class:`CacheIndex` finds candidates through postings keyed by repository and version, so a match
+touches only caches that share a repository with the group; :func:`linear_match` scans every
+cache with the same scoring and is the reference the index is tested and benchmarked against.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ConfigDict
+
+from .models import CacheRecord
+from .refs import ImageRef
+
+
+class Degree(BaseModel):
+    """How well a cache's images align with a group's images."""
+
+    model_config = ConfigDict(frozen=True)
+
+    exact: int  # images whose repository and version (tag or digest) the cache holds
+    same_repository: int  # images whose repository the cache holds in another version only
+    total: int  # images the group declares
+
+    @property
+    def label(self) -> str:
+        if self.exact == self.total:
+            return "exact"
+        if self.exact + self.same_repository == 0:
+            return "none"
+        if self.exact + self.same_repository == self.total and self.exact == 0:
+            return "repository"
+        return "partial"
+
+    def describe(self) -> str:
+        text = f"{self.exact}/{self.total} images exact"
+        if self.same_repository:
+            text += f", {self.same_repository} same repository in another version"
+        return text
+
+
+class Candidate(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    cache_id: str
+    name: str
+    degree: Degree
+    size_gib: int
+    reason: str
+
+
+class Rejection(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    cache_id: str
+    name: str
+    reason: str
+
+
+class MatchResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    needed_gib: int
+    ranking: list[Candidate]
+    rejected: list[Rejection]
+
+    @property
+    def chosen(self) -> Candidate | None:
+        return self.ranking[0] if self.ranking else None
+
+    def explain(self) -> str:
+        if not self.ranking:
+            return f"no usable cache shares an image with this group ({self.needed_gib} GiB)"
+        best = self.ranking[0]
+        return f"{best.name} ({best.cache_id}): {best.reason}"
+
+
+def _version_keys(ref: ImageRef) -> list[str]:
+    keys = []
+    if ref.digest:
+        keys.append(ref.digest)
+    if ref.tag:
+        keys.append(f"tag:{ref.tag}")
+    return keys
+
+
+def _rank_key(record: CacheRecord, degree: Degree, needed_gib: int) -> tuple:
+    return (
+        -degree.exact,
+        -degree.same_repository,
+        needed_gib - record.size_gib,
+        -record.created_at.timestamp(),
+        record.id,
+    )
+
+
+def _filter(record: CacheRecord, region: str, needed_gib: int) -> str | None:
+    """Why a cache cannot be used at all, or None."""
+    if record.region != region:
+        return f"in region {record.region}, not {region}"
+    if not record.usable:
+        return f"not usable ({record.status.value.lower()})"
+    if record.size_gib > needed_gib:
+        return f"{record.size_gib} GiB does not fit {needed_gib} GiB of ephemeral storage"
+    return None
+
+
+def _result(
+    scored: Iterable[tuple[CacheRecord, Degree]], region: str, needed_gib: int
+) -> MatchResult:
+    ranked: list[tuple[tuple, Candidate]] = []
+    rejected: list[Rejection] = []
+    for record, degree in scored:
+        problem = _filter(record, region, needed_gib)
+        if problem is None and degree.exact + degree.same_repository == 0:
+            problem = "no image in common"
+        if problem is not None:
+            rejected.append(Rejection(cache_id=record.id, name=record.name, reason=problem))
+            continue
+        reason = (
+            f"{degree.describe()}; {record.size_gib} GiB for {needed_gib} GiB of storage; "
+            f"created {record.created_at:%Y-%m-%d %H:%M:%S}"
+        )
+        candidate = Candidate(
+            cache_id=record.id,
+            name=record.name,
+            degree=degree,
+            size_gib=record.size_gib,
+            reason=reason,
+        )
+        ranked.append((_rank_key(record, degree, needed_gib), candidate))
+    ranked.sort(key=lambda pair: pair[0])
+    rejected.sort(key=lambda r: r.cache_id)
+    return MatchResult(needed_gib=needed_gib, ranking=[c for _, c in ranked], rejected=rejected)
+
+
+def score(record_images: Iterable[ImageRef], group_images: list[ImageRef]) -> Degree:
+    versions: dict[str, set[str]] = defaultdict(set)
+    for ref in record_images:
+        versions[ref.repository_key].update(_version_keys(ref))
+    exact = same = 0
+    for ref in group_images:
+        held = versions.get(ref.repository_key)
+        if held is None:
+            continue
+        if held.intersection(_version_keys(ref)):
+            exact += 1
+        else:
+            same += 1
+    return Degree(exact=exact, same_repository=same, total=len(group_images))
+
+
+def linear_match(
+    records: Iterable[CacheRecord], group_images: list[ImageRef], region: str, needed_gib: int
+) -> MatchResult:
+    """Score every cache: the reference behaviour, and the baseline of the benchmark."""
+    images = sorted(set(group_images))
+    return _result(((r, score(r.images, images)) for r in records), region, needed_gib)
+
+
+class CacheIndex:
+    """Postings from repository and version to cache ids; add/remove as caches change."""
+
+    def __init__(self, records: Iterable[CacheRecord] = ()) -> None:
+        self._records: dict[str, CacheRecord] = {}
+        self._by_repository: dict[str, set[str]] = defaultdict(set)
+        self._by_version: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for record in records:
+            self.add(record)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __contains__(self, cache_id: str) -> bool:
+        return cache_id in self._records
+
+    def add(self, record: CacheRecord) -> None:
+        """Add or replace a cache (call again after its status or images change)."""
+        self.remove(record.id)
+        self._records[record.id] = record
+        for ref in record.images:
+            self._by_repository[ref.repository_key].add(record.id)
+            for key in _version_keys(ref):
+                self._by_version[(ref.repository_key, key)].add(record.id)
+
+    def remove(self, cache_id: str) -> None:
+        record = self._records.pop(cache_id, None)
+        if record is None:
+            return
+        for ref in record.images:
+            self._discard(self._by_repository, ref.repository_key, cache_id)
+            for key in _version_keys(ref):
+                self._discard(self._by_version, (ref.repository_key, key), cache_id)
+
+    @staticmethod
+    def _discard(postings: dict, key: object, cache_id: str) -> None:
+        ids = postings.get(key)
+        if ids is not None:
+            ids.discard(cache_id)
+            if not ids:
+                del postings[key]
+
+    def match(self, group_images: list[ImageRef], region: str, needed_gib: int) -> MatchResult:
+        images = sorted(set(group_images))
+        exact: dict[str, int] = defaultdict(int)
+        touched: dict[str, int] = defaultdict(int)
+        for ref in images:
+            exact_ids: set[str] = set()
+            for key in _version_keys(ref):
+                exact_ids |= self._by_version.get((ref.repository_key, key), set())
+            for cache_id in exact_ids:
+                exact[cache_id] += 1
+            for cache_id in self._by_repository.get(ref.repository_key, ()):
+                touched[cache_id] += 1
+        scored = (
+            (
+                self._records[cache_id],
+                Degree(
+                    exact=exact[cache_id],
+                    same_repository=count - exact[cache_id],
+                    total=len(images),
+                ),
+            )
+            for cache_id, count in touched.items()
+        )
+        return _result(scored, region, needed_gib)

@@ -1,0 +1,61 @@
+from eci_imagecache.engine.diff import ChangeKind, diff_cache
+
+BASE = {
+    "backend": "local",
+    "region": "local",
+    "name": "web",
+    "images": ["nginx:1.25", "redis"],
+    "size_gib": 20,
+    "retention_days": None,
+    "eviction": "",
+    "instant": False,
+    "credentials": [],
+    "insecure_registries": [],
+}
+
+
+def test_same_images_in_another_order_and_spelling_is_no_change() -> None:
+    new = {**BASE, "images": ["docker.io/library/redis:latest", "nginx:1.25", "nginx:1.25"]}
+    diff = diff_cache(BASE, new)
+    assert diff.kind == ChangeKind.NONE
+    assert diff.changes == []
+
+
+def test_retention_updates_in_place_only_that_field() -> None:
+    diff = diff_cache(BASE, {**BASE, "retention_days": 7})
+    assert diff.kind == ChangeKind.UPDATE
+    assert diff.changed_fields == ["retention_days"]
+    assert diff.summary() == "update in place: retention_days None -> 7"
+
+
+def test_eviction_spelling_is_normalized() -> None:
+    assert diff_cache({**BASE, "eviction": "lru"}, {**BASE, "eviction": "LRU"}).changes == []
+    assert diff_cache(BASE, {**BASE, "eviction": "LRU"}).kind == ChangeKind.UPDATE
+
+
+def test_images_rebuild_and_list_what_changes() -> None:
+    diff = diff_cache(BASE, {**BASE, "images": ["nginx:1.27", "redis"]})
+    assert diff.kind == ChangeKind.REBUILD
+    assert diff.images_added == ["docker.io/library/nginx:1.27"]
+    assert diff.images_removed == ["docker.io/library/nginx:1.25"]
+
+
+def test_size_rebuilds_region_and_backend_replace() -> None:
+    assert diff_cache(BASE, {**BASE, "size_gib": 40}).kind == ChangeKind.REBUILD
+    diff = diff_cache(BASE, {**BASE, "region": "cn-hangzhou", "retention_days": 3})
+    assert diff.kind == ChangeKind.REPLACE
+    assert diff.replaced_fields == ["region"]
+    assert diff_cache(BASE, {**BASE, "backend": "alicloud"}).replaced_fields == ["backend"]
+
+
+def test_password_change_is_an_update_that_never_shows_the_password() -> None:
+    old = {**BASE, "credentials": [{"server": "r.io", "username": "u", "password": "one-secret"}]}
+    new = {**BASE, "credentials": [{"server": "r.io", "username": "u", "password": "two-secret"}]}
+    diff = diff_cache(old, new)
+    assert diff.kind == ChangeKind.UPDATE
+    assert "one-secret" not in diff.summary() and "two-secret" not in diff.summary()
+    assert diff_cache(old, old).changes == []
+
+
+def test_fields_outside_the_rules_are_ignored() -> None:
+    assert diff_cache({**BASE, "status": "Ready"}, {**BASE, "status": "Creating"}).changes == []

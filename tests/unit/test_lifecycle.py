@@ -1,0 +1,105 @@
+from datetime import timedelta
+
+import pytest
+
+from eci_imagecache.engine.lifecycle import (
+    QuotaExceeded,
+    append_event,
+    auto_cache_name,
+    auto_cache_size_gib,
+    due_for_deletion,
+    expires_at,
+    lru_order,
+    make_room,
+)
+from eci_imagecache.engine.models import CacheEvent, CacheKind, EvictionStrategy, Quota
+
+from .helpers import T0, record
+
+AUTO = CacheKind.AUTO
+LRU = EvictionStrategy.LRU
+
+
+def test_manual_cache_is_permanent_without_retention() -> None:
+    cache = record("m", ["nginx"])
+    assert expires_at(cache) is None
+    assert due_for_deletion([cache], T0 + timedelta(days=10_000)) == []
+
+
+def test_retention_expires_at_creation_plus_days() -> None:
+    cache = record("m", ["nginx"], retention_days=3)
+    assert expires_at(cache) == T0 + timedelta(days=3)
+    assert due_for_deletion([cache], T0 + timedelta(days=3) - timedelta(seconds=1)) == []
+    [due] = due_for_deletion([cache], T0 + timedelta(days=3))
+    assert due.reason == "retention of 3 days elapsed"
+
+
+def test_changing_retention_moves_the_expiry() -> None:
+    cache = record("m", ["nginx"], retention_days=3)
+    longer = cache.model_copy(update={"retention_days": 10})
+    assert expires_at(longer) == T0 + timedelta(days=10)
+
+
+def test_auto_cache_never_used_goes_after_7_days() -> None:
+    cache = record("a", ["nginx"], kind=AUTO)
+    assert due_for_deletion([cache], T0 + timedelta(days=6, hours=23)) == []
+    [due] = due_for_deletion([cache], T0 + timedelta(days=7))
+    assert due.reason == "automatic cache never used for 7 days"
+
+
+def test_auto_cache_used_goes_after_30_idle_days() -> None:
+    cache = record("a", ["nginx"], kind=AUTO, last_used=timedelta(days=6))
+    assert due_for_deletion([cache], T0 + timedelta(days=35)) == []
+    [due] = due_for_deletion([cache], T0 + timedelta(days=36))
+    assert due.reason == "automatic cache unused for 30 days"
+
+
+def test_lru_order_uses_last_use_then_creation() -> None:
+    caches = [
+        record("used-late", ["a"], last_used=timedelta(days=9)),
+        record("never-used-new", ["a"], created=timedelta(days=5)),
+        record("used-early", ["a"], created=timedelta(days=1), last_used=timedelta(days=2)),
+    ]
+    assert [c.id for c in lru_order(caches)] == ["used-early", "never-used-new", "used-late"]
+
+
+def test_room_at_quota_evicts_least_recently_used_lru_cache_of_the_same_kind() -> None:
+    caches = [
+        record("pinned-oldest", ["a"]),
+        record("lru-old", ["a"], eviction=LRU, created=timedelta(days=1)),
+        record("lru-new", ["a"], eviction=LRU, created=timedelta(days=2)),
+        record("auto", ["a"], kind=AUTO),
+    ]
+    quota = Quota(max_manual=3, max_auto=5)
+    assert [c.id for c in make_room(caches, CacheKind.MANUAL, quota)] == ["lru-old"]
+    assert make_room(caches, AUTO, quota) == []
+
+
+def test_quota_without_evictable_cache_refuses() -> None:
+    caches = [record("a", ["a"]), record("b", ["a"])]
+    with pytest.raises(QuotaExceeded, match="quota of 2 manual image caches reached"):
+        make_room(caches, CacheKind.MANUAL, Quota(max_manual=2))
+
+
+def test_auto_caches_are_always_evictable() -> None:
+    caches = [
+        record("a1", ["a"], kind=AUTO, last_used=timedelta(days=3)),
+        record("a2", ["a"], kind=AUTO, last_used=timedelta(days=1)),
+    ]
+    assert [c.id for c in make_room(caches, AUTO, Quota(max_auto=2))] == ["a2"]
+
+
+def test_auto_cache_naming_and_size() -> None:
+    assert auto_cache_name("eci-123") == "auto-create-for-eci-123"
+    assert auto_cache_size_gib(0) == 30
+    assert auto_cache_size_gib(20) == 50
+
+
+def test_events_keep_the_50_most_recent() -> None:
+    events: list[CacheEvent] = []
+    for i in range(60):
+        events = append_event(
+            events, CacheEvent(at=T0, kind="Normal", reason="Step", message=str(i))
+        )
+    assert len(events) == 50
+    assert events[0].message == "10" and events[-1].message == "59"
