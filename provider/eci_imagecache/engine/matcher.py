@@ -11,6 +11,7 @@ cache with the same scoring and is the reference the index is tested and benchma
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -65,11 +66,14 @@ class Rejection(BaseModel):
 
 
 class MatchResult(BaseModel):
+    """The best candidates in rank order (at most ``limit``) and why others were left out."""
+
     model_config = ConfigDict(frozen=True)
 
     needed_gib: int
     ranking: list[Candidate]
     rejected: list[Rejection]
+    candidates: int  # how many caches qualified, of which ``ranking`` shows the best
 
     @property
     def chosen(self) -> Candidate | None:
@@ -82,6 +86,9 @@ class MatchResult(BaseModel):
         return f"{best.name} ({best.cache_id}): {best.reason}"
 
 
+DEFAULT_LIMIT = 10
+
+
 def _version_keys(ref: ImageRef) -> list[str]:
     keys = []
     if ref.digest:
@@ -89,16 +96,6 @@ def _version_keys(ref: ImageRef) -> list[str]:
     if ref.tag:
         keys.append(f"tag:{ref.tag}")
     return keys
-
-
-def _rank_key(record: CacheRecord, degree: Degree, needed_gib: int) -> tuple:
-    return (
-        -degree.exact,
-        -degree.same_repository,
-        needed_gib - record.size_gib,
-        -record.created_at.timestamp(),
-        record.id,
-    )
 
 
 def _filter(record: CacheRecord, region: str, needed_gib: int) -> str | None:
@@ -113,35 +110,57 @@ def _filter(record: CacheRecord, region: str, needed_gib: int) -> str | None:
 
 
 def _result(
-    scored: Iterable[tuple[CacheRecord, Degree]], region: str, needed_gib: int
+    scored: Iterable[tuple[CacheRecord, int, int]],
+    total: int,
+    region: str,
+    needed_gib: int,
+    limit: int,
 ) -> MatchResult:
-    ranked: list[tuple[tuple, Candidate]] = []
-    rejected: list[Rejection] = []
-    for record, degree in scored:
+    """Rank (record, exact, same_repository) triples; only the best ``limit`` become models."""
+    keyed: list[tuple[tuple, CacheRecord, int, int]] = []
+    rejected: list[tuple[str, CacheRecord]] = []
+    for record, exact, same in scored:
         problem = _filter(record, region, needed_gib)
-        if problem is None and degree.exact + degree.same_repository == 0:
+        if problem is None and exact + same == 0:
             problem = "no image in common"
         if problem is not None:
-            rejected.append(Rejection(cache_id=record.id, name=record.name, reason=problem))
+            rejected.append((record.id, problem, record))
             continue
+        key = (
+            -exact,
+            -same,
+            needed_gib - record.size_gib,
+            -record.created_at.timestamp(),
+            record.id,
+        )
+        keyed.append((key, record, exact, same))
+    ranking = []
+    for _, record, exact, same in heapq.nsmallest(limit, keyed, key=lambda item: item[0]):
+        degree = Degree(exact=exact, same_repository=same, total=total)
         reason = (
             f"{degree.describe()}; {record.size_gib} GiB for {needed_gib} GiB of storage; "
             f"created {record.created_at:%Y-%m-%d %H:%M:%S}"
         )
-        candidate = Candidate(
-            cache_id=record.id,
-            name=record.name,
-            degree=degree,
-            size_gib=record.size_gib,
-            reason=reason,
+        ranking.append(
+            Candidate(
+                cache_id=record.id,
+                name=record.name,
+                degree=degree,
+                size_gib=record.size_gib,
+                reason=reason,
+            )
         )
-        ranked.append((_rank_key(record, degree, needed_gib), candidate))
-    ranked.sort(key=lambda pair: pair[0])
-    rejected.sort(key=lambda r: r.cache_id)
-    return MatchResult(needed_gib=needed_gib, ranking=[c for _, c in ranked], rejected=rejected)
+    rejections = [
+        Rejection(cache_id=cache_id, name=record.name, reason=problem)
+        for cache_id, problem, record in sorted(rejected, key=lambda r: r[0])[:limit]
+    ]
+    return MatchResult(
+        needed_gib=needed_gib, ranking=ranking, rejected=rejections, candidates=len(keyed)
+    )
 
 
-def score(record_images: Iterable[ImageRef], group_images: list[ImageRef]) -> Degree:
+def score(record_images: Iterable[ImageRef], group_images: list[ImageRef]) -> tuple[int, int]:
+    """(exact, same_repository) counts of the group's images against one cache's images."""
     versions: dict[str, set[str]] = defaultdict(set)
     for ref in record_images:
         versions[ref.repository_key].update(_version_keys(ref))
@@ -154,15 +173,20 @@ def score(record_images: Iterable[ImageRef], group_images: list[ImageRef]) -> De
             exact += 1
         else:
             same += 1
-    return Degree(exact=exact, same_repository=same, total=len(group_images))
+    return exact, same
 
 
 def linear_match(
-    records: Iterable[CacheRecord], group_images: list[ImageRef], region: str, needed_gib: int
+    records: Iterable[CacheRecord],
+    group_images: list[ImageRef],
+    region: str,
+    needed_gib: int,
+    limit: int = DEFAULT_LIMIT,
 ) -> MatchResult:
     """Score every cache: the reference behaviour, and the baseline of the benchmark."""
     images = sorted(set(group_images))
-    return _result(((r, score(r.images, images)) for r in records), region, needed_gib)
+    scored = ((r, *score(r.images, images)) for r in records)
+    return _result(scored, len(images), region, needed_gib, limit)
 
 
 class CacheIndex:
@@ -207,7 +231,13 @@ class CacheIndex:
             if not ids:
                 del postings[key]
 
-    def match(self, group_images: list[ImageRef], region: str, needed_gib: int) -> MatchResult:
+    def match(
+        self,
+        group_images: list[ImageRef],
+        region: str,
+        needed_gib: int,
+        limit: int = DEFAULT_LIMIT,
+    ) -> MatchResult:
         images = sorted(set(group_images))
         exact: dict[str, int] = defaultdict(int)
         touched: dict[str, int] = defaultdict(int)
@@ -220,14 +250,7 @@ class CacheIndex:
             for cache_id in self._by_repository.get(ref.repository_key, ()):
                 touched[cache_id] += 1
         scored = (
-            (
-                self._records[cache_id],
-                Degree(
-                    exact=exact[cache_id],
-                    same_repository=count - exact[cache_id],
-                    total=len(images),
-                ),
-            )
+            (self._records[cache_id], exact[cache_id], count - exact[cache_id])
             for cache_id, count in touched.items()
         )
-        return _result(scored, region, needed_gib)
+        return _result(scored, len(images), region, needed_gib, limit)

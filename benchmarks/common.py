@@ -1,0 +1,43 @@
+"""Shared helpers: timing side by side and writing results/<name>.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def quick() -> bool:
+    """Short mode (small sizes) for CI: BENCH_QUICK=1."""
+    return os.environ.get("BENCH_QUICK", "") not in ("", "0")
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    """Seconds for each of ``repeat`` calls."""
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def p(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def write_results(name: str, figures: dict[str, float]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    return path
