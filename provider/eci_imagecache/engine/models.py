@@ -219,6 +219,17 @@ class CacheRecord(BaseModel):
     last_used_at: datetime | None = None
     progress: int = Field(default=0, ge=0, le=100)
     failure: str | None = None
+    # What the user asked for besides the images (manual caches only).
+    instant: bool = False
+    layer_reuse: bool = False
+    credential_servers: list[str] = Field(default_factory=list)
+    # What the last build did.
+    snapshot_id: str | None = None
+    layer_count: int = 0
+    content_bytes: int = 0
+    fetched_bytes: int = 0
+    reused_bytes: int = 0
+    plan: str | None = None
 
     @property
     def usable(self) -> bool:

@@ -1,0 +1,1 @@
+"""Backends: one interface (``base.Backend``), a local and an Alibaba Cloud implementation."""

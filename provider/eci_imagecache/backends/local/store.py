@@ -1,0 +1,159 @@
+"""SQLite state of the local backend.
+
+One connection per thread (Pulumi runs provider hooks in a thread pool) and ``BEGIN IMMEDIATE``
+transactions, so concurrent hooks and concurrent processes serialize their writes; WAL lets
+readers go on meanwhile. The schema carries a version and migrates forward on open.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ...engine.models import MAX_EVENTS, CacheEvent, CacheRecord
+
+MIGRATIONS: list[str] = [
+    # 1: caches, their events, the layers each holds
+    """
+    CREATE TABLE caches (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        region TEXT NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE INDEX caches_name ON caches(name);
+    CREATE TABLE cache_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        cache_id TEXT NOT NULL,
+        event TEXT NOT NULL
+    );
+    CREATE INDEX cache_events_cache ON cache_events(cache_id, seq);
+    CREATE TABLE cache_layers (
+        cache_id TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (cache_id, digest)
+    );
+    CREATE INDEX cache_layers_digest ON cache_layers(digest);
+    """,
+]
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self.transaction() as db:
+            self._migrate(db)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: taken at once, so read-check-write sequences are atomic."""
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"the store at schema version {version} is newer than this eci-imagecache "
+                f"(knows {len(MIGRATIONS)}); upgrade the package"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in filter(str.strip, script.split(";")):
+                db.execute(statement)
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(number),),
+            )
+
+    # caches -----------------------------------------------------------------------------
+
+    @staticmethod
+    def put_cache(db: sqlite3.Connection, record: CacheRecord) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO caches (id, name, kind, region, record) VALUES (?, ?, ?, ?, ?)",
+            (record.id, record.name, record.kind.value, record.region, record.model_dump_json()),
+        )
+
+    @staticmethod
+    def get_cache(db: sqlite3.Connection, cache_id: str) -> CacheRecord | None:
+        row = db.execute("SELECT record FROM caches WHERE id = ?", (cache_id,)).fetchone()
+        return CacheRecord.model_validate_json(row[0]) if row else None
+
+    @staticmethod
+    def list_caches(db: sqlite3.Connection) -> list[CacheRecord]:
+        rows = db.execute("SELECT record FROM caches ORDER BY id").fetchall()
+        return [CacheRecord.model_validate_json(r[0]) for r in rows]
+
+    @staticmethod
+    def delete_cache(db: sqlite3.Connection, cache_id: str) -> None:
+        for table, column in (
+            ("caches", "id"),
+            ("cache_events", "cache_id"),
+            ("cache_layers", "cache_id"),
+        ):
+            db.execute(f"DELETE FROM {table} WHERE {column} = ?", (cache_id,))
+
+    # events -----------------------------------------------------------------------------
+
+    @staticmethod
+    def add_event(db: sqlite3.Connection, cache_id: str, event: CacheEvent) -> None:
+        db.execute(
+            "INSERT INTO cache_events (cache_id, event) VALUES (?, ?)",
+            (cache_id, event.model_dump_json()),
+        )
+        db.execute(
+            "DELETE FROM cache_events WHERE cache_id = ? AND seq NOT IN "
+            "(SELECT seq FROM cache_events WHERE cache_id = ? ORDER BY seq DESC LIMIT ?)",
+            (cache_id, cache_id, MAX_EVENTS),
+        )
+
+    def events(self, cache_id: str) -> list[CacheEvent]:
+        rows = (
+            self._connect()
+            .execute("SELECT event FROM cache_events WHERE cache_id = ? ORDER BY seq", (cache_id,))
+            .fetchall()
+        )
+        return [CacheEvent.model_validate_json(r[0]) for r in rows]
+
+    # layers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def set_layers(db: sqlite3.Connection, cache_id: str, layers: dict[str, int]) -> None:
+        db.execute("DELETE FROM cache_layers WHERE cache_id = ?", (cache_id,))
+        db.executemany(
+            "INSERT INTO cache_layers (cache_id, digest, size) VALUES (?, ?, ?)",
+            [(cache_id, d, s) for d, s in layers.items()],
+        )
+
+    @staticmethod
+    def layers_held(db: sqlite3.Connection, exclude: str | None = None) -> set[str]:
+        rows = db.execute(
+            "SELECT DISTINCT digest FROM cache_layers WHERE cache_id != ?", (exclude or "",)
+        ).fetchall()
+        return {r[0] for r in rows}

@@ -1,0 +1,20 @@
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import missing
+
+from .pulumi_cli import REPO, Stack, find_pulumi_bin
+
+
+@pytest.fixture(scope="session")
+def pulumi_bin() -> Path:
+    found = find_pulumi_bin()
+    if found is None:
+        missing("no Pulumi CLI: run scripts/install-pulumi-cli.sh")
+    return found
+
+
+@pytest.fixture
+def quickstart(pulumi_bin: Path, tmp_path: Path) -> Stack:
+    return Stack(project_dir=REPO / "examples" / "quickstart", work=tmp_path)
