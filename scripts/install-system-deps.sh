@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Debian packages the tests and benchmarks use: a real OCI registry (distribution 2.8) and skopeo,
+# the reference client of the build-throughput benchmark. Installs only what is missing.
+set -euo pipefail
+need=()
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v skopeo >/dev/null || need+=(skopeo)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
+if ((${#need[@]})); then
+  sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
