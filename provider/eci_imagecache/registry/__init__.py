@@ -1,0 +1,21 @@
+"""OCI Distribution client: manifests, platform selection, verified blobs, auth."""
+
+from .client import (
+    AuthenticationError,
+    Credentials,
+    DigestMismatch,
+    ImageNotFound,
+    RegistryClient,
+    RegistryError,
+    RegistryUnavailable,
+)
+
+__all__ = [
+    "AuthenticationError",
+    "Credentials",
+    "DigestMismatch",
+    "ImageNotFound",
+    "RegistryClient",
+    "RegistryError",
+    "RegistryUnavailable",
+]
