@@ -135,9 +135,15 @@ class ImageCacheSpec(BaseModel):
 class ContainerSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
     image: ImageRef
     image_pull_policy: str = Field(default="IfNotPresent", pattern=r"^(Always|IfNotPresent|Never)$")
+    command: list[str] = Field(default_factory=list)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    ports: list[int] = Field(default_factory=list)
+    cpu: float | None = Field(default=None, gt=0, le=64)
+    memory_gib: float | None = Field(default=None, gt=0, le=512)
 
     @field_validator("image", mode="before")
     @classmethod
@@ -163,6 +169,12 @@ class ContainerGroupSpec(BaseModel):
     extra_ephemeral_storage_gib: int = Field(default=0, ge=0, le=2048)
     cache: CacheSelection = CacheSelection.AUTO_CREATE
     cache_id: str | None = None
+    cpu: float | None = Field(default=None, gt=0, le=64)
+    memory_gib: float | None = Field(default=None, gt=0, le=512)
+    restart_policy: str = Field(default="Always", pattern=r"^(Always|OnFailure|Never)$")
+    credentials: list[RegistryCredential] = Field(default_factory=list)
+    insecure_registries: list[str] = Field(default_factory=list)
+    plain_http_registries: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _explicit_needs_id(self) -> ContainerGroupSpec:
@@ -175,6 +187,15 @@ class ContainerGroupSpec(BaseModel):
     @property
     def images(self) -> list[ImageRef]:
         return unique_images([c.image for c in [*self.init_containers, *self.containers]])
+
+    def pull_policy(self, image: ImageRef) -> str:
+        """The strictest policy any container declares for this image."""
+        policies = {
+            c.image_pull_policy
+            for c in [*self.init_containers, *self.containers]
+            if c.image == image
+        }
+        return "Always" if "Always" in policies else "IfNotPresent"
 
     @property
     def ephemeral_storage_gib(self) -> int:
@@ -252,3 +273,30 @@ def validation_failures(exc: ValidationError) -> list[tuple[str, str]]:
             message = message.strip()
         failures.append((".".join(location) or "(resource)", message))
     return failures
+
+
+class GroupStatus(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    FAILED = "Failed"
+
+
+class ContainerGroupRecord(BaseModel):
+    """A container group as a backend holds it, with the cache decision made at creation."""
+
+    id: str
+    name: str
+    region: str
+    status: GroupStatus
+    images: list[ImageRef]
+    created_at: datetime
+    ephemeral_storage_gib: int
+    cache_id: str | None = None
+    cache_name: str | None = None
+    match_degree: str = "none"
+    match_reason: str = ""
+    auto_created_cache_id: str | None = None
+    bytes_fetched: int = 0
+    bytes_from_cache: int = 0
+    preparation_seconds: float = 0.0
+    failure: str | None = None

@@ -1,29 +1,64 @@
-"""The local backend: image caches on this machine, state in SQLite."""
+"""The local backend: real image caches on this machine.
+
+State is in SQLite (``store.Store``), image content in a content-addressed blob store
+(``blobs.BlobStore``), and a cache's snapshot is a file that pins each image to its manifest and
+blobs. Builds pull from real registries with ``registry.RegistryClient``; container groups prepare
+their images from the cache they match, or from the registry when it does not hold them.
+
+The engine decides (plans, matching, quotas, expiry); this module does.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
+import shutil
+import socket
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from platformdirs import user_data_dir
+from pydantic import BaseModel
 
-from ...engine.lifecycle import make_room
+from ...engine.diff import ChangeKind, diff_cache
+from ...engine.lifecycle import (
+    QuotaExceeded,
+    auto_cache_name,
+    auto_cache_size_gib,
+    due_for_deletion,
+    make_room,
+)
+from ...engine.matcher import CacheIndex, MatchResult, score
 from ...engine.models import (
     CacheEvent,
     CacheKind,
     CacheRecord,
+    CacheSelection,
     CacheStatus,
+    ContainerGroupRecord,
+    ContainerGroupSpec,
+    EvictionStrategy,
+    GroupStatus,
     ImageCacheSpec,
     Quota,
+    RegistryCredential,
+    SnapshotKind,
 )
-from ..base import NotFound
+from ...engine.planner import BuildPlan, PlanError, ResolvedImage, plan_build
+from ...engine.refs import ImageRef
+from ...registry.client import Credentials, RegistryClient, RegistryError
+from ..base import BackendError, NotFound
+from .blobs import BlobStore, UnsafeDigest
 from .store import Store
 
 Clock = Callable[[], datetime]
 LOCAL_REGION = "local"
+RegistryFactory = Callable[..., RegistryClient]
 
 
 def default_data_dir() -> Path:
@@ -39,6 +74,49 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(10)}"
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Usage(BaseModel):
+    quota: Quota
+    manual: int
+    auto: int
+
+
+class GcReport(BaseModel):
+    expired: list[str]  # "id (reason)"
+    blobs_removed: int
+    bytes_freed: int
+    dry_run: bool
+
+
+class Snapshot(BaseModel):
+    """What a cache holds: each image pinned to its manifest and blobs."""
+
+    id: str
+    cache_id: str
+    images: list[ResolvedImage]
+
+    def find(self, ref: ImageRef) -> ResolvedImage | None:
+        """The held image with the same repository and version (tag or digest)."""
+        for image in self.images:
+            held = ImageRef.parse(image.reference)
+            if held.repository_key != ref.repository_key:
+                continue
+            if (ref.digest and ref.digest in (held.digest, image.manifest_digest)) or (
+                not ref.digest and ref.tag == held.tag
+            ):
+                return image
+        return None
+
+
 class LocalBackend:
     def __init__(
         self,
@@ -46,43 +124,313 @@ class LocalBackend:
         quota: Quota | None = None,
         clock: Clock = utc_now,
         region: str = LOCAL_REGION,
+        registry_factory: RegistryFactory = RegistryClient,
+        on_phase: Callable[[str, CacheRecord], None] | None = None,
     ) -> None:
         self.data_dir = data_dir or default_data_dir()
         self.store = Store(self.data_dir / "state.db")
-        self.quota = quota or Quota()
+        self.blobs = BlobStore(self.data_dir / "blobs")
+        self.snapshots = self.data_dir / "snapshots"
+        self.groups_dir = self.data_dir / "groups"
+        self.snapshots.mkdir(parents=True, exist_ok=True)
         self.clock = clock
         self.region = region
+        self.registry_factory = registry_factory
+        self.on_phase = on_phase or (lambda phase, record: None)
+        self._host = socket.gethostname()
+        self._active: set[str] = set()  # caches this process is building right now
+        self._lock = threading.Lock()
+        self._index = CacheIndex()
+        self._index_version = -1
+        if quota is not None:
+            self.set_quota(quota)
+        self.recover()
 
-    def _event(self, db, cache_id: str, reason: str, message: str, kind: str = "Normal") -> None:
-        self.store.add_event(
-            db, cache_id, CacheEvent(at=self.clock(), kind=kind, reason=reason, message=message)
-        )
+    # housekeeping -------------------------------------------------------------------------
 
-    def create_image_cache(self, spec: ImageCacheSpec) -> CacheRecord:
-        now = self.clock()
-        record = CacheRecord(
-            id=new_id("imc"),
-            name=spec.name,
-            kind=CacheKind.MANUAL,
-            region=self.region,
-            images=spec.images,
-            size_gib=spec.size_gib,
-            status=CacheStatus.CREATING,
-            eviction=spec.eviction,
-            retention_days=spec.retention_days,
-            created_at=now,
-            instant=spec.instant,
-            layer_reuse=spec.layer_reuse,
-            credential_servers=[c.server for c in spec.credentials],
-        )
+    @property
+    def quota(self) -> Quota:
         with self.store.transaction() as db:
-            for victim in make_room(self.store.list_caches(db), CacheKind.MANUAL, self.quota):
-                self.store.delete_cache(db, victim.id)
-            self.store.put_cache(db, record)
-            self._event(db, record.id, "Created", f"image cache {spec.name} created")
+            row = db.execute("SELECT value FROM meta WHERE key = 'quota'").fetchone()
+        return Quota.model_validate_json(row[0]) if row else Quota()
+
+    def set_quota(self, quota: Quota) -> None:
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('quota', ?)",
+                (quota.model_dump_json(),),
+            )
+
+    def _event(
+        self, db: Any, cache_id: str, reason: str, message: str, kind: str = "Normal"
+    ) -> None:
+        event = CacheEvent(at=self.clock(), kind=kind, reason=reason, message=message)
+        self.store.add_event(db, cache_id, event)
+
+    def recover(self) -> list[str]:
+        """Fail builds whose process died (so they are never matched) and drop their temp files."""
+        failed = []
+        with self.store.transaction() as db:
+            for cache_id, host, pid in self.store.builds(db):
+                if host != self._host or cache_id in self._active:
+                    continue
+                if pid == os.getpid() or not _pid_alive(pid):
+                    record = self.store.get_cache(db, cache_id)
+                    self.store.end_build(db, cache_id)
+                    if record is None or record.status not in (
+                        CacheStatus.CREATING,
+                        CacheStatus.UPDATING,
+                    ):
+                        continue
+                    reason = f"build interrupted: process {pid} ended before it finished"
+                    self._fail(db, record, reason)
+                    failed.append(cache_id)
+        self.blobs.remove_stale_temp_files(_pid_alive)
+        return failed
+
+    def _fail(self, db: Any, record: CacheRecord, reason: str) -> CacheRecord:
+        # A failed rebuild keeps the snapshot it had; a failed first build has none usable.
+        keeps_snapshot = record.status == CacheStatus.UPDATING
+        record = record.model_copy(
+            update={
+                "status": CacheStatus.READY if keeps_snapshot else CacheStatus.FAILED,
+                "snapshot": record.snapshot if keeps_snapshot else SnapshotKind.NONE,
+                "failure": reason,
+            }
+        )
+        self.store.put_cache(db, record)
+        self._event(db, record.id, "BuildFailed", reason, kind="Warning")
         return record
 
+    def expire(self, dry_run: bool = False) -> list[str]:
+        """Delete caches whose retention or automatic expiry has passed."""
+        with self.store.transaction() as db:
+            due = due_for_deletion(self.store.list_caches(db), self.clock())
+            if not dry_run:
+                for expiry in due:
+                    self._delete_cache(db, expiry.cache_id)
+        return [f"{e.cache_id} ({e.reason})" for e in due]
+
+    def gc(self, dry_run: bool = False) -> GcReport:
+        """Apply expiry now and remove blobs no cache references any more."""
+        expired = self.expire(dry_run=dry_run)
+        with self.store.transaction() as db:
+            referenced = self.store.referenced_digests(db)
+        orphans = [d for d in self.blobs.digests() if d not in referenced]
+        freed = sum(self.blobs.path(d).stat().st_size for d in orphans)
+        if not dry_run:
+            for digest in orphans:
+                self.blobs.remove(digest)
+        return GcReport(
+            expired=expired, blobs_removed=len(orphans), bytes_freed=freed, dry_run=dry_run
+        )
+
+    def usage(self) -> Usage:
+        caches = self.list_image_caches()
+        return Usage(
+            quota=self.quota,
+            manual=sum(c.kind == CacheKind.MANUAL for c in caches),
+            auto=sum(c.kind == CacheKind.AUTO for c in caches),
+        )
+
+    # registry -----------------------------------------------------------------------------
+
+    def _registry(
+        self, credentials: list[RegistryCredential], plain_http: list[str], insecure: list[str]
+    ) -> RegistryClient:
+        return self.registry_factory(
+            credentials={c.server: Credentials(c.username, c.password) for c in credentials},
+            plain_http=set(plain_http),
+            insecure=set(insecure),
+        )
+
+    def _resolve(self, client: RegistryClient, images: list[ImageRef]) -> list[ResolvedImage]:
+        resolved = []
+        for ref in images:
+            image = client.resolve(ref)
+            for blob in image.blobs:
+                try:
+                    self.blobs.path(blob.digest)
+                except UnsafeDigest as err:
+                    raise RegistryError(f"image {ref}: {err}") from None
+            resolved.append(image)
+        return resolved
+
+    # image caches -------------------------------------------------------------------------
+
+    def plan_image_cache(self, spec: ImageCacheSpec, cache_id: str | None = None) -> BuildPlan:
+        """What building ``spec`` would fetch and reuse now; nothing is written."""
+        with self._registry(
+            spec.credentials, spec.plain_http_registries, spec.insecure_registries
+        ) as client:
+            images = self._resolve(client, spec.images)
+        return self._plan(images, spec, cache_id)
+
+    def _plan(
+        self, images: list[ResolvedImage], spec: ImageCacheSpec, cache_id: str | None
+    ) -> BuildPlan:
+        with self.store.transaction() as db:
+            held = {d for d in self.store.layers_held(db, exclude=cache_id) if self.blobs.has(d)}
+        return plan_build(images, spec.size_gib, held, spec.layer_reuse)
+
+    def create_image_cache(self, spec: ImageCacheSpec) -> CacheRecord:
+        """Plan, claim quota, build. Errors before the claim leave nothing behind; errors after
+        it leave the cache Failed with the reason (never usable)."""
+        self.expire()
+        with self._registry(
+            spec.credentials, spec.plain_http_registries, spec.insecure_registries
+        ) as client:
+            try:
+                images = self._resolve(client, spec.images)
+                plan = self._plan(images, spec, None)
+            except (RegistryError, PlanError) as err:
+                raise BackendError(f"image cache {spec.name}: {err}") from None
+            record = CacheRecord(
+                id=new_id("imc"),
+                name=spec.name,
+                kind=CacheKind.MANUAL,
+                region=self.region,
+                images=spec.images,
+                size_gib=spec.size_gib,
+                status=CacheStatus.CREATING,
+                eviction=spec.eviction,
+                retention_days=spec.retention_days,
+                created_at=self.clock(),
+                instant=spec.instant,
+                layer_reuse=spec.layer_reuse,
+                credential_servers=[c.server for c in spec.credentials],
+                plan=plan.summary(),
+            )
+            with self.store.transaction() as db:
+                try:
+                    victims = make_room(self.store.list_caches(db), CacheKind.MANUAL, self.quota)
+                except QuotaExceeded as err:
+                    raise BackendError(f"image cache {spec.name}: {err}") from None
+                for victim in victims:
+                    self._delete_cache(db, victim.id)
+                self.store.put_cache(db, record)
+                self._event(
+                    db,
+                    record.id,
+                    "Created",
+                    f"image cache {spec.name} created"
+                    + "".join(f"; evicted {v.name} ({v.id}, LRU)" for v in victims),
+                )
+            return self._build(record, plan, client)
+
+    def _build(self, record: CacheRecord, plan: BuildPlan, client: RegistryClient) -> CacheRecord:
+        with self.store.transaction() as db:
+            self.store.start_build(db, record.id, self._host, os.getpid())
+            self._event(db, record.id, "Building", plan.summary())
+        self._active.add(record.id)
+        try:
+            return self._run_build(record, plan, client)
+        except Exception as err:  # every failure ends in a Failed record, then re-raises
+            reason = str(err) if isinstance(err, RegistryError | BackendError) else repr(err)
+            with self.store.transaction() as db:
+                current = self.store.get_cache(db, record.id)
+                if current is not None:
+                    self._fail(db, current, reason)
+                self.store.end_build(db, record.id)
+            raise BackendError(
+                f"image cache {record.name} ({record.id}) failed: {reason}"
+            ) from None
+        finally:
+            self._active.discard(record.id)
+
+    def _run_build(
+        self, record: CacheRecord, plan: BuildPlan, client: RegistryClient
+    ) -> CacheRecord:
+        refs = {image.reference: ImageRef.parse(image.reference) for image in plan.images}
+        owner = {
+            blob.digest: refs[image.reference] for image in plan.images for blob in image.blobs
+        }
+        total = max(1, plan.fetch_bytes)
+        done = 0
+        last_report = time.monotonic()
+        for blob in plan.fetch:
+            self.blobs.write(
+                blob.digest, lambda out, blob=blob: client.fetch_blob(owner[blob.digest], blob, out)
+            )
+            done += blob.size
+            if time.monotonic() - last_report > 0.5 or done == total:
+                self._update(record.id, progress=min(90, 90 * done // total))
+                last_report = time.monotonic()
+        layers = {blob.digest: blob.size for image in plan.images for blob in image.blobs}
+        with self.store.transaction() as db:
+            self.store.set_layers(db, record.id, layers)
+        if record.instant:
+            record = self._update(
+                record.id,
+                snapshot=SnapshotKind.LOCAL,
+                progress=90,
+                event=("LocalSnapshotReady", "instant cache usable from a local snapshot"),
+            )
+            self.on_phase("local-snapshot", record)
+        snapshot = self._standard_snapshot(record.id, plan.images, layers)
+        record = self._update(
+            record.id,
+            status=CacheStatus.READY,
+            snapshot=SnapshotKind.STANDARD,
+            progress=100,
+            snapshot_id=snapshot.id,
+            layer_count=len(layers),
+            content_bytes=plan.content_bytes,
+            fetched_bytes=plan.fetch_bytes,
+            reused_bytes=plan.reuse_bytes,
+            failure=None,
+            plan=plan.summary(),
+            event=(
+                "Ready",
+                f"standard snapshot {snapshot.id} ready"
+                + ("; local snapshot released" if record.instant else ""),
+            ),
+        )
+        with self.store.transaction() as db:
+            self.store.end_build(db, record.id)
+        self.on_phase("ready", record)
+        return record
+
+    def _standard_snapshot(
+        self, cache_id: str, images: list[ResolvedImage], layers: dict[str, int]
+    ) -> Snapshot:
+        """Check every blob on disk against its digest, then write the snapshot file."""
+        for digest, size in layers.items():
+            hasher = hashlib.sha256()
+            path = self.blobs.path(digest)
+            with open(path, "rb") as f:
+                for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+                    hasher.update(chunk)
+            if f"sha256:{hasher.hexdigest()}" != digest or path.stat().st_size != size:
+                self.blobs.remove(digest)
+                raise BackendError(f"blob {digest[:19]} is corrupt on disk; removed")
+        snapshot = Snapshot(id=new_id("snap"), cache_id=cache_id, images=images)
+        temp = self.snapshots / f".{snapshot.id}.tmp"
+        temp.write_text(snapshot.model_dump_json())
+        os.replace(temp, self.snapshots / f"{snapshot.id}.json")
+        return snapshot
+
+    def _update(
+        self, cache_id: str, event: tuple[str, str] | None = None, **fields: Any
+    ) -> CacheRecord:
+        with self.store.transaction() as db:
+            record = self.store.get_cache(db, cache_id)
+            if record is None:
+                raise BackendError(f"image cache {cache_id} was deleted while building")
+            record = record.model_copy(update=fields)
+            self.store.put_cache(db, record)
+            if event:
+                self._event(db, cache_id, *event)
+        return record
+
+    def _snapshot(self, record: CacheRecord) -> Snapshot | None:
+        if not record.snapshot_id:
+            return None
+        path = self.snapshots / f"{record.snapshot_id}.json"
+        return Snapshot.model_validate_json(path.read_text()) if path.exists() else None
+
     def get_image_cache(self, cache_id: str) -> CacheRecord:
+        self.recover()
         with self.store.transaction() as db:
             record = self.store.get_cache(db, cache_id)
         if record is None:
@@ -90,30 +438,236 @@ class LocalBackend:
         return record
 
     def list_image_caches(self) -> list[CacheRecord]:
+        self.recover()
+        self.expire()
         with self.store.transaction() as db:
             return self.store.list_caches(db)
 
+    def events(self, cache_id: str) -> list[CacheEvent]:
+        self.get_image_cache(cache_id)
+        return self.store.events(cache_id)
+
     def update_image_cache(self, cache_id: str, spec: ImageCacheSpec) -> CacheRecord:
-        with self.store.transaction() as db:
-            record = self.store.get_cache(db, cache_id)
-            if record is None:
-                raise NotFound(f"image cache {cache_id} not found")
-            record = record.model_copy(
-                update={
-                    "name": spec.name,
-                    "images": spec.images,
-                    "size_gib": spec.size_gib,
-                    "eviction": spec.eviction,
-                    "retention_days": spec.retention_days,
-                    "instant": spec.instant,
-                    "layer_reuse": spec.layer_reuse,
-                    "credential_servers": [c.server for c in spec.credentials],
-                }
+        """Update in place; a change of images or size rebuilds while the old snapshot serves."""
+        current = self.get_image_cache(cache_id)
+        before = {"images": [str(i) for i in current.images], "size_gib": current.size_gib}
+        after = {"images": [str(i) for i in spec.images], "size_gib": spec.size_gib}
+        rebuild = (
+            diff_cache(before, after).kind >= ChangeKind.REBUILD
+            or current.status == CacheStatus.FAILED
+        )
+        settings = {
+            "name": spec.name,
+            "eviction": spec.eviction,
+            "retention_days": spec.retention_days,
+            "instant": spec.instant,
+            "layer_reuse": spec.layer_reuse,
+            "credential_servers": [c.server for c in spec.credentials],
+        }
+        if not rebuild:
+            return self._update(
+                cache_id, event=("Updated", f"settings of {spec.name} updated"), **settings
             )
-            self.store.put_cache(db, record)
-            self._event(db, cache_id, "Updated", f"image cache {spec.name} updated")
-        return record
+        with self._registry(
+            spec.credentials, spec.plain_http_registries, spec.insecure_registries
+        ) as client:
+            try:
+                plan = self._plan(self._resolve(client, spec.images), spec, cache_id)
+            except (RegistryError, PlanError) as err:
+                raise BackendError(f"image cache {spec.name}: {err}") from None
+            usable = current.usable and current.status != CacheStatus.FAILED
+            record = self._update(
+                cache_id,
+                images=spec.images,
+                size_gib=spec.size_gib,
+                progress=0,
+                status=CacheStatus.UPDATING if usable else CacheStatus.CREATING,
+                event=("Rebuilding", plan.summary()),
+                **settings,
+            )
+            return self._build(record, plan, client)
 
     def delete_image_cache(self, cache_id: str) -> None:
         with self.store.transaction() as db:
-            self.store.delete_cache(db, cache_id)
+            self._delete_cache(db, cache_id)
+
+    def _delete_cache(self, db: Any, cache_id: str) -> None:
+        record = self.store.get_cache(db, cache_id)
+        self.store.delete_cache(db, cache_id)
+        if record is not None and record.snapshot_id:
+            (self.snapshots / f"{record.snapshot_id}.json").unlink(missing_ok=True)
+
+    # matching -----------------------------------------------------------------------------
+
+    def _current_index(self) -> CacheIndex:
+        with self._lock:
+            with self.store.transaction() as db:
+                version = self.store.caches_version(db)
+                if version != self._index_version:
+                    self._index = CacheIndex(self.store.list_caches(db))
+                    self._index_version = version
+            return self._index
+
+    def match(self, spec: ContainerGroupSpec) -> MatchResult:
+        """Which cache ``spec`` would use now, ranked with reasons."""
+        self.recover()
+        self.expire()
+        return self._current_index().match(spec.images, self.region, spec.ephemeral_storage_gib)
+
+    # container groups ---------------------------------------------------------------------
+
+    def create_container_group(self, spec: ContainerGroupSpec) -> ContainerGroupRecord:
+        group_id = new_id("eci")
+        cache, degree, reason = self._select_cache(spec)
+        started = time.perf_counter()
+        fetched = from_cache = 0
+        workdir = self.groups_dir / group_id
+        used: dict[str, int] = {}
+        resolved: list[ResolvedImage] = []
+        snapshot = self._snapshot(cache) if cache else None
+        with self.store.transaction() as db:
+            held = self.store.cache_layers(db, cache.id) if cache else {}
+        try:
+            with self._registry(
+                spec.credentials, spec.plain_http_registries, spec.insecure_registries
+            ) as client:
+                for n, ref in enumerate(spec.images):
+                    from_snapshot = snapshot.find(ref) if snapshot else None
+                    cached = spec.pull_policy(ref) == "IfNotPresent"
+                    image = from_snapshot if from_snapshot and cached else client.resolve(ref)
+                    resolved.append(image)
+                    for blob in image.blobs:
+                        target = workdir / "images" / str(n) / blob.digest.replace(":", "-")
+                        if cached and blob.digest in held and self.blobs.has(blob.digest):
+                            from_cache += blob.size
+                        else:
+                            self.blobs.write(
+                                blob.digest, lambda out, b=blob, r=ref: client.fetch_blob(r, b, out)
+                            )
+                            fetched += blob.size
+                        self.blobs.link_into(blob.digest, target)
+                        used[blob.digest] = blob.size
+        except RegistryError as err:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise BackendError(f"container group {spec.name}: {err}") from None
+        seconds = time.perf_counter() - started
+        now = self.clock()
+        auto_snapshot = None
+        if cache is None and spec.cache == CacheSelection.AUTO_CREATE:
+            auto_snapshot = self._standard_snapshot(new_id("imc"), resolved, used)
+        record = ContainerGroupRecord(
+            id=group_id,
+            name=spec.name,
+            region=self.region,
+            status=GroupStatus.RUNNING,
+            images=spec.images,
+            created_at=now,
+            ephemeral_storage_gib=spec.ephemeral_storage_gib,
+            cache_id=cache.id if cache else None,
+            cache_name=cache.name if cache else None,
+            match_degree=degree,
+            match_reason=reason,
+            bytes_fetched=fetched,
+            bytes_from_cache=from_cache,
+            preparation_seconds=round(seconds, 6),
+        )
+        with self.store.transaction() as db:
+            if cache is not None:
+                current = self.store.get_cache(db, cache.id)
+                if current is not None:
+                    self.store.put_cache(db, current.model_copy(update={"last_used_at": now}))
+            elif auto_snapshot is not None:
+                try:
+                    auto = self._auto_cache(db, group_id, spec, auto_snapshot, used, now)
+                except QuotaExceeded as err:
+                    (self.snapshots / f"{auto_snapshot.id}.json").unlink(missing_ok=True)
+                    record = record.model_copy(
+                        update={"match_reason": f"no matching cache; not created: {err}"}
+                    )
+                    self.store.put_group(db, record)
+                    return record
+                record = record.model_copy(
+                    update={
+                        "auto_created_cache_id": auto.id,
+                        "match_reason": f"no matching cache; created {auto.name} ({auto.id})",
+                    }
+                )
+            self.store.put_group(db, record)
+        return record
+
+    def _select_cache(self, spec: ContainerGroupSpec) -> tuple[CacheRecord | None, str, str]:
+        if spec.cache == CacheSelection.NONE:
+            return None, "none", "cache use disabled"
+        if spec.cache == CacheSelection.EXPLICIT:
+            try:
+                cache = self.get_image_cache(spec.cache_id or "")
+            except NotFound:
+                raise BackendError(
+                    f"cache_id: image cache {spec.cache_id} does not exist"
+                ) from None
+            if not cache.usable:
+                raise BackendError(
+                    f"cache_id: image cache {cache.id} is not usable "
+                    f"({cache.status.value}{': ' + cache.failure if cache.failure else ''})"
+                )
+            exact, same = score(cache.images, spec.images)
+            label = "exact" if exact == len(spec.images) else "partial" if exact + same else "none"
+            return cache, label, f"specified explicitly; {exact}/{len(spec.images)} images exact"
+        result = self.match(spec)
+        best = result.chosen
+        if best is None:
+            return None, "none", result.explain()
+        return self.get_image_cache(best.cache_id), best.degree.label, best.reason
+
+    def _auto_cache(
+        self,
+        db: Any,
+        group_id: str,
+        spec: ContainerGroupSpec,
+        images: list[ResolvedImage],
+        layers: dict[str, int],
+        now: datetime,
+    ) -> CacheRecord:
+        """ECI's automatic creation: a cache of the group's images, from what it pulled."""
+        for victim in make_room(self.store.list_caches(db), CacheKind.AUTO, self.quota):
+            self._delete_cache(db, victim.id)
+        cache_id = new_id("imc")
+        snapshot = self._standard_snapshot(cache_id, images, layers)
+        record = CacheRecord(
+            id=cache_id,
+            name=auto_cache_name(group_id),
+            kind=CacheKind.AUTO,
+            region=self.region,
+            images=spec.images,
+            size_gib=auto_cache_size_gib(spec.extra_ephemeral_storage_gib),
+            status=CacheStatus.READY,
+            snapshot=SnapshotKind.STANDARD,
+            eviction=EvictionStrategy.LRU,
+            created_at=now,
+            progress=100,
+            snapshot_id=snapshot.id,
+            layer_count=len(layers),
+            content_bytes=sum(layers.values()),
+        )
+        self.store.put_cache(db, record)
+        self.store.set_layers(db, cache_id, layers)
+        self._event(
+            db, cache_id, "Created", f"created automatically for container group {group_id}"
+        )
+        return record
+
+    def get_container_group(self, group_id: str) -> ContainerGroupRecord:
+        with self.store.transaction() as db:
+            record = self.store.get_group(db, group_id)
+        if record is None:
+            raise NotFound(f"container group {group_id} not found")
+        return record
+
+    def list_container_groups(self) -> list[ContainerGroupRecord]:
+        with self.store.transaction() as db:
+            return self.store.list_groups(db)
+
+    def delete_container_group(self, group_id: str) -> None:
+        with self.store.transaction() as db:
+            self.store.delete_group(db, group_id)
+        shutil.rmtree(self.groups_dir / group_id, ignore_errors=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ...engine.models import MAX_EVENTS, CacheEvent, CacheRecord
+from ...engine.models import MAX_EVENTS, CacheEvent, CacheRecord, ContainerGroupRecord
 
 MIGRATIONS: list[str] = [
     # 1: caches, their events, the layers each holds
@@ -40,6 +40,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX cache_layers_digest ON cache_layers(digest);
     """,
+    # 2: container groups; the process building each cache (to find builds that died)
+    """
+    CREATE TABLE container_groups (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE TABLE builds (
+        cache_id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL
+    );
+    """,
 ]
 
 
@@ -63,8 +76,14 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: taken at once, so read-check-write sequences are atomic."""
+        """A write transaction: taken at once, so read-check-write sequences are atomic.
+
+        A transaction opened inside another on the same thread joins the outer one.
+        """
         db = self._connect()
+        if db.in_transaction:
+            yield db
+            return
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
@@ -94,7 +113,21 @@ class Store:
     # caches -----------------------------------------------------------------------------
 
     @staticmethod
-    def put_cache(db: sqlite3.Connection, record: CacheRecord) -> None:
+    def caches_version(db: sqlite3.Connection) -> int:
+        """Bumped by every change to a cache: readers cache derived data (the match index)."""
+        row = db.execute("SELECT value FROM meta WHERE key = 'caches_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def _bump(db: sqlite3.Connection) -> None:
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('caches_version', '1') ON CONFLICT(key) "
+            "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
+
+    @classmethod
+    def put_cache(cls, db: sqlite3.Connection, record: CacheRecord) -> None:
+        cls._bump(db)
         db.execute(
             "INSERT OR REPLACE INTO caches (id, name, kind, region, record) VALUES (?, ?, ?, ?, ?)",
             (record.id, record.name, record.kind.value, record.region, record.model_dump_json()),
@@ -110,9 +143,11 @@ class Store:
         rows = db.execute("SELECT record FROM caches ORDER BY id").fetchall()
         return [CacheRecord.model_validate_json(r[0]) for r in rows]
 
-    @staticmethod
-    def delete_cache(db: sqlite3.Connection, cache_id: str) -> None:
+    @classmethod
+    def delete_cache(cls, db: sqlite3.Connection, cache_id: str) -> None:
+        cls._bump(db)
         for table, column in (
+            ("builds", "cache_id"),
             ("caches", "id"),
             ("cache_events", "cache_id"),
             ("cache_layers", "cache_id"),
@@ -157,3 +192,52 @@ class Store:
             "SELECT DISTINCT digest FROM cache_layers WHERE cache_id != ?", (exclude or "",)
         ).fetchall()
         return {r[0] for r in rows}
+
+    @staticmethod
+    def referenced_digests(db: sqlite3.Connection) -> set[str]:
+        return {r[0] for r in db.execute("SELECT DISTINCT digest FROM cache_layers")}
+
+    @staticmethod
+    def cache_layers(db: sqlite3.Connection, cache_id: str) -> dict[str, int]:
+        rows = db.execute("SELECT digest, size FROM cache_layers WHERE cache_id = ?", (cache_id,))
+        return dict(rows.fetchall())
+
+    # builds in progress ---------------------------------------------------------------------
+
+    @staticmethod
+    def start_build(db: sqlite3.Connection, cache_id: str, host: str, pid: int) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO builds (cache_id, host, pid) VALUES (?, ?, ?)",
+            (cache_id, host, pid),
+        )
+
+    @staticmethod
+    def end_build(db: sqlite3.Connection, cache_id: str) -> None:
+        db.execute("DELETE FROM builds WHERE cache_id = ?", (cache_id,))
+
+    @staticmethod
+    def builds(db: sqlite3.Connection) -> list[tuple[str, str, int]]:
+        return db.execute("SELECT cache_id, host, pid FROM builds").fetchall()
+
+    # container groups ---------------------------------------------------------------------
+
+    @staticmethod
+    def put_group(db: sqlite3.Connection, record: ContainerGroupRecord) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO container_groups (id, name, record) VALUES (?, ?, ?)",
+            (record.id, record.name, record.model_dump_json()),
+        )
+
+    @staticmethod
+    def get_group(db: sqlite3.Connection, group_id: str) -> ContainerGroupRecord | None:
+        row = db.execute("SELECT record FROM container_groups WHERE id = ?", (group_id,)).fetchone()
+        return ContainerGroupRecord.model_validate_json(row[0]) if row else None
+
+    @staticmethod
+    def list_groups(db: sqlite3.Connection) -> list[ContainerGroupRecord]:
+        rows = db.execute("SELECT record FROM container_groups ORDER BY id").fetchall()
+        return [ContainerGroupRecord.model_validate_json(r[0]) for r in rows]
+
+    @staticmethod
+    def delete_group(db: sqlite3.Connection, group_id: str) -> None:
+        db.execute("DELETE FROM container_groups WHERE id = ?", (group_id,))

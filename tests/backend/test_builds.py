@@ -1,0 +1,205 @@
+"""Building caches on the local backend from a real registry."""
+
+import hashlib
+import threading
+
+import pytest
+
+from eci_imagecache.backends.base import BackendError
+from eci_imagecache.backends.local.backend import LocalBackend
+from eci_imagecache.engine.models import (
+    CacheStatus,
+    ContainerGroupSpec,
+    ImageCacheSpec,
+    Quota,
+    SnapshotKind,
+)
+
+from ..conftest import Registry
+
+
+def spec(registry: Registry, *names: str, **kwargs: object) -> ImageCacheSpec:
+    return ImageCacheSpec(
+        name=kwargs.pop("name", "cache"), images=[registry.ref(n) for n in names], **kwargs
+    )
+
+
+def test_build_pulls_every_blob_and_verifies_it(backend: LocalBackend, registry: Registry) -> None:
+    record = backend.create_image_cache(spec(registry, "demo/web:1.0", "demo/worker:1.0"))
+    assert record.status == CacheStatus.READY
+    assert record.snapshot == SnapshotKind.STANDARD and record.usable
+    web, worker = (
+        registry.samples.images["demo/web:1.0"],
+        registry.samples.images["demo/worker:1.0"],
+    )
+    expected = {b.digest: b for img in (web, worker) for b in [img.config, *img.layers]}
+    assert record.layer_count == len(expected) == 6  # two shared base layers stored once
+    assert record.content_bytes == record.fetched_bytes == sum(b.size for b in expected.values())
+    for digest, blob in expected.items():
+        on_disk = backend.blobs.path(digest).read_bytes()
+        assert "sha256:" + hashlib.sha256(on_disk).hexdigest() == digest == blob.digest
+    reasons = [e.reason for e in backend.events(record.id)]
+    assert reasons == ["Created", "Building", "Ready"]
+
+
+def test_multi_arch_index_selects_linux_amd64(backend: LocalBackend, registry: Registry) -> None:
+    record = backend.create_image_cache(spec(registry, "demo/multi:1.0"))
+    snapshot = backend._snapshot(record)
+    amd64 = registry.samples.images["demo/multi:1.0"]
+    assert snapshot.images[0].manifest_digest == amd64.manifest_digest
+
+
+def test_layer_reuse_fetches_only_new_layers(make_backend, registry: Registry, tmp_path) -> None:
+    worker = registry.samples.images["demo/worker:1.0"]
+    new_bytes = worker.config.size + worker.layers[-1].size  # all but the shared base layers
+    for reuse, expected in ((True, new_bytes), (False, worker.content_bytes)):
+        backend = make_backend(data_dir=tmp_path / f"reuse-{reuse}")
+        backend.create_image_cache(spec(registry, "demo/web:1.0", name="first"))
+        second = backend.create_image_cache(
+            spec(registry, "demo/worker:1.0", name="second", layer_reuse=reuse)
+        )
+        assert second.fetched_bytes == expected
+        assert second.fetched_bytes + second.reused_bytes == worker.content_bytes
+        assert "reuse 2" in second.plan if reuse else "reuse 0" in second.plan
+
+
+def test_instant_cache_is_usable_before_the_standard_snapshot(
+    make_backend, registry: Registry
+) -> None:
+    seen = {}
+
+    def on_phase(phase, record) -> None:
+        seen[phase] = record
+        if phase == "local-snapshot":  # a group created now already matches it
+            group = ContainerGroupSpec(
+                name="early",
+                cache="auto",
+                containers=[{"name": "web", "image": registry.ref("demo/web:1.0")}],
+            )
+            seen["match"] = backend.match(group).chosen
+
+    backend = make_backend(on_phase=on_phase)
+    record = backend.create_image_cache(spec(registry, "demo/web:1.0", instant=True))
+    local = seen["local-snapshot"]
+    assert (local.status, local.snapshot, local.usable) == (
+        CacheStatus.CREATING,
+        SnapshotKind.LOCAL,
+        True,
+    )
+    assert seen["match"].cache_id == record.id
+    assert (record.status, record.snapshot) == (CacheStatus.READY, SnapshotKind.STANDARD)
+    messages = [e.message for e in backend.events(record.id)]
+    assert "instant cache usable from a local snapshot" in messages
+    assert messages[-1].endswith("local snapshot released")
+
+
+def test_content_larger_than_the_size_fails_before_anything_is_made(
+    backend: LocalBackend, registry: Registry
+) -> None:
+    # The sample layers are small, so shrink the GiB to make the check bite.
+    import eci_imagecache.engine.planner as planner
+
+    original = planner.GIB
+    planner.GIB = 1024
+    try:
+        with pytest.raises(BackendError, match=r"size_gib: the images need .* more than"):
+            backend.create_image_cache(spec(registry, "demo/web:1.0", size_gib=1))
+    finally:
+        planner.GIB = original
+    assert backend.list_image_caches() == []
+
+
+def test_quota_refuses_without_touching_anything(make_backend, registry: Registry) -> None:
+    backend = make_backend(quota=Quota(max_manual=2))
+    first = backend.create_image_cache(spec(registry, "demo/web:1.0", name="one"))
+    second = backend.create_image_cache(spec(registry, "demo/web:1.0", name="two"))
+    with pytest.raises(BackendError, match="quota of 2 manual image caches reached"):
+        backend.create_image_cache(spec(registry, "demo/web:1.0", name="three"))
+    assert [c.id for c in backend.list_image_caches()] == sorted([first.id, second.id])
+
+
+def test_quota_evicts_the_least_recently_used_lru_cache(make_backend, registry, clock) -> None:
+    backend = make_backend(quota=Quota(max_manual=2))
+    old = backend.create_image_cache(spec(registry, "demo/web:1.0", name="old", eviction="LRU"))
+    clock.advance(hours=1)
+    kept = backend.create_image_cache(spec(registry, "demo/web:1.0", name="pinned"))
+    clock.advance(hours=1)
+    new = backend.create_image_cache(spec(registry, "demo/web:1.0", name="new"))
+    assert {c.id for c in backend.list_image_caches()} == {kept.id, new.id}
+    assert f"evicted old ({old.id}, LRU)" in backend.events(new.id)[0].message
+
+
+def test_concurrent_creates_at_the_quota_boundary(make_backend, registry: Registry) -> None:
+    backend = make_backend(quota=Quota(max_manual=5))
+    created, refused, other = [], [], []
+
+    def create(i: int) -> None:
+        try:
+            created.append(
+                backend.create_image_cache(spec(registry, "demo/web:1.0", name=f"c{i}")).id
+            )
+        except BackendError as err:
+            (refused if "quota of 5" in str(err) else other).append(str(err))
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert other == []
+    assert len(created) == 5 and len(refused) == 11
+    assert sorted(created) == [c.id for c in backend.list_image_caches()]
+
+
+def test_two_processes_share_one_store(make_backend, registry: Registry) -> None:
+    # A second backend object stands for a second process: separate connections, same files.
+    a, b = make_backend(quota=Quota(max_manual=3)), make_backend()
+    one = a.create_image_cache(spec(registry, "demo/web:1.0", name="from-a"))
+    two = b.create_image_cache(spec(registry, "demo/worker:1.0", name="from-b"))
+    assert (
+        {c.id for c in a.list_image_caches()}
+        == {c.id for c in b.list_image_caches()}
+        == {one.id, two.id}
+    )
+    assert b.quota.max_manual == 3
+
+
+def test_retention_expires_and_changing_it_moves_the_expiry(backend, registry, clock) -> None:
+    record = backend.create_image_cache(spec(registry, "demo/web:1.0", retention_days=1))
+    backend.update_image_cache(record.id, spec(registry, "demo/web:1.0", retention_days=3))
+    clock.advance(days=2)
+    assert [c.id for c in backend.list_image_caches()] == [record.id]
+    clock.advance(days=1)
+    assert backend.list_image_caches() == []
+
+
+def test_update_of_settings_does_not_rebuild(backend, registry) -> None:
+    record = backend.create_image_cache(spec(registry, "demo/web:1.0"))
+    updated = backend.update_image_cache(
+        record.id, spec(registry, "demo/web:1.0", eviction="LRU", name="renamed")
+    )
+    assert (updated.snapshot_id, updated.eviction.value, updated.name) == (
+        record.snapshot_id,
+        "LRU",
+        "renamed",
+    )
+
+
+def test_update_of_images_rebuilds_with_reuse_of_held_layers(backend, registry) -> None:
+    record = backend.create_image_cache(spec(registry, "demo/web:1.0", layer_reuse=True))
+    rebuilt = backend.update_image_cache(
+        record.id, spec(registry, "demo/web:1.1", layer_reuse=True)
+    )
+    assert rebuilt.snapshot_id != record.snapshot_id
+    assert [str(i) for i in rebuilt.images] == [registry.ref("demo/web:1.1")]
+    assert rebuilt.status == CacheStatus.READY
+    assert "Rebuilding" in [e.reason for e in backend.events(record.id)]
+
+
+def test_gc_removes_unreferenced_blobs(backend, registry) -> None:
+    record = backend.create_image_cache(spec(registry, "demo/tools:1.0"))
+    backend.delete_image_cache(record.id)
+    preview = backend.gc(dry_run=True)
+    assert preview.blobs_removed == record.layer_count and preview.dry_run
+    assert backend.gc().bytes_freed == record.content_bytes
+    assert list(backend.blobs.digests()) == []
