@@ -624,15 +624,14 @@ class LocalBackend:
         db: Any,
         group_id: str,
         spec: ContainerGroupSpec,
-        images: list[ResolvedImage],
+        snapshot: Snapshot,
         layers: dict[str, int],
         now: datetime,
     ) -> CacheRecord:
         """ECI's automatic creation: a cache of the group's images, from what it pulled."""
         for victim in make_room(self.store.list_caches(db), CacheKind.AUTO, self.quota):
             self._delete_cache(db, victim.id)
-        cache_id = new_id("imc")
-        snapshot = self._standard_snapshot(cache_id, images, layers)
+        cache_id = snapshot.cache_id
         record = CacheRecord(
             id=cache_id,
             name=auto_cache_name(group_id),

@@ -1,0 +1,122 @@
+"""Container groups on the local backend: matching, preparation from the cache, auto creation."""
+
+import pytest
+
+from eci_imagecache.backends.base import BackendError
+from eci_imagecache.engine.models import CacheKind, ContainerGroupSpec, ImageCacheSpec
+
+from ..conftest import Registry
+
+
+def group(registry: Registry, *names: str, **kwargs: object) -> ContainerGroupSpec:
+    containers = [{"name": f"c{i}", "image": registry.ref(n)} for i, n in enumerate(names)]
+    return ContainerGroupSpec(name=kwargs.pop("name", "group"), containers=containers, **kwargs)
+
+
+def test_matching_cache_prepares_images_without_the_registry(backend, registry, clock) -> None:
+    cache = backend.create_image_cache(
+        ImageCacheSpec(
+            name="web", images=[registry.ref("demo/web:1.0"), registry.ref("demo/worker:1.0")]
+        )
+    )
+    clock.advance(minutes=5)
+    made = backend.create_container_group(group(registry, "demo/web:1.0", cache="auto"))
+    assert (made.cache_id, made.match_degree) == (cache.id, "exact")
+    assert made.match_reason.startswith("1/1 images exact")
+    web = registry.samples.images["demo/web:1.0"]
+    assert (made.bytes_fetched, made.bytes_from_cache) == (0, web.content_bytes)
+    assert backend.get_image_cache(cache.id).last_used_at == clock.now
+    # The group's images are really on disk, linked from the cache's blobs.
+    files = sorted(p.name for p in (backend.groups_dir / made.id).rglob("sha256-*"))
+    assert files == sorted(b.digest.replace(":", "-") for b in [web.config, *web.layers])
+
+
+def test_same_repository_other_version_reuses_shared_layers(backend, registry) -> None:
+    backend.create_image_cache(ImageCacheSpec(name="web10", images=[registry.ref("demo/web:1.0")]))
+    made = backend.create_container_group(group(registry, "demo/web:1.1", cache="auto"))
+    assert made.match_degree == "repository"
+    web11 = registry.samples.images["demo/web:1.1"]
+    only_new = web11.config.size + web11.layers[-1].size
+    assert made.bytes_fetched == only_new
+    assert made.bytes_from_cache == web11.content_bytes - only_new
+
+
+def test_miss_creates_an_automatic_cache_that_the_next_group_uses(backend, registry) -> None:
+    first = backend.create_container_group(
+        group(registry, "demo/tools:1.0", extra_ephemeral_storage_gib=10)
+    )
+    assert first.cache_id is None and first.auto_created_cache_id
+    auto = backend.get_image_cache(first.auto_created_cache_id)
+    assert (auto.name, auto.kind, auto.size_gib, auto.eviction.value) == (
+        f"auto-create-for-{first.id}",
+        CacheKind.AUTO,
+        40,
+        "LRU",
+    )
+    assert first.bytes_fetched == registry.samples.images["demo/tools:1.0"].content_bytes
+    second = backend.create_container_group(
+        group(registry, "demo/tools:1.0", extra_ephemeral_storage_gib=10)
+    )
+    assert (second.cache_id, second.bytes_fetched) == (auto.id, 0)
+
+
+def test_auto_match_without_creation_leaves_no_cache(backend, registry) -> None:
+    made = backend.create_container_group(group(registry, "demo/tools:1.0", cache="auto"))
+    assert made.cache_id is None and made.auto_created_cache_id is None
+    assert backend.list_image_caches() == []
+
+
+def test_cache_too_big_for_the_storage_is_not_matched(backend, registry) -> None:
+    backend.create_image_cache(
+        ImageCacheSpec(name="big", size_gib=40, images=[registry.ref("demo/web:1.0")])
+    )
+    result = backend.match(group(registry, "demo/web:1.0"))
+    assert result.chosen is None
+    assert result.rejected[0].reason == "40 GiB does not fit 30 GiB of ephemeral storage"
+    assert (
+        backend.match(group(registry, "demo/web:1.0", extra_ephemeral_storage_gib=10)).chosen
+        is not None
+    )
+
+
+def test_explicit_cache_must_exist_and_be_usable(backend, registry) -> None:
+    with pytest.raises(BackendError, match="cache_id: image cache imc-missing does not exist"):
+        backend.create_container_group(
+            group(registry, "demo/web:1.0", cache="explicit", cache_id="imc-missing")
+        )
+    cache = backend.create_image_cache(
+        ImageCacheSpec(name="web", images=[registry.ref("demo/web:1.0")])
+    )
+    made = backend.create_container_group(
+        group(registry, "demo/web:1.0", cache="explicit", cache_id=cache.id)
+    )
+    assert (made.cache_id, made.match_degree) == (cache.id, "exact")
+
+
+def test_always_pull_policy_ignores_the_cache(backend, registry) -> None:
+    backend.create_image_cache(ImageCacheSpec(name="web", images=[registry.ref("demo/web:1.0")]))
+    spec = ContainerGroupSpec(
+        name="always",
+        cache="auto",
+        containers=[
+            {"name": "web", "image": registry.ref("demo/web:1.0"), "image_pull_policy": "Always"}
+        ],
+    )
+    made = backend.create_container_group(spec)
+    assert made.bytes_from_cache == 0
+    assert made.bytes_fetched == registry.samples.images["demo/web:1.0"].content_bytes
+
+
+def test_automatic_caches_expire_when_unused(backend, registry, clock) -> None:
+    made = backend.create_container_group(group(registry, "demo/tools:1.0"))
+    clock.advance(days=7)
+    assert backend.list_image_caches() == []
+    assert backend.get_container_group(made.id).auto_created_cache_id  # history is kept
+
+
+def test_delete_group_removes_its_files(backend, registry) -> None:
+    made = backend.create_container_group(group(registry, "demo/web:1.0", cache="none"))
+    assert (backend.groups_dir / made.id).exists()
+    backend.delete_container_group(made.id)
+    assert not (backend.groups_dir / made.id).exists()
+    assert backend.list_container_groups() == []
