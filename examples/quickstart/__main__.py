@@ -1,19 +1,71 @@
-"""Quickstart: an image cache on the embedded local backend."""
+"""Quickstart on the embedded local backend.
+
+A cache for two images of the demo registry (``make demo`` starts one on 127.0.0.1:5055 with
+generated images), a container group that finds it by automatic matching, one that names it
+explicitly, and one that uses no cache, to show the preparation time the cache saves.
+"""
 
 import pulumi
 
-from eci_imagecache.dynamic import ImageCache, ImageCacheArgs
+from eci_imagecache.dynamic import (
+    ContainerArgs,
+    ContainerGroup,
+    ContainerGroupArgs,
+    ImageCache,
+    ImageCacheArgs,
+)
 
 config = pulumi.Config()
+registry = config.get("registry") or "127.0.0.1:5055"
+images = config.get_object("images") or [f"{registry}/demo/web:1.0", f"{registry}/demo/worker:1.0"]
+
 cache = ImageCache(
     "web-cache",
     ImageCacheArgs(
-        images=config.get_object("images") or ["nginx:1.27", "redis:7"],
+        images=images,
+        size_gib=config.get_int("sizeGib") or 20,
         retention_days=config.get_int("retentionDays"),
         eviction="LRU",
+        layer_reuse=True,
     ),
 )
 
+web = ContainerArgs(name="web", image=images[0], ports=[80])
+matched = ContainerGroup(
+    "web-auto",
+    ContainerGroupArgs(containers=[web], cache="auto"),
+    opts=pulumi.ResourceOptions(depends_on=[cache]),
+)
+explicit = ContainerGroup(
+    "web-explicit",
+    ContainerGroupArgs(containers=[web], cache_id=cache.id),
+)
+uncached = ContainerGroup(
+    "web-uncached",
+    ContainerGroupArgs(containers=[web], cache="none"),
+    opts=pulumi.ResourceOptions(depends_on=[cache]),
+)
+
 pulumi.export("cache_id", cache.cache_id)
-pulumi.export("status", cache.status)
-pulumi.export("images", cache.images)
+pulumi.export("cache_status", cache.status)
+pulumi.export("build_plan", cache.build_plan)
+pulumi.export(
+    "auto_match",
+    pulumi.Output.all(matched.cache_used, matched.match_degree, matched.match_reason).apply(
+        lambda m: f"{m[0]} ({m[1]}): {m[2]}"
+    ),
+)
+pulumi.export("explicit_match", explicit.cache_used)
+pulumi.export(
+    "preparation_seconds",
+    {
+        "from_cache": matched.preparation_seconds,
+        "without_cache": uncached.preparation_seconds,
+    },
+)
+pulumi.export(
+    "preparation_saved_seconds",
+    pulumi.Output.all(uncached.preparation_seconds, matched.preparation_seconds).apply(
+        lambda t: round(t[0] - t[1], 3)
+    ),
+)

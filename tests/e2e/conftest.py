@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import missing
+from tests.conftest import Registry, missing
 
 from .pulumi_cli import REPO, Stack, find_pulumi_bin
 
@@ -16,5 +16,7 @@ def pulumi_bin() -> Path:
 
 
 @pytest.fixture
-def quickstart(pulumi_bin: Path, tmp_path: Path) -> Stack:
-    return Stack(project_dir=REPO / "examples" / "quickstart", work=tmp_path)
+def quickstart(pulumi_bin: Path, tmp_path: Path, registry: Registry) -> Stack:
+    """The quickstart stack, initialized, pointed at the test registry."""
+    stack = Stack(project_dir=REPO / "examples" / "quickstart", work=tmp_path)
+    return stack.init({"registry": registry.host})

@@ -1,8 +1,16 @@
-"""The ``ImageCache`` resource: a manual image cache managed by Pulumi."""
+"""The ``ImageCache`` resource: a manual image cache managed by Pulumi.
+
+``check`` validates with the engine and, when the content would change, asks the backend for the
+build plan, which it records in the ``build_plan`` input so that ``pulumi preview --diff`` shows
+what will be fetched and reused; ``change`` says whether the change updates in place, rebuilds or
+replaces. ``diff`` decides with the engine's diff rules.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pulumi
@@ -16,12 +24,15 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
-from pydantic import ValidationError
 
+from ..backends.base import BackendError, NotFound
 from ..engine.diff import diff_cache
-from ..engine.models import CacheRecord, ImageCacheSpec, validation_failures
-from ..engine.refs import ImageRefError
-from .settings import open_backend, placement_inputs
+from ..engine.lifecycle import expires_at
+from ..engine.models import CacheRecord, ImageCacheSpec
+from ..engine.planner import PlanError
+from ..registry.client import RegistryUnavailable
+from .common import present, unknown_keys, validate
+from .settings import PLACEMENT_FIELDS, check_placement, open_backend, placement_inputs
 
 SPEC_FIELDS = (
     "name",
@@ -29,58 +40,67 @@ SPEC_FIELDS = (
     "size_gib",
     "retention_days",
     "eviction",
-    "layer_reuse",
     "instant",
     "instant_copies",
+    "layer_reuse",
+    "credentials",
+    "insecure_registries",
+    "plain_http_registries",
 )
-PLACEMENT_FIELDS = ("backend", "region", "data_dir")
-
-
-def _is_unknown(value: Any) -> bool:
-    """Preview passes values not yet known as ``pulumi.output.Unknown`` (or contains them)."""
-    if isinstance(value, pulumi.output.Unknown):
-        return True
-    if isinstance(value, list | tuple):
-        return any(_is_unknown(v) for v in value)
-    if isinstance(value, dict):
-        return any(_is_unknown(v) for v in value.values())
-    return False
+CLOUD_FIELDS = ("vswitch_id", "security_group_id", "eip_instance_id", "tags")
+CONTENT_FIELDS = ("images", "size_gib", "layer_reuse")
 
 
 def spec_from(props: dict[str, Any]) -> ImageCacheSpec:
-    values = {k: props[k] for k in SPEC_FIELDS if props.get(k) is not None}
-    return ImageCacheSpec(**values)
+    return ImageCacheSpec(**present(props, SPEC_FIELDS))
 
 
 def comparable(props: dict[str, Any]) -> dict[str, Any]:
     """Inputs or outputs with defaults applied, so that unset and default compare equal."""
     spec = spec_from(props)
     values = spec.model_dump(mode="json", exclude={"credentials", "images"})
-    images = [str(i) for i in spec.images]
     return {
         **values,
-        "images": images,
-        "backend": props.get("backend"),
-        "region": props.get("region"),
+        "images": [str(i) for i in spec.images],
+        "credentials": [c.model_dump() for c in spec.credentials],
+        **{k: props.get(k) for k in ("backend", "region")},
+        "network": [props.get(k) for k in ("vswitch_id", "security_group_id", "eip_instance_id")],
+        "tags": props.get("tags") or {},
     }
 
 
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value else None
+
+
 def outputs_of(record: CacheRecord, props: dict[str, Any]) -> dict[str, Any]:
-    """The full output map: the inputs as the backend normalized them, plus what it reports."""
+    """The full output map: every input, normalized, plus what the backend reports."""
     return {
-        **{k: props.get(k) for k in PLACEMENT_FIELDS},
+        **{k: props.get(k) for k in (*PLACEMENT_FIELDS, *SPEC_FIELDS, *CLOUD_FIELDS)},
+        "adopt_id": props.get("adopt_id"),
+        "change": props.get("change"),
         "name": record.name,
         "images": [str(i) for i in record.images],
         "size_gib": record.size_gib,
         "retention_days": record.retention_days,
         "eviction": record.eviction.value,
-        "layer_reuse": record.layer_reuse,
         "instant": record.instant,
-        "instant_copies": props.get("instant_copies") or 1,
+        "layer_reuse": record.layer_reuse,
         "cache_id": record.id,
+        "kind": record.kind.value,
         "status": record.status.value,
+        "snapshot": record.snapshot.value,
         "progress": record.progress,
-        "created_at": record.created_at.isoformat(),
+        "failure": record.failure,
+        "created_at": _iso(record.created_at),
+        "expires_at": _iso(expires_at(record)),
+        "last_used_at": _iso(record.last_used_at),
+        "snapshot_id": record.snapshot_id,
+        "layer_count": record.layer_count,
+        "content_bytes": record.content_bytes,
+        "fetched_bytes": record.fetched_bytes,
+        "reused_bytes": record.reused_bytes,
+        "build_plan": record.plan,
     }
 
 
@@ -89,24 +109,43 @@ class ImageCacheProvider(ResourceProvider):
 
     serialize_as_secret_always = False
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        known = {k: v for k, v in news.items() if not _is_unknown(v)}
-        if len(known) != len(news):
-            return CheckResult(news, [])  # validated again once the values are known
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = [CheckFailure(p, r) for p, r in check_placement(news)]
+        if unknown_keys(news):
+            return CheckResult(news, failures)  # validated again once the values are known
+        spec, spec_failures = validate(lambda: spec_from(news))
+        failures += spec_failures
+        if spec is None or failures:
+            return CheckResult(news, failures)
+        inputs = {**news, "images": [str(i) for i in spec.images]}
+        if olds and "images" in olds:
+            change = diff_cache(comparable(olds), comparable(inputs))
+            content_changed = any(c.field in CONTENT_FIELDS for c in change.changes)
+            inputs["change"] = change.summary() if change.changes else olds.get("change")
+        else:
+            content_changed = True
+            inputs["change"] = "create"
+        if not content_changed:
+            inputs["build_plan"] = olds.get("build_plan")
+            return CheckResult(inputs, [])
         try:
-            spec = spec_from(news)
-        except ValidationError as err:
-            return CheckResult(news, [CheckFailure(p, m) for p, m in validation_failures(err)])
-        except ImageRefError as err:
-            return CheckResult(news, [CheckFailure("images", str(err))])
-        return CheckResult({**news, "images": [str(i) for i in spec.images]}, [])
+            plan = open_backend(news).plan_image_cache(spec)
+            inputs["build_plan"] = plan.summary()
+        except PlanError as err:
+            failures.append(CheckFailure("size_gib", str(err).removeprefix("size_gib: ")))
+        except RegistryUnavailable as err:
+            inputs["build_plan"] = f"unknown until deploy ({err})"
+        except (BackendError, ValueError) as err:
+            failures.append(CheckFailure("images", str(err)))
+        return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        unknown = sorted(k for k, v in news.items() if _is_unknown(v))
-        replaces = [k for k in ("backend", "region") if k in unknown]
+        unknown = unknown_keys(news)
         if unknown:
-            # Not known until deploy time: say which may change, replacing if placement may.
-            return DiffResult(changes=True, replaces=replaces)
+            # Not known until deploy time: they may change; placement may force a replacement.
+            return DiffResult(
+                changes=True, replaces=[k for k in ("backend", "region") if k in unknown]
+            )
         result = diff_cache(comparable(olds), comparable(news))
         return DiffResult(
             changes=bool(result.changes),
@@ -115,45 +154,118 @@ class ImageCacheProvider(ResourceProvider):
         )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        record = open_backend(props).create_image_cache(spec_from(props))
+        backend = open_backend(props)
+        spec = spec_from(props)
+        if props.get("adopt_id"):
+            record = backend.update_image_cache(props["adopt_id"], spec)
+        else:
+            record = backend.create_image_cache(spec)
         return CreateResult(id_=record.id, outs=outputs_of(record, props))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        record = open_backend(props).get_image_cache(id_)
-        return ReadResult(id_=id_, outs=outputs_of(record, props))
+        try:
+            record = open_backend(props).get_image_cache(id_)
+        except NotFound:
+            return ReadResult(id_=None, outs={})  # gone (evicted or expired): refresh drops it
+        outs = outputs_of(record, props)
+        return ReadResult(id_=id_, outs=outs)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         record = open_backend(news).update_image_cache(id_, spec_from(news))
         return UpdateResult(outs=outputs_of(record, news))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        open_backend(props).delete_image_cache(id_)
+        with contextlib.suppress(NotFound):  # already gone (evicted, expired): done
+            open_backend(props).delete_image_cache(id_)
+
+
+@dataclass
+class RegistryCredentialArgs:
+    server: pulumi.Input[str]
+    username: pulumi.Input[str]
+    password: pulumi.Input[str]
 
 
 @dataclass
 class ImageCacheArgs:
+    """Arguments of an :class:`ImageCache`. ``None`` means the documented default."""
+
     images: pulumi.Input[list[str]]
     name: pulumi.Input[str] | None = None
-    size_gib: pulumi.Input[int] | None = None
-    retention_days: pulumi.Input[int] | None = None
-    eviction: pulumi.Input[str] | None = None
-    layer_reuse: pulumi.Input[bool] | None = None
+    size_gib: pulumi.Input[int] | None = None  # default 20
+    retention_days: pulumi.Input[int] | None = None  # default: kept until deleted
+    eviction: pulumi.Input[str] | None = None  # "" (never) or "LRU"
     instant: pulumi.Input[bool] | None = None
     instant_copies: pulumi.Input[int] | None = None
-    backend: str | None = None
-    region: str | None = None
+    layer_reuse: pulumi.Input[bool] | None = None
+    credentials: list[RegistryCredentialArgs] = field(default_factory=list)
+    insecure_registries: list[str] = field(default_factory=list)
+    plain_http_registries: list[str] = field(default_factory=list)
+    vswitch_id: pulumi.Input[str] | None = None
+    security_group_id: pulumi.Input[str] | None = None
+    eip_instance_id: pulumi.Input[str] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    adopt_id: str | None = None  # bring an existing cache under management
+    backend: str | None = None  # default: stack config eci:backend, else "local"
+    region: str | None = None  # default: stack config eci:region
+
+
+OUTPUTS = (
+    "cache_id",
+    "kind",
+    "status",
+    "snapshot",
+    "progress",
+    "failure",
+    "created_at",
+    "expires_at",
+    "last_used_at",
+    "snapshot_id",
+    "layer_count",
+    "content_bytes",
+    "fetched_bytes",
+    "reused_bytes",
+    "build_plan",
+    "change",
+)
 
 
 class ImageCache(Resource, module="eci", name="ImageCache"):
+    """A manual ECI image cache. Changing images or size rebuilds it in place."""
+
     cache_id: pulumi.Output[str]
-    status: pulumi.Output[str]
-    progress: pulumi.Output[int]
+    name: pulumi.Output[str]
     images: pulumi.Output[list[str]]
+    size_gib: pulumi.Output[int]
+    retention_days: pulumi.Output[int | None]
+    eviction: pulumi.Output[str]
+    kind: pulumi.Output[str]
+    status: pulumi.Output[str]
+    snapshot: pulumi.Output[str]
+    progress: pulumi.Output[int]
+    failure: pulumi.Output[str | None]
     created_at: pulumi.Output[str]
+    expires_at: pulumi.Output[str | None]
+    last_used_at: pulumi.Output[str | None]
+    snapshot_id: pulumi.Output[str | None]
+    layer_count: pulumi.Output[int]
+    content_bytes: pulumi.Output[int]
+    fetched_bytes: pulumi.Output[int]
+    reused_bytes: pulumi.Output[int]
+    build_plan: pulumi.Output[str]
+    change: pulumi.Output[str]
 
     def __init__(
         self, resource_name: str, args: ImageCacheArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        credentials = [
+            {
+                "server": c.server,
+                "username": c.username,
+                "password": pulumi.Output.secret(c.password),
+            }
+            for c in args.credentials
+        ]
         props: dict[str, Any] = {
             **placement_inputs(args.backend, args.region),
             "name": args.name or resource_name,
@@ -161,13 +273,20 @@ class ImageCache(Resource, module="eci", name="ImageCache"):
             "size_gib": args.size_gib,
             "retention_days": args.retention_days,
             "eviction": args.eviction,
-            "layer_reuse": args.layer_reuse,
             "instant": args.instant,
             "instant_copies": args.instant_copies,
-            # outputs: present at construction so they can be read from the resource
-            "cache_id": None,
-            "status": None,
-            "progress": None,
-            "created_at": None,
+            "layer_reuse": args.layer_reuse,
+            "credentials": credentials,
+            "insecure_registries": args.insecure_registries,
+            "plain_http_registries": args.plain_http_registries,
+            "vswitch_id": args.vswitch_id,
+            "security_group_id": args.security_group_id,
+            "eip_instance_id": args.eip_instance_id,
+            "tags": args.tags,
+            "adopt_id": args.adopt_id,
+            **{key: None for key in OUTPUTS},  # declared so they can be read from the resource
         }
+        opts = pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(additional_secret_outputs=["credentials"])
+        )
         super().__init__(ImageCacheProvider(), resource_name, props, opts)

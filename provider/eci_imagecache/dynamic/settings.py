@@ -1,7 +1,9 @@
 """Where a resource lives: backend, region and local data directory.
 
-They travel as ordinary resource inputs (read from the ``eci`` stack config namespace in the
-program), so providers stay stateless and a change of backend or region shows as a replacement.
+They travel as ordinary resource inputs, read from the ``eci`` stack config namespace by the
+program, so providers stay stateless (nothing captured in the pickled provider) and a change of
+backend or region shows as a replacement. Cloud credentials never travel: the alicloud backend
+reads them from the environment of the provider process.
 """
 
 from __future__ import annotations
@@ -12,36 +14,62 @@ from typing import Any
 
 import pulumi
 
-from ..backends.base import Backend, BackendError
+from ..backends.base import BackendError
 
 CONFIG_NAMESPACE = "eci"
-_backends: dict[tuple[str, str, str], Backend] = {}
+PLACEMENT_FIELDS = ("backend", "region", "endpoint", "data_dir")
+BACKENDS = ("local", "alicloud")
+_backends: dict[tuple, Any] = {}
 _lock = threading.Lock()
 
 
-def placement_inputs(backend: str | None, region: str | None) -> dict[str, Any]:
+def placement_inputs(backend: str | None = None, region: str | None = None) -> dict[str, Any]:
     """Inputs every resource carries, filled from stack config when not given."""
     config = pulumi.Config(CONFIG_NAMESPACE)
     backend = backend or config.get("backend") or "local"
     return {
         "backend": backend,
         "region": region or config.get("region") or ("local" if backend == "local" else None),
+        "endpoint": config.get("endpoint"),
         "data_dir": config.get("dataDir"),
     }
 
 
-def open_backend(props: dict[str, Any]) -> Backend:
-    """The backend named by a resource's inputs, one instance per process and placement."""
-    kind = props.get("backend") or "local"
-    key = (kind, str(props.get("region") or ""), str(props.get("data_dir") or ""))
+def check_placement(props: dict[str, Any]) -> list[tuple[str, str]]:
+    failures = []
+    if props.get("backend") not in BACKENDS:
+        failures.append(
+            (
+                "backend",
+                f"unknown backend {props.get('backend')!r}: use "
+                + " or ".join(repr(b) for b in BACKENDS),
+            )
+        )
+    elif props.get("backend") == "alicloud" and not props.get("region"):
+        failures.append(("region", "the alicloud backend needs a region (eci:region)"))
+    return failures
+
+
+def open_backend(props: dict[str, Any]) -> Any:
+    """The backend named by a resource's inputs: one instance per process and placement."""
+    key = tuple(str(props.get(k) or "") for k in PLACEMENT_FIELDS)
     with _lock:
         backend = _backends.get(key)
         if backend is None:
-            if kind != "local":
-                raise BackendError(f"backend: unknown backend {kind!r} (use 'local')")
-            from ..backends.local.backend import LocalBackend
-
-            data_dir = Path(props["data_dir"]) if props.get("data_dir") else None
-            backend = LocalBackend(data_dir=data_dir, region=key[1] or "local")
+            backend = _make(props)
             _backends[key] = backend
         return backend
+
+
+def _make(props: dict[str, Any]) -> Any:
+    kind = props.get("backend") or "local"
+    if kind == "local":
+        from ..backends.local.backend import LocalBackend
+
+        data_dir = Path(props["data_dir"]) if props.get("data_dir") else None
+        return LocalBackend(data_dir=data_dir, region=props.get("region") or "local")
+    if kind == "alicloud":
+        from ..backends.alicloud import AliCloudBackend
+
+        return AliCloudBackend(region=props["region"], endpoint=props.get("endpoint"))
+    raise BackendError(f"backend: unknown backend {kind!r}")

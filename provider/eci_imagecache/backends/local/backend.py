@@ -258,19 +258,17 @@ class LocalBackend:
 
     # image caches -------------------------------------------------------------------------
 
-    def plan_image_cache(self, spec: ImageCacheSpec, cache_id: str | None = None) -> BuildPlan:
+    def plan_image_cache(self, spec: ImageCacheSpec) -> BuildPlan:
         """What building ``spec`` would fetch and reuse now; nothing is written."""
         with self._registry(
             spec.credentials, spec.plain_http_registries, spec.insecure_registries
         ) as client:
             images = self._resolve(client, spec.images)
-        return self._plan(images, spec, cache_id)
+        return self._plan(images, spec)
 
-    def _plan(
-        self, images: list[ResolvedImage], spec: ImageCacheSpec, cache_id: str | None
-    ) -> BuildPlan:
+    def _plan(self, images: list[ResolvedImage], spec: ImageCacheSpec) -> BuildPlan:
         with self.store.transaction() as db:
-            held = {d for d in self.store.layers_held(db, exclude=cache_id) if self.blobs.has(d)}
+            held = {d for d in self.store.layers_held(db) if self.blobs.has(d)}
         return plan_build(images, spec.size_gib, held, spec.layer_reuse)
 
     def create_image_cache(self, spec: ImageCacheSpec) -> CacheRecord:
@@ -282,7 +280,7 @@ class LocalBackend:
         ) as client:
             try:
                 images = self._resolve(client, spec.images)
-                plan = self._plan(images, spec, None)
+                plan = self._plan(images, spec)
             except (RegistryError, PlanError) as err:
                 raise BackendError(f"image cache {spec.name}: {err}") from None
             record = CacheRecord(
@@ -472,7 +470,7 @@ class LocalBackend:
             spec.credentials, spec.plain_http_registries, spec.insecure_registries
         ) as client:
             try:
-                plan = self._plan(self._resolve(client, spec.images), spec, cache_id)
+                plan = self._plan(self._resolve(client, spec.images), spec)
             except (RegistryError, PlanError) as err:
                 raise BackendError(f"image cache {spec.name}: {err}") from None
             usable = current.usable and current.status != CacheStatus.FAILED

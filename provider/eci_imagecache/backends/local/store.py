@@ -187,10 +187,9 @@ class Store:
         )
 
     @staticmethod
-    def layers_held(db: sqlite3.Connection, exclude: str | None = None) -> set[str]:
-        rows = db.execute(
-            "SELECT DISTINCT digest FROM cache_layers WHERE cache_id != ?", (exclude or "",)
-        ).fetchall()
+    def layers_held(db: sqlite3.Connection) -> set[str]:
+        """Digests some cache holds: what a build with layer reuse need not fetch again."""
+        rows = db.execute("SELECT DISTINCT digest FROM cache_layers").fetchall()
         return {r[0] for r in rows}
 
     @staticmethod
