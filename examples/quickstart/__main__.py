@@ -23,10 +23,12 @@ cache = ImageCache(
     "web-cache",
     ImageCacheArgs(
         images=images,
-        size_gib=config.get_int("sizeGib") or 20,
+        size_gib=config.get_int("sizeGib"),
         retention_days=config.get_int("retentionDays"),
         eviction="LRU",
         layer_reuse=True,
+        # An existing cache (e.g. made by hand) to bring under management instead of a new one.
+        adopt_id=config.get("adoptCacheId"),
     ),
 )
 

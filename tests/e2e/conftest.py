@@ -20,3 +20,15 @@ def quickstart(pulumi_bin: Path, tmp_path: Path, registry: Registry) -> Stack:
     """The quickstart stack, initialized, pointed at the test registry."""
     stack = Stack(project_dir=REPO / "examples" / "quickstart", work=tmp_path)
     return stack.init({"registry": registry.host})
+
+
+@pytest.fixture
+def example(pulumi_bin: Path, tmp_path: Path):
+    """A stack of ``examples/<name>``, initialized with the given config."""
+
+    def make(
+        name: str, config: dict[str, str] | None = None, secrets: dict[str, str] | None = None
+    ) -> Stack:
+        return Stack(project_dir=REPO / "examples" / name, work=tmp_path).init(config, secrets)
+
+    return make

@@ -80,13 +80,23 @@ class Stack:
     def config_file(self) -> Path:
         return self.work / f"Pulumi.{self.name}.yaml"
 
-    def init(self, config: dict[str, str] | None = None) -> Stack:
+    def init(
+        self, config: dict[str, str] | None = None, secrets: dict[str, str] | None = None
+    ) -> Stack:
         (self.work / "state").mkdir(parents=True, exist_ok=True)
         self.config_file.touch()
         self.run("stack", "init", self.name)
         for key, value in (config or {}).items():
             self.run("config", "set", key, value)
+        for key, value in (secrets or {}).items():
+            self.run("config", "set", "--secret", key, value)
         return self
+
+    def backend(self):
+        """The local backend this stack's resources live in."""
+        from eci_imagecache.backends.local.backend import LocalBackend
+
+        return LocalBackend(data_dir=self.work / "eci-data")
 
     def outputs(self) -> dict:
         return json.loads(self.run("stack", "output", "--json", "--show-secrets").stdout)
