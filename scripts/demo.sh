@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# The main job: deploy the quickstart stack (repository root) on the embedded local backend.
+# The main job: start the demo registry (generated images on 127.0.0.1:5055), then deploy the
+# quickstart stack (repository root) on the embedded local backend.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pulumi-env.sh
+port="${DEMO_REGISTRY_PORT:-5055}"
+.venv/bin/eci-imagecache registry serve --port "$port" > .pulumi-state/registry.log 2>&1 &
+registry_pid=$!
+trap 'kill $registry_pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q "^registry at" .pulumi-state/registry.log && break; sleep 0.2; done
+grep -q "^registry at" .pulumi-state/registry.log || { cat .pulumi-state/registry.log; exit 1; }
+
 stack="${STACK:-dev}"
 pulumi stack select "$stack" --non-interactive 2>/dev/null || pulumi stack init "$stack" --non-interactive
+pulumi config set registry "127.0.0.1:$port" --stack "$stack"
 pulumi up --yes --non-interactive --stack "$stack"
-pulumi stack output --stack "$stack"
+echo
+.venv/bin/eci-imagecache caches list

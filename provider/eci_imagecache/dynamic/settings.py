@@ -9,16 +9,14 @@ reads them from the environment of the provider process.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 import pulumi
 
-from ..backends.base import BackendError
+from ..backends.factory import BACKENDS, make_backend
 
 CONFIG_NAMESPACE = "eci"
 PLACEMENT_FIELDS = ("backend", "region", "endpoint", "data_dir")
-BACKENDS = ("local", "alicloud")
 _backends: dict[tuple, Any] = {}
 _lock = threading.Lock()
 
@@ -62,14 +60,9 @@ def open_backend(props: dict[str, Any]) -> Any:
 
 
 def _make(props: dict[str, Any]) -> Any:
-    kind = props.get("backend") or "local"
-    if kind == "local":
-        from ..backends.local.backend import LocalBackend
-
-        data_dir = Path(props["data_dir"]) if props.get("data_dir") else None
-        return LocalBackend(data_dir=data_dir, region=props.get("region") or "local")
-    if kind == "alicloud":
-        from ..backends.alicloud import AliCloudBackend
-
-        return AliCloudBackend(region=props["region"], endpoint=props.get("endpoint"))
-    raise BackendError(f"backend: unknown backend {kind!r}")
+    return make_backend(
+        props.get("backend") or "local",
+        props.get("region"),
+        props.get("endpoint"),
+        props.get("data_dir"),
+    )

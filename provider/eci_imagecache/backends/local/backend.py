@@ -271,7 +271,9 @@ class LocalBackend:
             held = {d for d in self.store.layers_held(db) if self.blobs.has(d)}
         return plan_build(images, spec.size_gib, held, spec.layer_reuse)
 
-    def create_image_cache(self, spec: ImageCacheSpec) -> CacheRecord:
+    def create_image_cache(
+        self, spec: ImageCacheSpec, progress: Callable[[int, int], None] | None = None
+    ) -> CacheRecord:
         """Plan, claim quota, build. Errors before the claim leave nothing behind; errors after
         it leave the cache Failed with the reason (never usable)."""
         self.expire()
@@ -314,15 +316,21 @@ class LocalBackend:
                     f"image cache {spec.name} created"
                     + "".join(f"; evicted {v.name} ({v.id}, LRU)" for v in victims),
                 )
-            return self._build(record, plan, client)
+            return self._build(record, plan, client, progress)
 
-    def _build(self, record: CacheRecord, plan: BuildPlan, client: RegistryClient) -> CacheRecord:
+    def _build(
+        self,
+        record: CacheRecord,
+        plan: BuildPlan,
+        client: RegistryClient,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> CacheRecord:
         with self.store.transaction() as db:
             self.store.start_build(db, record.id, self._host, os.getpid())
             self._event(db, record.id, "Building", plan.summary())
         self._active.add(record.id)
         try:
-            return self._run_build(record, plan, client)
+            return self._run_build(record, plan, client, progress or (lambda done, total: None))
         except Exception as err:  # every failure ends in a Failed record, then re-raises
             reason = str(err) if isinstance(err, RegistryError | BackendError) else repr(err)
             with self.store.transaction() as db:
@@ -337,7 +345,11 @@ class LocalBackend:
             self._active.discard(record.id)
 
     def _run_build(
-        self, record: CacheRecord, plan: BuildPlan, client: RegistryClient
+        self,
+        record: CacheRecord,
+        plan: BuildPlan,
+        client: RegistryClient,
+        progress: Callable[[int, int], None],
     ) -> CacheRecord:
         refs = {image.reference: ImageRef.parse(image.reference) for image in plan.images}
         owner = {
@@ -351,6 +363,7 @@ class LocalBackend:
                 blob.digest, lambda out, blob=blob: client.fetch_blob(owner[blob.digest], blob, out)
             )
             done += blob.size
+            progress(done, plan.fetch_bytes)
             if time.monotonic() - last_report > 0.5 or done == total:
                 self._update(record.id, progress=min(90, 90 * done // total))
                 last_report = time.monotonic()

@@ -1,0 +1,1 @@
+"""The ``eci-imagecache`` command."""

@@ -1,0 +1,370 @@
+"""``eci-imagecache``: look at caches, explain matches, collect garbage, serve the emulator.
+
+Tables for people, ``--json`` for machines. Exit codes: 0 success, 1 the operation failed,
+2 bad usage, 3 not found. Errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+from ..backends.base import BackendError, NotFound
+from ..backends.factory import make_backend
+from ..engine.lifecycle import expires_at
+from ..engine.models import CacheRecord, ContainerGroupSpec, ImageCacheSpec, validation_failures
+from ..engine.refs import ImageRefError
+
+EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 1, 2, 3
+
+app = typer.Typer(
+    help="ECI image caches: inspect, explain matches, collect garbage.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+caches_app = typer.Typer(help="Image caches.", no_args_is_help=True)
+match_app = typer.Typer(help="Automatic matching.", no_args_is_help=True)
+registry_app = typer.Typer(help="A local OCI registry with demo images.", no_args_is_help=True)
+emulator_app = typer.Typer(help="The ECI OpenAPI emulator.", no_args_is_help=True)
+app.add_typer(caches_app, name="caches")
+app.add_typer(match_app, name="match")
+app.add_typer(registry_app, name="registry")
+app.add_typer(emulator_app, name="emulator")
+
+# Piped output is not cut to 80 columns: tables stay whole in logs and CI.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
+class Options(BaseModel):
+    backend: str = "local"
+    region: str | None = None
+    endpoint: str | None = None
+    data_dir: Path | None = None
+    json_output: bool = False
+
+
+options = Options()
+
+
+@app.callback()
+def main_options(
+    backend: Annotated[str, typer.Option(envvar="ECI_BACKEND", help="local or alicloud")] = "local",
+    region: Annotated[str | None, typer.Option(envvar="ECI_REGION")] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(envvar="ECI_ENDPOINT", help="API endpoint (alicloud)")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(envvar="ECI_IMAGECACHE_HOME", help="local backend data")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    global options
+    options = Options(
+        backend=backend,
+        region=region,
+        endpoint=endpoint,
+        data_dir=data_dir,
+        json_output=json_output,
+    )
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> None:
+    err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn our errors into one line on stderr and a documented exit code."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except NotFound as e:
+            fail(str(e), EXIT_NOT_FOUND)
+        except (BackendError, ImageRefError) as e:
+            fail(str(e))
+        except ValidationError as e:
+            fail("; ".join(f"{p}: {m}" for p, m in validation_failures(e)), EXIT_USAGE)
+
+    return wrapper
+
+
+def backend() -> Any:
+    return make_backend(options.backend, options.region, options.endpoint, options.data_dir)
+
+
+def emit_json(value: Any) -> None:
+    out.print_json(json.dumps(value, default=str))
+
+
+def _ago(when: datetime | None) -> str:
+    if when is None:
+        return "never"
+    seconds = int((datetime.now(UTC) - when).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if abs(seconds) >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def cache_json(record: CacheRecord) -> dict[str, Any]:
+    data = record.model_dump(mode="json")
+    data["images"] = [str(i) for i in record.images]
+    data["expires_at"] = (expires_at(record) or None) and expires_at(record).isoformat()
+    data["usable"] = record.usable
+    return data
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+@caches_app.command("list")
+@command
+def caches_list() -> None:
+    """All caches with status, size, expiry and last use."""
+    records = backend().list_image_caches()
+    if options.json_output:
+        return emit_json([cache_json(r) for r in records])
+    table = Table(
+        "id",
+        "name",
+        "kind",
+        "status",
+        "progress",
+        "size",
+        "content",
+        "eviction",
+        "expires",
+        "last used",
+        title=f"{len(records)} image caches",
+    )
+    for r in records:
+        expiry = expires_at(r)
+        table.add_row(
+            r.id,
+            r.name,
+            r.kind.value,
+            r.status.value
+            + (" (local)" if r.snapshot.value == "local" and r.status.value == "Creating" else ""),
+            f"{r.progress}%",
+            f"{r.size_gib} GiB",
+            _size(r.content_bytes),
+            r.eviction.value or "never",
+            expiry.strftime("%Y-%m-%d %H:%M") if expiry else "never",
+            _ago(r.last_used_at),
+        )
+    out.print(table)
+    return None
+
+
+@caches_app.command("show")
+@command
+def caches_show(cache_id: str) -> None:
+    """One cache in full."""
+    record = backend().get_image_cache(cache_id)
+    data = cache_json(record)
+    if options.json_output:
+        return emit_json(data)
+    table = Table("field", "value", show_header=False, title=f"{record.name} ({record.id})")
+    for key, value in data.items():
+        table.add_row(key, "\n".join(value) if isinstance(value, list) else str(value))
+    out.print(table)
+    return None
+
+
+@caches_app.command("events")
+@command
+def caches_events(cache_id: str) -> None:
+    """The most recent creation events of a cache (at most 50)."""
+    events = backend().events(cache_id)
+    if options.json_output:
+        return emit_json([e.model_dump(mode="json") for e in events])
+    table = Table("time", "type", "reason", "message", title=f"events of {cache_id}")
+    for e in events:
+        table.add_row(e.at.strftime("%Y-%m-%d %H:%M:%S"), e.kind, e.reason, e.message)
+    out.print(table)
+    return None
+
+
+@caches_app.command("build")
+@command
+def caches_build(
+    name: str,
+    images: Annotated[list[str], typer.Argument(help="image references")],
+    size_gib: Annotated[int, typer.Option(help="cache size in GiB")] = 20,
+    retention_days: Annotated[int | None, typer.Option()] = None,
+    eviction: Annotated[str, typer.Option(help="'' (never) or LRU")] = "",
+    layer_reuse: Annotated[bool, typer.Option("--layer-reuse")] = False,
+    instant: Annotated[bool, typer.Option("--instant")] = False,
+) -> None:
+    """Create a cache now, with a progress bar."""
+    spec = ImageCacheSpec(
+        name=name,
+        images=images,
+        size_gib=size_gib,
+        retention_days=retention_days,
+        eviction=eviction,
+        layer_reuse=layer_reuse,
+        instant=instant,
+    )
+    target = backend()
+    if options.json_output:
+        return emit_json(cache_json(target.create_image_cache(spec)))
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"building {name}", total=None)
+        record = target.create_image_cache(
+            spec, progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    out.print(f"{record.name} ({record.id}): {record.status.value}; {record.plan}")
+    return None
+
+
+@caches_app.command("delete")
+@command
+def caches_delete(cache_id: str) -> None:
+    """Delete a cache."""
+    target = backend()
+    target.get_image_cache(cache_id)
+    target.delete_image_cache(cache_id)
+    if options.json_output:
+        return emit_json({"deleted": cache_id})
+    out.print(f"deleted {cache_id}")
+    return None
+
+
+@match_app.command("explain")
+@command
+def match_explain(
+    images: Annotated[list[str], typer.Argument(help="the container group's images")],
+    ephemeral_storage: Annotated[int, typer.Option(help="extra ephemeral storage, GiB")] = 0,
+) -> None:
+    """Which cache a container group with these images would use now, and why."""
+    group = ContainerGroupSpec(
+        name="explain",
+        extra_ephemeral_storage_gib=ephemeral_storage,
+        cache="auto",
+        containers=[{"name": f"c{i}", "image": image} for i, image in enumerate(images)],
+    )
+    result = backend().match(group)
+    if options.json_output:
+        return emit_json(
+            result.model_dump(mode="json") | {"chosen": result.chosen and result.chosen.cache_id}
+        )
+    table = Table(
+        "rank",
+        "cache",
+        "degree",
+        "size",
+        "reason",
+        title=f"candidates for {group.ephemeral_storage_gib} GiB of storage",
+    )
+    for rank, c in enumerate(result.ranking, start=1):
+        table.add_row(
+            str(rank), f"{c.name} ({c.cache_id})", c.degree.label, f"{c.size_gib} GiB", c.reason
+        )
+    for r in result.rejected:
+        table.add_row("-", f"{r.name} ({r.cache_id})", "-", "-", f"rejected: {r.reason}")
+    out.print(table)
+    out.print(f"chosen: {result.explain()}", highlight=False)
+    return None
+
+
+@app.command("usage")
+@command
+def usage() -> None:
+    """Caches per kind against their quotas."""
+    u = backend().usage()
+    data = {
+        "manual": {"used": u.manual, "quota": u.quota.max_manual},
+        "auto": {"used": u.auto, "quota": u.quota.max_auto},
+    }
+    if options.json_output:
+        return emit_json(data)
+    table = Table("kind", "used", "quota", title="image cache usage")
+    for kind, row in data.items():
+        table.add_row(kind, str(row["used"]), str(row["quota"]))
+    out.print(table)
+    return None
+
+
+@app.command("gc")
+@command
+def gc(dry_run: Annotated[bool, typer.Option("--dry-run", help="say, do nothing")] = False) -> None:
+    """Apply retention and automatic-cache expiry now, and drop unreferenced blobs."""
+    report = backend().gc(dry_run=dry_run)
+    if options.json_output:
+        return emit_json(report.model_dump())
+    verb = "would delete" if dry_run else "deleted"
+    for line in report.expired:
+        out.print(f"{verb} cache {line}", highlight=False)
+    out.print(f"{verb} {report.blobs_removed} unreferenced blobs ({_size(report.bytes_freed)})")
+    return None
+
+
+@registry_app.command("serve")
+def registry_serve(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5055,
+    root: Annotated[Path | None, typer.Option(help="registry storage")] = None,
+    seed: Annotated[bool, typer.Option("--seed/--no-seed", help="push the demo images")] = True,
+    layer_mib: Annotated[int, typer.Option(help="size of the demo images' base layer")] = 8,
+) -> None:
+    """Run a local registry (Debian's docker-registry) with the demo images until interrupted."""
+    import signal
+    import threading
+
+    from ..registry.testbed import ImageBuilder, RegistryServer, default_registry_root, push_samples
+
+    server = RegistryServer(root or default_registry_root(), port=port)
+    try:
+        server.start()
+    except (FileNotFoundError, RuntimeError) as e:
+        fail(str(e))
+    try:
+        if seed:
+            builder = ImageBuilder(server.url)
+            samples = push_samples(builder, layer_size=layer_mib * 1024 * 1024)
+            builder.close()
+            for name in samples.images:
+                out.print(f"{server.host}/{name}", highlight=False)
+        out.print(f"registry at {server.url} (Ctrl-C stops it)", highlight=False)
+        sys.stdout.flush()
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *a: stop.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
