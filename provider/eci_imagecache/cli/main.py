@@ -236,6 +236,7 @@ def caches_build(
         TransferSpeedColumn(),
         console=err,
         transient=True,
+        disable=not err.is_terminal,
     ) as bar:
         task = bar.add_task(f"building {name}", total=None)
         record = target.create_image_cache(

@@ -1,0 +1,97 @@
+"""The eci-imagecache command through its real entry point."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ..conftest import Registry
+
+CLI = Path(sys.executable).parent / "eci-imagecache"
+
+
+@pytest.fixture
+def cli(tmp_path: Path):
+    env = {**os.environ, "ECI_IMAGECACHE_HOME": str(tmp_path / "data")}
+    env.pop("ECI_BACKEND", None)
+
+    def run(*args: str, code: int = 0) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [str(CLI), *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == code, result.stdout + result.stderr
+        return result
+
+    return run
+
+
+def test_build_list_show_events(cli, registry: Registry) -> None:
+    built = cli(
+        "caches",
+        "build",
+        "web",
+        registry.ref("demo/web:1.0"),
+        registry.ref("demo/worker:1.0"),
+        "--eviction",
+        "LRU",
+    )
+    assert "Ready; 2 images, 6 blobs" in built.stdout
+    [cache] = json.loads(cli("--json", "caches", "list").stdout)
+    assert (cache["name"], cache["status"], cache["eviction"], cache["usable"]) == (
+        "web",
+        "Ready",
+        "LRU",
+        True,
+    )
+    table = cli("caches", "list").stdout
+    assert "1 image caches" in table and cache["id"] in table and "Ready" in table
+    shown = json.loads(cli("--json", "caches", "show", cache["id"]).stdout)
+    assert shown["images"] == sorted(
+        [registry.ref("demo/web:1.0"), registry.ref("demo/worker:1.0")]
+    )
+    events = json.loads(cli("--json", "caches", "events", cache["id"]).stdout)
+    assert [e["reason"] for e in events] == ["Created", "Building", "Ready"]
+    assert "Building" in cli("caches", "events", cache["id"]).stdout
+
+
+def test_match_explain_ranks_with_reasons(cli, registry: Registry) -> None:
+    cli("caches", "build", "exact", registry.ref("demo/web:1.1"))
+    cli("caches", "build", "older-version", registry.ref("demo/web:1.0"))
+    result = json.loads(cli("--json", "match", "explain", registry.ref("demo/web:1.1")).stdout)
+    assert [c["name"] for c in result["ranking"]] == ["exact", "older-version"]
+    assert result["chosen"] == result["ranking"][0]["cache_id"]
+    human = cli("match", "explain", registry.ref("demo/web:1.1")).stdout
+    assert "chosen: exact (" in human and "1/1 images exact" in human
+    too_small = json.loads(cli("--json", "match", "explain", registry.ref("demo/web:1.1")).stdout)
+    assert too_small["needed_gib"] == 30
+    bigger = json.loads(
+        cli(
+            "--json", "match", "explain", "--ephemeral-storage", "10", registry.ref("demo/web:1.1")
+        ).stdout
+    )
+    assert bigger["needed_gib"] == 40
+
+
+def test_usage_and_gc(cli, registry: Registry) -> None:
+    cli("caches", "build", "temp", registry.ref("demo/tools:1.0"))
+    assert json.loads(cli("--json", "usage").stdout)["manual"] == {"used": 1, "quota": 50}
+    [cache] = json.loads(cli("--json", "caches", "list").stdout)
+    cli("caches", "delete", cache["id"])
+    dry = json.loads(cli("--json", "gc", "--dry-run").stdout)
+    assert dry["dry_run"] and dry["blobs_removed"] == 5
+    assert "deleted 5 unreferenced blobs" in cli("gc").stdout
+    assert json.loads(cli("--json", "gc").stdout)["blobs_removed"] == 0
+
+
+def test_errors_are_one_line_with_exit_codes(cli) -> None:
+    missing = cli("caches", "show", "imc-nope", code=3)
+    assert missing.stderr.strip() == "error: image cache imc-nope not found"
+    bad = cli("caches", "build", "web", "nginx:", code=2)
+    assert bad.stderr.count("\n") == 1
+    assert "images: invalid image reference 'nginx:'" in bad.stderr
+    unreachable = cli("caches", "build", "web", "127.0.0.1:9/demo/web:1.0", code=1)
+    assert unreachable.stderr.startswith("error: image cache web: image 127.0.0.1:9/demo/web:1.0")
+    assert cli("--backend", "nope", "usage", code=1).stderr.startswith("error: backend: unknown")
