@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-BENCHMARKS = ["benchmarks.bench_matcher"]
+BENCHMARKS = ["benchmarks.bench_matcher", "benchmarks.bench_local"]
 
 
 def main() -> None:

@@ -203,3 +203,46 @@ def test_gc_removes_unreferenced_blobs(backend, registry) -> None:
     assert preview.blobs_removed == record.layer_count and preview.dry_run
     assert backend.gc().bytes_freed == record.content_bytes
     assert list(backend.blobs.digests()) == []
+
+
+CREATE_MANY = """
+import sys
+from pathlib import Path
+from eci_imagecache.backends.base import BackendError
+from eci_imagecache.backends.local.backend import LocalBackend
+from eci_imagecache.engine.models import ImageCacheSpec
+backend = LocalBackend(data_dir=Path(sys.argv[1]))
+for i in range(4):
+    try:
+        print(backend.create_image_cache(
+            ImageCacheSpec(name=f"{sys.argv[3]}-{i}", images=[sys.argv[2]])).id, flush=True)
+    except BackendError as err:
+        print("refused" if "quota of 5" in str(err) else f"other: {err}", flush=True)
+"""
+
+
+def test_processes_racing_at_the_quota_boundary(make_backend, registry, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    data_dir = tmp_path / "shared"
+    make_backend(data_dir=data_dir, quota=Quota(max_manual=5))
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                CREATE_MANY,
+                str(data_dir),
+                registry.ref("demo/web:1.0"),
+                f"p{n}",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(3)
+    ]
+    lines = [line for child in children for line in child.communicate(timeout=120)[0].split()]
+    created = [line for line in lines if line.startswith("imc-")]
+    assert len(created) == 5 and lines.count("refused") == 7
+    assert sorted(created) == [c.id for c in make_backend(data_dir=data_dir).list_image_caches()]
