@@ -67,7 +67,7 @@ def preview_text(backend: Any, spec: ContainerGroupSpec) -> str:
 
 def outputs_of(record: ContainerGroupRecord, props: dict[str, Any]) -> dict[str, Any]:
     return {
-        **{k: props.get(k) for k in (*PLACEMENT_FIELDS, *SPEC_FIELDS, "tags", "match_preview")},
+        **{k: props.get(k) for k in (*PLACEMENT_FIELDS, *SPEC_FIELDS, "match_preview")},
         "group_id": record.id,
         "status": record.status.value,
         "images": [str(i) for i in record.images],
@@ -172,6 +172,8 @@ class ContainerGroupArgs:
     credentials: list[Any] = field(default_factory=list)  # RegistryCredentialArgs
     insecure_registries: list[str] = field(default_factory=list)
     plain_http_registries: list[str] = field(default_factory=list)
+    vswitch_id: pulumi.Input[str] | None = None
+    security_group_id: pulumi.Input[str] | None = None
     tags: dict[str, str] = field(default_factory=dict)
     backend: str | None = None
     region: str | None = None
@@ -239,6 +241,8 @@ class ContainerGroup(Resource, module="eci", name="ContainerGroup"):
             ],
             "insecure_registries": args.insecure_registries,
             "plain_http_registries": args.plain_http_registries,
+            "vswitch_id": args.vswitch_id,
+            "security_group_id": args.security_group_id,
             "tags": args.tags,
             **{key: None for key in OUTPUTS},
         }

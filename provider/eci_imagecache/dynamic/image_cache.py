@@ -46,8 +46,11 @@ SPEC_FIELDS = (
     "credentials",
     "insecure_registries",
     "plain_http_registries",
+    "vswitch_id",
+    "security_group_id",
+    "eip_instance_id",
+    "tags",
 )
-CLOUD_FIELDS = ("vswitch_id", "security_group_id", "eip_instance_id", "tags")
 CONTENT_FIELDS = ("images", "size_gib", "layer_reuse")
 
 
@@ -64,8 +67,6 @@ def comparable(props: dict[str, Any]) -> dict[str, Any]:
         "images": [str(i) for i in spec.images],
         "credentials": [c.model_dump() for c in spec.credentials],
         **{k: props.get(k) for k in ("backend", "region")},
-        "network": [props.get(k) for k in ("vswitch_id", "security_group_id", "eip_instance_id")],
-        "tags": props.get("tags") or {},
     }
 
 
@@ -76,7 +77,7 @@ def _iso(value: datetime | None) -> str | None:
 def outputs_of(record: CacheRecord, props: dict[str, Any]) -> dict[str, Any]:
     """The full output map: every input, normalized, plus what the backend reports."""
     return {
-        **{k: props.get(k) for k in (*PLACEMENT_FIELDS, *SPEC_FIELDS, *CLOUD_FIELDS)},
+        **{k: props.get(k) for k in (*PLACEMENT_FIELDS, *SPEC_FIELDS)},
         "adopt_id": props.get("adopt_id"),
         "change": props.get("change"),
         "name": record.name,

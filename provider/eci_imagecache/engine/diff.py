@@ -37,7 +37,9 @@ UPDATE_FIELDS = frozenset(
         "credentials",
         "insecure_registries",
         "plain_http_registries",
-        "network",
+        "vswitch_id",
+        "security_group_id",
+        "eip_instance_id",
         "tags",
     }
 )

@@ -95,6 +95,11 @@ class ImageCacheSpec(BaseModel):
     credentials: list[RegistryCredential] = Field(default_factory=list)
     insecure_registries: list[str] = Field(default_factory=list)
     plain_http_registries: list[str] = Field(default_factory=list)
+    # Cloud placement: where the temporary instance that builds the cache runs.
+    vswitch_id: str | None = None
+    security_group_id: str | None = None
+    eip_instance_id: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("images", mode="before")
     @classmethod
@@ -175,6 +180,9 @@ class ContainerGroupSpec(BaseModel):
     credentials: list[RegistryCredential] = Field(default_factory=list)
     insecure_registries: list[str] = Field(default_factory=list)
     plain_http_registries: list[str] = Field(default_factory=list)
+    vswitch_id: str | None = None
+    security_group_id: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _explicit_needs_id(self) -> ContainerGroupSpec:

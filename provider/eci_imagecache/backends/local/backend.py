@@ -10,6 +10,7 @@ The engine decides (plans, matching, quotas, expiry); this module does.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -59,6 +60,8 @@ from .store import Store
 Clock = Callable[[], datetime]
 LOCAL_REGION = "local"
 RegistryFactory = Callable[..., RegistryClient]
+# Caches this process is building right now (any LocalBackend object): never "interrupted".
+_ACTIVE_BUILDS: set[str] = set()
 
 
 def default_data_dir() -> Path:
@@ -138,7 +141,6 @@ class LocalBackend:
         self.registry_factory = registry_factory
         self.on_phase = on_phase or (lambda phase, record: None)
         self._host = socket.gethostname()
-        self._active: set[str] = set()  # caches this process is building right now
         self._lock = threading.Lock()
         self._index = CacheIndex()
         self._index_version = -1
@@ -172,7 +174,7 @@ class LocalBackend:
         failed = []
         with self.store.transaction() as db:
             for cache_id, host, pid in self.store.builds(db):
-                if host != self._host or cache_id in self._active:
+                if host != self._host or cache_id in _ACTIVE_BUILDS:
                     continue
                 if pid == os.getpid() or not _pid_alive(pid):
                     record = self.store.get_cache(db, cache_id)
@@ -272,10 +274,15 @@ class LocalBackend:
         return plan_build(images, spec.size_gib, held, spec.layer_reuse)
 
     def create_image_cache(
-        self, spec: ImageCacheSpec, progress: Callable[[int, int], None] | None = None
+        self,
+        spec: ImageCacheSpec,
+        progress: Callable[[int, int], None] | None = None,
+        wait: bool = True,
     ) -> CacheRecord:
         """Plan, claim quota, build. Errors before the claim leave nothing behind; errors after
-        it leave the cache Failed with the reason (never usable)."""
+        it leave the cache Failed with the reason (never usable). With ``wait=False`` the build
+        goes on in a background thread and the Creating record returns at once (as the API
+        does)."""
         self.expire()
         with self._registry(
             spec.credentials, spec.plain_http_registries, spec.insecure_registries
@@ -316,7 +323,33 @@ class LocalBackend:
                     f"image cache {spec.name} created"
                     + "".join(f"; evicted {v.name} ({v.id}, LRU)" for v in victims),
                 )
+            return self._finish(record, plan, client, progress, wait)
+
+    def _finish(
+        self,
+        record: CacheRecord,
+        plan: BuildPlan,
+        client: RegistryClient,
+        progress: Callable[[int, int], None] | None,
+        wait: bool,
+    ) -> CacheRecord:
+        if wait:
             return self._build(record, plan, client, progress)
+        # The registry client belongs to the caller's `with` block: give the build its own.
+        spec_client = self._registry_like(client)
+        _ACTIVE_BUILDS.add(record.id)
+
+        def build() -> None:
+            with spec_client, contextlib.suppress(BackendError):
+                self._build(record, plan, spec_client, progress)
+
+        threading.Thread(target=build, name=f"build-{record.id}", daemon=True).start()
+        return record
+
+    def _registry_like(self, client: RegistryClient) -> RegistryClient:
+        return self.registry_factory(
+            credentials=client.credentials, plain_http=client.plain_http, insecure=client.insecure
+        )
 
     def _build(
         self,
@@ -328,7 +361,7 @@ class LocalBackend:
         with self.store.transaction() as db:
             self.store.start_build(db, record.id, self._host, os.getpid())
             self._event(db, record.id, "Building", plan.summary())
-        self._active.add(record.id)
+        _ACTIVE_BUILDS.add(record.id)
         try:
             return self._run_build(record, plan, client, progress or (lambda done, total: None))
         except Exception as err:  # every failure ends in a Failed record, then re-raises
@@ -342,7 +375,7 @@ class LocalBackend:
                 f"image cache {record.name} ({record.id}) failed: {reason}"
             ) from None
         finally:
-            self._active.discard(record.id)
+            _ACTIVE_BUILDS.discard(record.id)
 
     def _run_build(
         self,
@@ -458,7 +491,9 @@ class LocalBackend:
         self.get_image_cache(cache_id)
         return self.store.events(cache_id)
 
-    def update_image_cache(self, cache_id: str, spec: ImageCacheSpec) -> CacheRecord:
+    def update_image_cache(
+        self, cache_id: str, spec: ImageCacheSpec, wait: bool = True
+    ) -> CacheRecord:
         """Update in place; a change of images or size rebuilds while the old snapshot serves."""
         current = self.get_image_cache(cache_id)
         before = {"images": [str(i) for i in current.images], "size_gib": current.size_gib}
@@ -496,7 +531,7 @@ class LocalBackend:
                 event=("Rebuilding", plan.summary()),
                 **settings,
             )
-            return self._build(record, plan, client)
+            return self._finish(record, plan, client, None, wait)
 
     def delete_image_cache(self, cache_id: str) -> None:
         with self.store.transaction() as db:
