@@ -15,6 +15,7 @@ def make_backend(
     region: str | None = None,
     endpoint: str | None = None,
     data_dir: str | Path | None = None,
+    timeout_seconds: float | None = None,
 ) -> Any:
     if kind == "local":
         from .local.backend import LocalBackend
@@ -25,7 +26,11 @@ def make_backend(
             raise BackendError("region: the alicloud backend needs a region")
         from .alicloud import AliCloudBackend
 
-        return AliCloudBackend(region=region, endpoint=endpoint)
+        return AliCloudBackend(
+            region=region,
+            endpoint=endpoint,
+            **({"timeout": float(timeout_seconds)} if timeout_seconds else {}),
+        )
     raise BackendError(
         f"backend: unknown backend {kind!r}: use " + " or ".join(map(repr, BACKENDS))
     )

@@ -16,7 +16,7 @@ import pulumi
 from ..backends.factory import BACKENDS, make_backend
 
 CONFIG_NAMESPACE = "eci"
-PLACEMENT_FIELDS = ("backend", "region", "endpoint", "data_dir")
+PLACEMENT_FIELDS = ("backend", "region", "endpoint", "data_dir", "timeout_seconds")
 _backends: dict[tuple, Any] = {}
 _lock = threading.Lock()
 
@@ -30,6 +30,8 @@ def placement_inputs(backend: str | None = None, region: str | None = None) -> d
         "region": region or config.get("region") or ("local" if backend == "local" else None),
         "endpoint": config.get("endpoint"),
         "data_dir": config.get("dataDir"),
+        # How long create/update wait for the cloud (alicloud); the work goes on after it.
+        "timeout_seconds": config.get_int("operationTimeout"),
     }
 
 
@@ -65,4 +67,5 @@ def _make(props: dict[str, Any]) -> Any:
         props.get("region"),
         props.get("endpoint"),
         props.get("data_dir"),
+        props.get("timeout_seconds"),
     )
