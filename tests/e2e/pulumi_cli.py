@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,6 +35,7 @@ class Stack:
     project_dir: Path
     work: Path  # state, Pulumi home, config and the local backend's data
     name: str = "test"
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -53,6 +54,7 @@ class Stack:
             ECI_IMAGECACHE_HOME=str(self.work / "eci-data"),
             NO_COLOR="1",
         )
+        env.update(self.extra_env)
         return env
 
     def run(

@@ -363,6 +363,50 @@ def registry_serve(
         server.stop()
 
 
+@emulator_app.command("serve")
+def emulator_serve(
+    port: Annotated[int, typer.Option(help="port")] = 8780,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    region: Annotated[str, typer.Option(help="the region it answers for")] = "cn-hangzhou",
+    access_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="ID:SECRET accepted in signatures (repeatable); default: "
+            "$ECI_EMULATOR_ACCESS_KEYS, comma-separated"
+        ),
+    ] = None,
+) -> None:
+    """Serve the local backend as the ECI OpenAPI, for the official SDK (signatures verified)."""
+    import logging
+    import os
+
+    from ..backends.emulator.server import EmulatorServer
+    from ..backends.local.backend import LocalBackend
+
+    pairs = access_key or [
+        p for p in os.environ.get("ECI_EMULATOR_ACCESS_KEYS", "").split(",") if p
+    ]
+    keys = dict(p.split(":", 1) for p in pairs if ":" in p)
+    if not keys:
+        fail("give at least one --access-key ID:SECRET (or ECI_EMULATOR_ACCESS_KEYS)", EXIT_USAGE)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    server = EmulatorServer(
+        LocalBackend(data_dir=options.data_dir, region=region), keys, host=host, port=port
+    )
+    out.print(
+        f"ECI API emulator for {region} at {server.endpoint} "
+        f"({len(keys)} access keys); Ctrl-C stops it",
+        highlight=False,
+    )
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()
+
+
 def main() -> None:
     app()
 

@@ -85,8 +85,9 @@ def outputs_of(record: CacheRecord, props: dict[str, Any]) -> dict[str, Any]:
         "size_gib": record.size_gib,
         "retention_days": record.retention_days,
         "eviction": record.eviction.value,
-        "instant": record.instant,
-        "layer_reuse": record.layer_reuse,
+        # Build options: not every backend reports them back, so the declared values stand.
+        "instant": props.get("instant"),
+        "layer_reuse": props.get("layer_reuse"),
         "cache_id": record.id,
         "kind": record.kind.value,
         "status": record.status.value,
@@ -101,7 +102,7 @@ def outputs_of(record: CacheRecord, props: dict[str, Any]) -> dict[str, Any]:
         "content_bytes": record.content_bytes,
         "fetched_bytes": record.fetched_bytes,
         "reused_bytes": record.reused_bytes,
-        "build_plan": record.plan,
+        "build_plan": record.plan or props.get("build_plan"),
     }
 
 

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -47,6 +49,24 @@ ADVICE = {
     "Forbidden.RAM": "grant the RAM user the ECI permissions",
     "QuotaExceeded.ImageCache": "delete a cache, set eviction to LRU on one, or ask for more quota",
 }
+
+
+class _RedactPasswords(logging.Filter):
+    """The SDK sends registry passwords in the query string, and urllib3 logs request lines at
+    DEBUG: keep the value out of every log record."""
+
+    pattern = re.compile(r"(Password=)[^&\s\"']*", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "assword=" in message:
+            record.msg, record.args = self.pattern.sub(r"\1***", message), None
+        return True
+
+
+_REDACT = _RedactPasswords()
+for _name in ("urllib3.connectionpool", "urllib3", "requests", "darabonba", "Tea"):
+    logging.getLogger(_name).addFilter(_REDACT)
 
 
 class Usage(BaseModel):

@@ -1,0 +1,130 @@
+"""The emulator's gate: signatures, replays, and no secret in its logs or answers."""
+
+import hashlib
+import logging
+import secrets
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+
+from eci_imagecache.backends.alicloud import AliCloudBackend
+from eci_imagecache.backends.base import BackendError
+from eci_imagecache.backends.emulator.server import EmulatorServer, unflatten
+from eci_imagecache.backends.emulator.signing import sign, string_to_sign
+from eci_imagecache.backends.local.backend import LocalBackend
+from eci_imagecache.engine.models import ImageCacheSpec
+
+from ..conftest import REGISTRY_USER, Registry
+from .conftest import ACCESS_KEY, REGION, credential
+
+
+@pytest.fixture
+def emulator(tmp_path):
+    with EmulatorServer(
+        LocalBackend(data_dir=tmp_path / "data", region=REGION), dict([ACCESS_KEY])
+    ) as server:
+        yield server
+
+
+def client(server: EmulatorServer, key_id: str, secret: str) -> AliCloudBackend:
+    return AliCloudBackend(
+        region=REGION,
+        endpoint=server.endpoint,
+        credential=credential(key_id, secret),
+        poll_interval=0.02,
+        timeout=30,
+    )
+
+
+def signed_request(
+    server: EmulatorServer, action: str, params: dict[str, str], key_id: str, secret: str
+) -> httpx.Request:
+    """A request signed by hand, the way the SDK signs it."""
+    query = sorted(params.items())
+    host = server.endpoint.removeprefix("http://")
+    headers = {
+        "host": host,
+        "x-acs-action": action,
+        "x-acs-version": "2018-08-08",
+        "x-acs-date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "x-acs-signature-nonce": secrets.token_hex(16),
+        "x-acs-content-sha256": hashlib.sha256(b"").hexdigest(),
+    }
+    signed = sorted(headers)
+    text = string_to_sign("POST", "/", query, headers, signed, headers["x-acs-content-sha256"])
+    headers["Authorization"] = (
+        f"ACS3-HMAC-SHA256 Credential={key_id},"
+        f"SignedHeaders={';'.join(signed)},Signature={sign(secret, text)}"
+    )
+    return httpx.Request("POST", f"{server.endpoint}/?{urlencode(query)}", headers=headers)
+
+
+def test_the_sdk_with_a_wrong_secret_is_refused(emulator: EmulatorServer) -> None:
+    with pytest.raises(BackendError, match="SignatureDoesNotMatch") as info:
+        client(emulator, ACCESS_KEY[0], "not-the-secret").list_image_caches()
+    assert "check ALIBABA_CLOUD_ACCESS_KEY_SECRET" in str(info.value)
+
+
+def test_an_unknown_access_key_is_refused(emulator: EmulatorServer) -> None:
+    with pytest.raises(BackendError, match=r"InvalidAccessKeyId\.NotFound"):
+        client(emulator, "LTAI-nobody", ACCESS_KEY[1]).usage()
+
+
+def test_unsigned_and_tampered_requests_are_refused(emulator: EmulatorServer) -> None:
+    unsigned = httpx.post(
+        f"{emulator.endpoint}/?RegionId={REGION}",
+        headers={"x-acs-action": "ListUsage", "x-acs-version": "2018-08-08"},
+    )
+    assert unsigned.status_code == 400 and unsigned.json()["Code"] == "MissingAuthorization"
+    good = signed_request(emulator, "ListUsage", {"RegionId": REGION}, *ACCESS_KEY)
+    tampered = httpx.Request(
+        "POST", str(good.url).replace(REGION, "cn-beijing"), headers=good.headers
+    )
+    with httpx.Client() as http:
+        answer = http.send(tampered)
+        assert answer.json()["Code"] == "SignatureDoesNotMatch"
+        assert http.send(good).status_code == 200
+        replay = http.send(good)
+    assert replay.status_code == 400 and replay.json()["Code"] == "SignatureNonceUsed"
+
+
+def test_no_password_in_logs_or_answers(emulator, private_registry: Registry, caplog) -> None:
+    user, password = REGISTRY_USER
+    backend = client(emulator, *ACCESS_KEY)
+    caplog.set_level(logging.DEBUG)
+    made = backend.create_image_cache(
+        ImageCacheSpec(
+            name="private",
+            images=[private_registry.ref("demo/web:1.0")],
+            credentials=[{"server": private_registry.host, "username": user, "password": password}],
+        )
+    )
+    assert made.status.value == "Ready"
+    wrong = {"server": private_registry.host, "username": user, "password": "wrong-Pa55"}
+    with pytest.raises(BackendError) as info:
+        backend.create_image_cache(
+            ImageCacheSpec(
+                name="wrong", images=[private_registry.ref("demo/web:1.0")], credentials=[wrong]
+            )
+        )
+    assert "wrong-Pa55" not in str(info.value)
+    assert password not in caplog.text and "wrong-Pa55" not in caplog.text
+    assert "CreateImageCache 200" in caplog.text  # what is logged: action and status
+
+
+def test_parameters_unflatten_like_the_sdk_flattens() -> None:
+    flat = [
+        ("Image.1", "a"),
+        ("Image.2", "b"),
+        ("Container.1.Name", "web"),
+        ("Container.1.Port.1.Port", "80"),
+        ("Container.2.Name", "side"),
+        ("RegionId", "r"),
+    ]
+    assert unflatten(flat) == {
+        "Image": ["a", "b"],
+        "RegionId": "r",
+        "Container": [{"Name": "web", "Port": [{"Port": "80"}]}, {"Name": "side"}],
+    }
