@@ -24,6 +24,10 @@ class CachedContainerGroupsArgs:
     credentials: list[RegistryCredentialArgs] = field(default_factory=list)
     plain_http_registries: list[str] = field(default_factory=list)
     insecure_registries: list[str] = field(default_factory=list)
+    # Cloud placement of the cache's build instance and of the groups.
+    vswitch_id: pulumi.Input[str] | None = None
+    security_group_id: pulumi.Input[str] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 class CachedContainerGroups(pulumi.ComponentResource):
@@ -41,12 +45,16 @@ class CachedContainerGroups(pulumi.ComponentResource):
         images = sorted(
             {c.image for cs in args.groups.values() for c in cs} | set(args.extra_images)
         )
-        registries = {
+        shared = {
             "plain_http_registries": args.plain_http_registries,
             "insecure_registries": args.insecure_registries,
+            "credentials": args.credentials,
+            "vswitch_id": args.vswitch_id,
+            "security_group_id": args.security_group_id,
+            "tags": args.tags,
         }
         self.cache = ImageCache(
-            f"{name}-cache",
+            name,
             ImageCacheArgs(
                 images=images,
                 size_gib=args.size_gib,
@@ -54,8 +62,7 @@ class CachedContainerGroups(pulumi.ComponentResource):
                 eviction=args.eviction,
                 instant=args.instant,
                 layer_reuse=args.layer_reuse,
-                credentials=args.credentials,
-                **registries,
+                **shared,
             ),
             opts=child,
         )
@@ -67,8 +74,7 @@ class CachedContainerGroups(pulumi.ComponentResource):
                     cache="explicit",
                     cache_id=self.cache.id,
                     extra_ephemeral_storage_gib=args.extra_ephemeral_storage_gib,
-                    credentials=args.credentials,
-                    **registries,
+                    **shared,
                 ),
                 opts=child,
             )
