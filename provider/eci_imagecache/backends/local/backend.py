@@ -204,10 +204,18 @@ class LocalBackend:
         self._event(db, record.id, "BuildFailed", reason, kind="Warning")
         return record
 
+    def _make_room(self, db: Any, kind: CacheKind) -> list[CacheRecord]:
+        """The engine's choice of caches to evict; records are read only when at the quota."""
+        quota = self.quota
+        if self.store.count_caches(db, kind) < quota.limit(kind):
+            return []
+        return make_room(self.store.caches_of_kind(db, kind), kind, quota)
+
     def expire(self, dry_run: bool = False) -> list[str]:
         """Delete caches whose retention or automatic expiry has passed."""
         with self.store.transaction() as db:
-            due = due_for_deletion(self.store.list_caches(db), self.clock())
+            now = self.clock()
+            due = due_for_deletion(self.store.due_caches(db, now), now)
             if not dry_run:
                 for expiry in due:
                     self._delete_cache(db, expiry.cache_id)
@@ -310,7 +318,7 @@ class LocalBackend:
             )
             with self.store.transaction() as db:
                 try:
-                    victims = make_room(self.store.list_caches(db), CacheKind.MANUAL, self.quota)
+                    victims = self._make_room(db, CacheKind.MANUAL)
                 except QuotaExceeded as err:
                     raise BackendError(f"image cache {spec.name}: {err}") from None
                 for victim in victims:
@@ -675,7 +683,7 @@ class LocalBackend:
         now: datetime,
     ) -> CacheRecord:
         """ECI's automatic creation: a cache of the group's images, from what it pulled."""
-        for victim in make_room(self.store.list_caches(db), CacheKind.AUTO, self.quota):
+        for victim in self._make_room(db, CacheKind.AUTO):
             self._delete_cache(db, victim.id)
         cache_id = snapshot.cache_id
         record = CacheRecord(

@@ -9,13 +9,34 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
-from ...engine.models import MAX_EVENTS, CacheEvent, CacheRecord, ContainerGroupRecord
+from ...engine.lifecycle import expires_at
+from ...engine.models import MAX_EVENTS, CacheEvent, CacheKind, CacheRecord, ContainerGroupRecord
 
-MIGRATIONS: list[str] = [
+
+def _expiry_column(db: sqlite3.Connection) -> None:
+    """3: the expiry as a column, so expiry sweeps read only the caches that are due."""
+    db.execute("ALTER TABLE caches ADD COLUMN expires_at TEXT")
+    db.execute("CREATE INDEX caches_expiry ON caches(expires_at)")
+    for cache_id, record in db.execute("SELECT id, record FROM caches").fetchall():
+        expiry = _expiry_key(CacheRecord.model_validate_json(record))
+        db.execute("UPDATE caches SET expires_at = ? WHERE id = ?", (expiry, cache_id))
+
+
+def _expiry_key(record: CacheRecord) -> str | None:
+    return _time_key(expires_at(record))
+
+
+def _time_key(value: datetime | None) -> str | None:
+    """UTC, fixed width: compares as text in the same order as in time."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") if value else None
+
+
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     # 1: caches, their events, the layers each holds
     """
     CREATE TABLE caches (
@@ -53,6 +74,7 @@ MIGRATIONS: list[str] = [
         pid INTEGER NOT NULL
     );
     """,
+    _expiry_column,
 ]
 
 
@@ -103,8 +125,11 @@ class Store:
                 f"(knows {len(MIGRATIONS)}); upgrade the package"
             )
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            for statement in filter(str.strip, script.split(";")):
-                db.execute(statement)
+            if callable(script):
+                script(db)
+            else:
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
             db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(number),),
@@ -129,8 +154,16 @@ class Store:
     def put_cache(cls, db: sqlite3.Connection, record: CacheRecord) -> None:
         cls._bump(db)
         db.execute(
-            "INSERT OR REPLACE INTO caches (id, name, kind, region, record) VALUES (?, ?, ?, ?, ?)",
-            (record.id, record.name, record.kind.value, record.region, record.model_dump_json()),
+            "INSERT OR REPLACE INTO caches (id, name, kind, region, record, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                record.id,
+                record.name,
+                record.kind.value,
+                record.region,
+                record.model_dump_json(),
+                _expiry_key(record),
+            ),
         )
 
     @staticmethod
@@ -142,6 +175,23 @@ class Store:
     def list_caches(db: sqlite3.Connection) -> list[CacheRecord]:
         rows = db.execute("SELECT record FROM caches ORDER BY id").fetchall()
         return [CacheRecord.model_validate_json(r[0]) for r in rows]
+
+    @staticmethod
+    def due_caches(db: sqlite3.Connection, now: datetime) -> list[CacheRecord]:
+        """Caches whose expiry is at or before ``now`` (through the expiry index)."""
+        rows = db.execute(
+            "SELECT record FROM caches WHERE expires_at <= ? ORDER BY id", (_time_key(now),)
+        ).fetchall()
+        return [CacheRecord.model_validate_json(r[0]) for r in rows]
+
+    @staticmethod
+    def count_caches(db: sqlite3.Connection, kind: CacheKind) -> int:
+        return db.execute("SELECT count(*) FROM caches WHERE kind = ?", (kind.value,)).fetchone()[0]
+
+    @staticmethod
+    def caches_of_kind(db: sqlite3.Connection, kind: CacheKind) -> list[CacheRecord]:
+        rows = db.execute("SELECT record FROM caches WHERE kind = ? ORDER BY id", (kind.value,))
+        return [CacheRecord.model_validate_json(r[0]) for r in rows.fetchall()]
 
     @classmethod
     def delete_cache(cls, db: sqlite3.Connection, cache_id: str) -> None:

@@ -1,0 +1,76 @@
+"""Provider overhead: `pulumi preview` and `pulumi up` of a stack of our resources (image caches
+and container groups on the local backend, from a registry on loopback) vs the same number of
+no-op dynamic resources, with the real Pulumi CLI, side by side in one run (target <= 1.5)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from tests.e2e.pulumi_cli import Stack, find_pulumi_bin
+
+from benchmarks.common import quick, write_results
+from eci_imagecache.backends.local.backend import LocalBackend
+from eci_imagecache.engine.models import Quota
+from eci_imagecache.registry.testbed import ImageBuilder, RegistryServer, push_samples
+
+STACK_DIR = Path(__file__).parent / "stacks" / "overhead"
+
+
+def timed_run(stack: Stack, *args: str) -> float:
+    start = time.perf_counter()
+    stack.run(*args, timeout=3600)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    if find_pulumi_bin() is None:
+        raise SystemExit("no Pulumi CLI: run scripts/install-pulumi-cli.sh")
+    count = 40 if quick() else 200
+    work = Path(tempfile.mkdtemp(prefix="eci-overhead-"))
+    figures: dict[str, float] = {"resources": count}
+    try:
+        with RegistryServer(work / "registry") as server:
+            push_samples(ImageBuilder(server.url))
+            image = f"{server.host}/demo/web:1.0"
+            stacks = {}
+            for mode in ("noop", "ours"):
+                stack = Stack(project_dir=STACK_DIR, work=work / mode, name=mode)
+                stacks[mode] = stack.init({"mode": mode, "count": str(count), "image": image})
+            # Room for every cache of the stack (the default quota is 50 manual caches).
+            LocalBackend(
+                data_dir=stacks["ours"].work / "eci-data",
+                quota=Quota(max_manual=count, max_auto=count),
+            )
+            # Interleave the two, so that machine noise falls on both alike.
+            for step in (("preview",), ("up", "--yes", "--skip-preview")):
+                for mode, stack in stacks.items():
+                    figures[f"{step[0]}_s_{mode}"] = round(timed_run(stack, *step), 2)
+            for stack in stacks.values():
+                stack.run("destroy", "--yes", "--skip-preview", timeout=3600)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for step in ("preview", "up"):
+        figures[f"{step}_ratio_ours_vs_noop"] = round(
+            figures[f"{step}_s_ours"] / figures[f"{step}_s_noop"], 2
+        )
+    table = Table(title=f"Pulumi with {count} resources: ours vs no-op dynamic resources")
+    for column in ("step", "ours s", "no-op s", "ratio"):
+        table.add_column(column, justify="right")
+    for step in ("preview", "up"):
+        table.add_row(
+            step,
+            str(figures[f"{step}_s_ours"]),
+            str(figures[f"{step}_s_noop"]),
+            str(figures[f"{step}_ratio_ours_vs_noop"]),
+        )
+    Console().print(table)
+    print(f"wrote {write_results('provider_overhead', figures)}")
+
+
+if __name__ == "__main__":
+    main()
