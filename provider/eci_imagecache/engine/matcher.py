@@ -12,7 +12,7 @@ cache with the same scoring and is the reference the index is tested and benchma
 from __future__ import annotations
 
 import heapq
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict
@@ -109,33 +109,32 @@ def _filter(record: CacheRecord, region: str, needed_gib: int) -> str | None:
     return None
 
 
+Static = tuple[str, bool, int, float]  # region, usable, size, -created timestamp
+
+
+def _static(record: CacheRecord) -> Static:
+    """What ranking needs of a cache besides its images, computed once per index entry."""
+    return (record.region, record.usable, record.size_gib, -record.created_at.timestamp())
+
+
 def _result(
-    scored: Iterable[tuple[CacheRecord, int, int]],
+    scored: Iterable[tuple[CacheRecord, Static, int, int]],
     total: int,
     region: str,
     needed_gib: int,
     limit: int,
 ) -> MatchResult:
-    """Rank (record, exact, same_repository) triples; only the best ``limit`` become models."""
+    """Rank (record, static, exact, same_repository); only the best ``limit`` become models."""
     keyed: list[tuple[tuple, CacheRecord, int, int]] = []
-    rejected: list[tuple[str, CacheRecord]] = []
-    for record, exact, same in scored:
-        problem = _filter(record, region, needed_gib)
-        if problem is None and exact + same == 0:
-            problem = "no image in common"
-        if problem is not None:
-            rejected.append((record.id, problem, record))
+    rejected: list[CacheRecord] = []
+    for record, (cache_region, usable, size, newest), exact, same in scored:
+        if cache_region != region or not usable or size > needed_gib or exact + same == 0:
+            rejected.append(record)
             continue
-        key = (
-            -exact,
-            -same,
-            needed_gib - record.size_gib,
-            -record.created_at.timestamp(),
-            record.id,
-        )
-        keyed.append((key, record, exact, same))
+        keyed.append(((-exact, -same, needed_gib - size, newest, record.id), record, exact, same))
     ranking = []
-    for _, record, exact, same in heapq.nsmallest(limit, keyed, key=lambda item: item[0]):
+    # Keys end in the unique cache id, so tuples never compare past it.
+    for _, record, exact, same in heapq.nsmallest(limit, keyed):
         degree = Degree(exact=exact, same_repository=same, total=total)
         reason = (
             f"{degree.describe()}; {record.size_gib} GiB for {needed_gib} GiB of storage; "
@@ -151,8 +150,12 @@ def _result(
             )
         )
     rejections = [
-        Rejection(cache_id=cache_id, name=record.name, reason=problem)
-        for cache_id, problem, record in sorted(rejected, key=lambda r: r[0])[:limit]
+        Rejection(
+            cache_id=record.id,
+            name=record.name,
+            reason=_filter(record, region, needed_gib) or "no image in common",
+        )
+        for record in sorted(rejected, key=lambda r: r.id)[:limit]
     ]
     return MatchResult(
         needed_gib=needed_gib, ranking=ranking, rejected=rejections, candidates=len(keyed)
@@ -185,7 +188,7 @@ def linear_match(
 ) -> MatchResult:
     """Score every cache: the reference behaviour, and the baseline of the benchmark."""
     images = sorted(set(group_images))
-    scored = ((r, *score(r.images, images)) for r in records)
+    scored = ((r, _static(r), *score(r.images, images)) for r in records)
     return _result(scored, len(images), region, needed_gib, limit)
 
 
@@ -193,7 +196,7 @@ class CacheIndex:
     """Postings from repository and version to cache ids; add/remove as caches change."""
 
     def __init__(self, records: Iterable[CacheRecord] = ()) -> None:
-        self._records: dict[str, CacheRecord] = {}
+        self._records: dict[str, tuple[CacheRecord, Static]] = {}
         self._by_repository: dict[str, set[str]] = defaultdict(set)
         self._by_version: dict[tuple[str, str], set[str]] = defaultdict(set)
         for record in records:
@@ -208,16 +211,17 @@ class CacheIndex:
     def add(self, record: CacheRecord) -> None:
         """Add or replace a cache (call again after its status or images change)."""
         self.remove(record.id)
-        self._records[record.id] = record
+        self._records[record.id] = (record, _static(record))
         for ref in record.images:
             self._by_repository[ref.repository_key].add(record.id)
             for key in _version_keys(ref):
                 self._by_version[(ref.repository_key, key)].add(record.id)
 
     def remove(self, cache_id: str) -> None:
-        record = self._records.pop(cache_id, None)
-        if record is None:
+        entry = self._records.pop(cache_id, None)
+        if entry is None:
             return
+        record = entry[0]
         for ref in record.images:
             self._discard(self._by_repository, ref.repository_key, cache_id)
             for key in _version_keys(ref):
@@ -239,18 +243,17 @@ class CacheIndex:
         limit: int = DEFAULT_LIMIT,
     ) -> MatchResult:
         images = sorted(set(group_images))
-        exact: dict[str, int] = defaultdict(int)
-        touched: dict[str, int] = defaultdict(int)
+        # Counting over the postings (Counter.update runs in C): how many of the group's
+        # images each cache holds in the same version, and in the same repository at all.
+        exact: Counter[str] = Counter()
+        touched: Counter[str] = Counter()
         for ref in images:
-            exact_ids: set[str] = set()
-            for key in _version_keys(ref):
-                exact_ids |= self._by_version.get((ref.repository_key, key), set())
-            for cache_id in exact_ids:
-                exact[cache_id] += 1
-            for cache_id in self._by_repository.get(ref.repository_key, ()):
-                touched[cache_id] += 1
+            keys = [self._by_version.get((ref.repository_key, k), ()) for k in _version_keys(ref)]
+            exact.update(set().union(*keys) if len(keys) > 1 else keys[0])
+            touched.update(self._by_repository.get(ref.repository_key, ()))
+        records = self._records
         scored = (
-            (self._records[cache_id], exact[cache_id], count - exact[cache_id])
+            (*records[cache_id], exact[cache_id], count - exact[cache_id])
             for cache_id, count in touched.items()
         )
         return _result(scored, len(images), region, needed_gib, limit)
