@@ -43,3 +43,21 @@ def validate(build: Callable[[], M]) -> tuple[M | None, list[CheckFailure]]:
         return None, [CheckFailure(prop, reason) for prop, reason in validation_failures(err)]
     except ImageRefError as err:
         return None, [CheckFailure("images", str(err))]
+
+
+def secret_credentials(credentials: list[Any]) -> list[dict[str, Any]]:
+    """Registry credentials as inputs, the password always a secret (encrypted in state)."""
+    return [
+        {"server": c.server, "username": c.username, "password": pulumi.Output.secret(c.password)}
+        for c in credentials
+    ]
+
+
+def with_outputs(resource_class: type, props: dict[str, Any]) -> dict[str, Any]:
+    """Add every output the class declares (its annotations) as ``None``: a dynamic resource's
+    outputs can be read from it only if their keys are present at construction."""
+    for cls in reversed(resource_class.__mro__):
+        for key in getattr(cls, "__annotations__", {}):
+            if not key.startswith("_") and cls.__module__.startswith("eci_imagecache"):
+                props.setdefault(key, None)
+    return props

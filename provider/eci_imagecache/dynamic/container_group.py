@@ -24,7 +24,7 @@ from pulumi.dynamic import (
 
 from ..backends.base import BackendError, NotFound
 from ..engine.models import CacheSelection, ContainerGroupRecord, ContainerGroupSpec
-from .common import present, unknown_keys, validate
+from .common import present, secret_credentials, unknown_keys, validate, with_outputs
 from .settings import PLACEMENT_FIELDS, check_placement, open_backend, placement_inputs
 
 SPEC_FIELDS = (
@@ -179,23 +179,6 @@ class ContainerGroupArgs:
     region: str | None = None
 
 
-OUTPUTS = (
-    "group_id",
-    "status",
-    "images",
-    "ephemeral_storage_gib",
-    "cache_used",
-    "cache_name",
-    "match_degree",
-    "match_reason",
-    "auto_created_cache_id",
-    "bytes_fetched",
-    "bytes_from_cache",
-    "preparation_seconds",
-    "match_preview",
-)
-
-
 class ContainerGroup(Resource, module="eci", name="ContainerGroup"):
     """An ECI container group that prepares its images from a matching image cache."""
 
@@ -231,21 +214,14 @@ class ContainerGroup(Resource, module="eci", name="ContainerGroup"):
             "restart_policy": args.restart_policy,
             "cache": cache,
             "cache_id": args.cache_id,
-            "credentials": [
-                {
-                    "server": c.server,
-                    "username": c.username,
-                    "password": pulumi.Output.secret(c.password),
-                }
-                for c in args.credentials
-            ],
+            "credentials": secret_credentials(args.credentials),
             "insecure_registries": args.insecure_registries,
             "plain_http_registries": args.plain_http_registries,
             "vswitch_id": args.vswitch_id,
             "security_group_id": args.security_group_id,
             "tags": args.tags,
-            **{key: None for key in OUTPUTS},
         }
+        with_outputs(type(self), props)
         opts = pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(additional_secret_outputs=["credentials"])
         )

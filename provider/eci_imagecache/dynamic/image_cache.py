@@ -31,7 +31,7 @@ from ..engine.lifecycle import expires_at
 from ..engine.models import CacheRecord, ImageCacheSpec
 from ..engine.planner import PlanError
 from ..registry.client import RegistryUnavailable
-from .common import present, unknown_keys, validate
+from .common import present, secret_credentials, unknown_keys, validate, with_outputs
 from .settings import PLACEMENT_FIELDS, check_placement, open_backend, placement_inputs
 
 SPEC_FIELDS = (
@@ -212,26 +212,6 @@ class ImageCacheArgs:
     region: str | None = None  # default: stack config eci:region
 
 
-OUTPUTS = (
-    "cache_id",
-    "kind",
-    "status",
-    "snapshot",
-    "progress",
-    "failure",
-    "created_at",
-    "expires_at",
-    "last_used_at",
-    "snapshot_id",
-    "layer_count",
-    "content_bytes",
-    "fetched_bytes",
-    "reused_bytes",
-    "build_plan",
-    "change",
-)
-
-
 class ImageCache(Resource, module="eci", name="ImageCache"):
     """A manual ECI image cache. Changing images or size rebuilds it in place."""
 
@@ -260,14 +240,6 @@ class ImageCache(Resource, module="eci", name="ImageCache"):
     def __init__(
         self, resource_name: str, args: ImageCacheArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        credentials = [
-            {
-                "server": c.server,
-                "username": c.username,
-                "password": pulumi.Output.secret(c.password),
-            }
-            for c in args.credentials
-        ]
         props: dict[str, Any] = {
             **placement_inputs(args.backend, args.region),
             "name": args.name or resource_name,
@@ -278,7 +250,7 @@ class ImageCache(Resource, module="eci", name="ImageCache"):
             "instant": args.instant,
             "instant_copies": args.instant_copies,
             "layer_reuse": args.layer_reuse,
-            "credentials": credentials,
+            "credentials": secret_credentials(args.credentials),
             "insecure_registries": args.insecure_registries,
             "plain_http_registries": args.plain_http_registries,
             "vswitch_id": args.vswitch_id,
@@ -286,8 +258,8 @@ class ImageCache(Resource, module="eci", name="ImageCache"):
             "eip_instance_id": args.eip_instance_id,
             "tags": args.tags,
             "adopt_id": args.adopt_id,
-            **{key: None for key in OUTPUTS},  # declared so they can be read from the resource
         }
+        with_outputs(type(self), props)
         opts = pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(additional_secret_outputs=["credentials"])
         )
