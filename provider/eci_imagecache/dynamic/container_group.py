@@ -27,20 +27,7 @@ from ..engine.models import CacheSelection, ContainerGroupRecord, ContainerGroup
 from .common import present, secret_credentials, unknown_keys, validate, with_outputs
 from .settings import PLACEMENT_FIELDS, check_placement, open_backend, placement_inputs
 
-SPEC_FIELDS = (
-    "name",
-    "containers",
-    "init_containers",
-    "extra_ephemeral_storage_gib",
-    "cache",
-    "cache_id",
-    "cpu",
-    "memory_gib",
-    "restart_policy",
-    "credentials",
-    "insecure_registries",
-    "plain_http_registries",
-)
+SPEC_FIELDS = tuple(ContainerGroupSpec.model_fields)
 IGNORED_IN_DIFF = {"match_preview", "__provider"}
 
 

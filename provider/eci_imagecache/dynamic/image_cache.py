@@ -34,23 +34,8 @@ from ..registry.client import RegistryUnavailable
 from .common import present, secret_credentials, unknown_keys, validate, with_outputs
 from .settings import PLACEMENT_FIELDS, check_placement, open_backend, placement_inputs
 
-SPEC_FIELDS = (
-    "name",
-    "images",
-    "size_gib",
-    "retention_days",
-    "eviction",
-    "instant",
-    "instant_copies",
-    "layer_reuse",
-    "credentials",
-    "insecure_registries",
-    "plain_http_registries",
-    "vswitch_id",
-    "security_group_id",
-    "eip_instance_id",
-    "tags",
-)
+# Inputs that make the spec: exactly the engine model's fields.
+SPEC_FIELDS = tuple(ImageCacheSpec.model_fields)
 CONTENT_FIELDS = ("images", "size_gib", "layer_reuse")
 
 
