@@ -122,13 +122,27 @@ def test_blob_fault_leaves_a_failed_cache_and_no_partial_blob(
     assert failed.failure and message.split()[0] in failed.failure
     assert backend.events(failed.id)[-1].reason == "BuildFailed"
     assert_nothing_usable(backend, digest)
-    # The fault goes away: the next attempt (what the next `pulumi up` does) recovers.
+    # The fault goes away: the next `pulumi up` creates again, and the failed attempt gives way.
     proxy.faults.clear()
-    again = backend.update_image_cache(
-        failed.id, ImageCacheSpec(name="bad", images=[via(proxy, "demo/web:1.0")])
+    again = backend.create_image_cache(
+        ImageCacheSpec(name="bad", images=[via(proxy, "demo/web:1.0")])
     )
     assert again.status == CacheStatus.READY and again.failure is None
+    assert [c.id for c in backend.list_image_caches()] == [again.id]
+    assert f"replaces failed {failed.id}" in backend.events(again.id)[0].message
     assert backend.blobs.has(digest)
+
+
+def test_gc_removes_failed_caches(backend, registry, proxy) -> None:
+    proxy.faults.append(Fault(pattern="GET /v2/demo/web/blobs/", status=500))
+    with pytest.raises(BackendError):
+        backend.create_image_cache(ImageCacheSpec(name="bad", images=[via(proxy, "demo/web:1.0")]))
+    [failed] = backend.list_image_caches()
+    dry = backend.gc(dry_run=True)
+    assert dry.failed == [f"{failed.id} ({failed.failure})"]
+    assert backend.list_image_caches() == [failed]
+    backend.gc()
+    assert backend.list_image_caches() == []
 
 
 SLOW_BUILD = """

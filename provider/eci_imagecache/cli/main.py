@@ -317,13 +317,15 @@ def usage() -> None:
 @app.command("gc")
 @command
 def gc(dry_run: Annotated[bool, typer.Option("--dry-run", help="say, do nothing")] = False) -> None:
-    """Apply retention and automatic-cache expiry now, and drop unreferenced blobs."""
+    """Apply retention and automatic-cache expiry now; drop failed caches and unreferenced blobs."""
     report = backend().gc(dry_run=dry_run)
     if options.json_output:
         return emit_json(report.model_dump())
     verb = "would delete" if dry_run else "deleted"
     for line in report.expired:
         out.print(f"{verb} cache {line}", highlight=False)
+    for line in report.failed:
+        out.print(f"{verb} failed cache {line}", highlight=False)
     out.print(f"{verb} {report.blobs_removed} unreferenced blobs ({_size(report.bytes_freed)})")
     return None
 

@@ -95,6 +95,7 @@ class Usage(BaseModel):
 
 class GcReport(BaseModel):
     expired: list[str]  # "id (reason)"
+    failed: list[str]  # "id (failure)"
     blobs_removed: int
     bytes_freed: int
     dry_run: bool
@@ -222,9 +223,14 @@ class LocalBackend:
         return [f"{e.cache_id} ({e.reason})" for e in due]
 
     def gc(self, dry_run: bool = False) -> GcReport:
-        """Apply expiry now and remove blobs no cache references any more."""
+        """Apply expiry now, delete failed caches (never usable), and remove blobs no cache
+        references any more."""
         expired = self.expire(dry_run=dry_run)
         with self.store.transaction() as db:
+            failed = [c for c in self.store.list_caches(db) if c.status == CacheStatus.FAILED]
+            if not dry_run:
+                for cache in failed:
+                    self._delete_cache(db, cache.id)
             referenced = self.store.referenced_digests(db)
         orphans = [d for d in self.blobs.digests() if d not in referenced]
         freed = sum(self.blobs.path(d).stat().st_size for d in orphans)
@@ -232,7 +238,11 @@ class LocalBackend:
             for digest in orphans:
                 self.blobs.remove(digest)
         return GcReport(
-            expired=expired, blobs_removed=len(orphans), bytes_freed=freed, dry_run=dry_run
+            expired=expired,
+            failed=[f"{c.id} ({c.failure})" for c in failed],
+            blobs_removed=len(orphans),
+            bytes_freed=freed,
+            dry_run=dry_run,
         )
 
     def usage(self) -> Usage:
@@ -317,6 +327,15 @@ class LocalBackend:
                 plan=plan.summary(),
             )
             with self.store.transaction() as db:
+                # A failed earlier attempt at the same cache (a create that errored, which
+                # Pulumi does not keep in state) gives way to this one instead of piling up.
+                retried = [
+                    c
+                    for c in self.store.caches_named(db, spec.name)
+                    if c.status == CacheStatus.FAILED and c.kind == CacheKind.MANUAL
+                ]
+                for failed in retried:
+                    self._delete_cache(db, failed.id)
                 try:
                     victims = self._make_room(db, CacheKind.MANUAL)
                 except QuotaExceeded as err:
@@ -329,6 +348,7 @@ class LocalBackend:
                     record.id,
                     "Created",
                     f"image cache {spec.name} created"
+                    + "".join(f"; replaces failed {c.id}" for c in retried)
                     + "".join(f"; evicted {v.name} ({v.id}, LRU)" for v in victims),
                 )
             return self._finish(record, plan, client, progress, wait)

@@ -185,6 +185,11 @@ class Store:
         return [CacheRecord.model_validate_json(r[0]) for r in rows]
 
     @staticmethod
+    def caches_named(db: sqlite3.Connection, name: str) -> list[CacheRecord]:
+        rows = db.execute("SELECT record FROM caches WHERE name = ? ORDER BY id", (name,))
+        return [CacheRecord.model_validate_json(r[0]) for r in rows.fetchall()]
+
+    @staticmethod
     def count_caches(db: sqlite3.Connection, kind: CacheKind) -> int:
         return db.execute("SELECT count(*) FROM caches WHERE kind = ?", (kind.value,)).fetchone()[0]
 
