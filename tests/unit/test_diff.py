@@ -59,3 +59,16 @@ def test_password_change_is_an_update_that_never_shows_the_password() -> None:
 
 def test_fields_outside_the_rules_are_ignored() -> None:
     assert diff_cache({**BASE, "status": "Ready"}, {**BASE, "status": "Creating"}).changes == []
+
+
+def test_any_group_change_replaces_and_unset_equals_empty() -> None:
+    from eci_imagecache.engine.diff import diff_group
+
+    fields = ("containers", "extra_ephemeral_storage_gib", "tags")
+    old = {"containers": [{"image": "nginx:1"}], "extra_ephemeral_storage_gib": None, "tags": {}}
+    assert diff_group(old, {**old, "tags": None}, fields) == []
+    assert diff_group(old, {**old, "extra_ephemeral_storage_gib": 10}, fields) == [
+        "extra_ephemeral_storage_gib"
+    ]
+    new = {**old, "containers": [{"image": "nginx:2"}], "tags": {"a": "b"}}
+    assert diff_group(old, new, fields) == ["containers", "tags"]

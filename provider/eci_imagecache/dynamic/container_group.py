@@ -23,12 +23,12 @@ from pulumi.dynamic import (
 )
 
 from ..backends.base import BackendError, NotFound
+from ..engine.diff import diff_group
 from ..engine.models import CacheSelection, ContainerGroupRecord, ContainerGroupSpec
 from .common import present, secret_credentials, unknown_keys, validate, with_outputs
 from .settings import PLACEMENT_FIELDS, check_placement, open_backend, placement_inputs
 
 SPEC_FIELDS = tuple(ContainerGroupSpec.model_fields)
-IGNORED_IN_DIFF = {"match_preview", "__provider"}
 
 
 def spec_from(props: dict[str, Any]) -> ContainerGroupSpec:
@@ -95,14 +95,7 @@ class ContainerGroupProvider(ResourceProvider):
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = sorted(
-            k
-            for k in (set(news) | set(olds)) - IGNORED_IN_DIFF
-            if k in (*SPEC_FIELDS, *PLACEMENT_FIELDS, "tags")
-            and olds.get(k) != news.get(k)
-            and not (olds.get(k) in (None, [], {}) and news.get(k) in (None, [], {}))
-        )
-        # A group's cache and images are fixed at creation: every change makes a new group.
+        changed = diff_group(olds, news, (*SPEC_FIELDS, *PLACEMENT_FIELDS))
         return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:

@@ -7,7 +7,7 @@ or a replacement. Images are compared as sets of normalized references.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import IntEnum
 from typing import Any
 
@@ -151,3 +151,14 @@ def diff_cache(old: Mapping[str, Any], new: Mapping[str, Any]) -> CacheDiff:
             )
         )
     return CacheDiff(changes=changes, images_added=added, images_removed=removed)
+
+
+def diff_group(old: Mapping[str, Any], new: Mapping[str, Any], fields: Iterable[str]) -> list[str]:
+    """The fields of a container group that changed. A group's cache is chosen once, at
+    creation, from its images and storage, so every one of them replaces the group."""
+    empty = (None, [], {}, "")
+    return sorted(
+        f
+        for f in fields
+        if old.get(f) != new.get(f) and not (old.get(f) in empty and new.get(f) in empty)
+    )
