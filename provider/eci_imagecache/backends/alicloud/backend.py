@@ -51,16 +51,21 @@ ADVICE = {
 }
 
 
-class _RedactPasswords(logging.Filter):
-    """The SDK sends registry passwords in the query string, and urllib3 logs request lines at
-    DEBUG: keep the value out of every log record."""
+_PASSWORD = re.compile(r"(Password=)[^&\s\"']*", re.IGNORECASE)
 
-    pattern = re.compile(r"(Password=)[^&\s\"']*", re.IGNORECASE)
+
+def redact(text: str) -> str:
+    """The SDK sends registry passwords in the query string: cut them out of any text."""
+    return _PASSWORD.sub(r"\1***", text)
+
+
+class _RedactPasswords(logging.Filter):
+    """urllib3 logs request lines at DEBUG: keep passwords out of every log record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if "assword=" in message:
-            record.msg, record.args = self.pattern.sub(r"\1***", message), None
+            record.msg, record.args = redact(message), None
         return True
 
 
@@ -118,17 +123,16 @@ class AliCloudBackend:
         for attempt in range(self.retries + 1):
             try:
                 return getattr(self.client, method)(request).body
+            except UnretryableException:
+                # A transport failure: its text holds the request URL, and with it any
+                # registry password, so none of it goes into the message.
+                raise BackendError(f"{what}: the ECI API could not be reached") from None
             except (DaraException, TeaException) as err:
                 code = str(getattr(err, "code", "") or "")
                 if code in THROTTLED and attempt < self.retries:
                     self.sleep(min(30.0, 0.5 * 2**attempt))
                     continue
                 raise self._translate(what, code, err) from None
-            except UnretryableException as err:
-                raise BackendError(
-                    f"{what}: the ECI API could not be reached "
-                    f"({type(err.__cause__ or err).__name__})"
-                ) from None
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -137,7 +141,7 @@ class AliCloudBackend:
         message = data.get("Message") if isinstance(data, dict) else None
         message = message or str(getattr(err, "message", "") or code)
         advice = ADVICE.get(code)
-        text = f"{what}: {code}: {message}" + (f" ({advice})" if advice else "")
+        text = redact(f"{what}: {code}: {message}" + (f" ({advice})" if advice else ""))
         if code.endswith("NotFound") and "AccessKey" not in code:
             return NotFound(text)
         return BackendError(text)

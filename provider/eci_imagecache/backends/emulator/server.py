@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,7 +33,7 @@ from ...engine.refs import ImageRefError, parse_image_ref
 from ..base import BackendError, NotFound
 from ..eci_api import API_VERSION, cache_to_api, group_to_api
 from ..local.backend import LocalBackend
-from .signing import SignatureError, verify
+from .signing import MAX_CLOCK_SKEW, SignatureError, verify
 
 log = logging.getLogger("eci_imagecache.emulator")
 
@@ -358,7 +359,7 @@ class EmulatorServer:
             raise ValueError("the emulator needs at least one access key to verify requests")
         self.emulator = Emulator(backend)
         self.access_keys = dict(access_keys)
-        self._nonces: OrderedDict[str, None] = OrderedDict()
+        self._nonces: OrderedDict[str, float] = OrderedDict()  # nonce -> when it was seen
         self._nonce_lock = threading.Lock()
         outer = self
 
@@ -385,12 +386,16 @@ class EmulatorServer:
         return f"http://{host}:{port}"
 
     def _fresh_nonce(self, nonce: str) -> bool:
+        """A nonce is accepted once. Requests older than the allowed clock skew are refused
+        anyway, so nonces are remembered for twice that and then forgotten."""
+        now = time.monotonic()
+        horizon = 2 * MAX_CLOCK_SKEW.total_seconds()
         with self._nonce_lock:
+            while self._nonces and now - next(iter(self._nonces.values())) > horizon:
+                self._nonces.popitem(last=False)
             if not nonce or nonce in self._nonces:
                 return False
-            self._nonces[nonce] = None
-            while len(self._nonces) > 100_000:
-                self._nonces.popitem(last=False)
+            self._nonces[nonce] = now
             return True
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:

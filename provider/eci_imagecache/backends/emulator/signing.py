@@ -12,9 +12,12 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 ALGORITHM = "ACS3-HMAC-SHA256"
+# A signed request is good this long; its nonce is remembered at least as long (server side).
+MAX_CLOCK_SKEW = timedelta(minutes=15)
 _AUTHORIZATION = re.compile(
     rf"^{ALGORITHM} Credential=([^,]+),SignedHeaders=([^,]+),Signature=([0-9a-f]+)$"
 )
@@ -79,9 +82,27 @@ def verify(
     if secret is None:
         raise SignatureError("InvalidAccessKeyId.NotFound", "the AccessKey id is not known")
     signed = signed_headers.split(";")
-    for required in ("host", "x-acs-action", "x-acs-date", "x-acs-content-sha256"):
+    required_headers = (
+        "host",
+        "x-acs-action",
+        "x-acs-version",
+        "x-acs-date",
+        "x-acs-signature-nonce",
+        "x-acs-content-sha256",
+    )
+    for required in required_headers:
         if required not in signed:
             raise SignatureError("IncompleteSignature", f"header {required} must be signed")
+    try:
+        sent = datetime.strptime(headers.get("x-acs-date", ""), "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        raise SignatureError(
+            "InvalidTimeStamp.Format", "x-acs-date is not an ISO 8601 UTC time"
+        ) from None
+    if abs(datetime.now(UTC) - sent.replace(tzinfo=UTC)) > MAX_CLOCK_SKEW:
+        raise SignatureError(
+            "InvalidTimeStamp.Expired", "x-acs-date is more than 15 minutes from the server's time"
+        )
     payload_hash = headers.get("x-acs-content-sha256", "")
     if hashlib.sha256(body).hexdigest() != payload_hash:
         raise SignatureError("IncompleteSignature", "x-acs-content-sha256 does not match the body")
