@@ -215,3 +215,27 @@ def test_crafted_names_are_rejected(name: str) -> None:
     with pytest.raises(ValidationError) as info:
         ImageCacheSpec(name=name, images=["nginx"])
     assert info.value.errors()[0]["loc"] == ("name",)
+
+
+def test_failed_rebuild_keeps_serving_the_old_images(backend, registry, proxy) -> None:
+    made = backend.create_image_cache(
+        ImageCacheSpec(name="web", images=[via(proxy, "demo/web:1.0")])
+    )
+    new_layer = registry.samples.images["demo/web:1.1"].layers[-1].digest
+    proxy.faults.append(Fault(pattern=f"GET /v2/demo/web/blobs/{new_layer}", status=500))
+    with pytest.raises(BackendError, match="500"):
+        backend.update_image_cache(
+            made.id, ImageCacheSpec(name="web", images=[via(proxy, "demo/web:1.1")])
+        )
+    after = backend.get_image_cache(made.id)
+    assert (after.status, after.images, after.snapshot_id) == (
+        CacheStatus.READY,
+        made.images,
+        made.snapshot_id,
+    )
+    assert "500" in after.failure
+    group = ContainerGroupSpec(
+        name="old", cache="auto", containers=[{"name": "c", "image": via(proxy, "demo/web:1.0")}]
+    )
+    used = backend.create_container_group(group)
+    assert (used.cache_id, used.match_degree, used.bytes_fetched) == (made.id, "exact", 0)

@@ -62,6 +62,10 @@ class DigestMismatch(RegistryError):
     pass
 
 
+class _Retryable(Exception):
+    """A blob download answer worth another try (throttling, 5xx)."""
+
+
 @dataclass(frozen=True)
 class Credentials:
     username: str
@@ -326,7 +330,7 @@ class RegistryClient:
                     "GET", url, headers=self._auth_header(ref.registry, scope)
                 ) as response:
                     if response.status_code == 429 or response.status_code >= 500:
-                        raise httpx.TransportError(f"status {response.status_code}")
+                        raise _Retryable(f"answered {response.status_code}")
                     if response.status_code == 404:
                         raise ImageNotFound(f"{what}: not found on {ref.registry}")
                     if response.status_code >= 400:
@@ -342,10 +346,11 @@ class RegistryClient:
                         if progress:
                             progress(len(chunk))
                 break
-            except (httpx.TimeoutException, httpx.TransportError) as err:
+            except (httpx.TimeoutException, httpx.TransportError, _Retryable) as err:
                 if attempt == self.retries or written:
+                    reason = str(err) if isinstance(err, _Retryable) else type(err).__name__
                     raise RegistryUnavailable(
-                        f"{what}: download from {ref.registry} failed ({type(err).__name__})"
+                        f"{what}: download from {ref.registry} failed ({reason})"
                     ) from None
                 self._pause(attempt, None)
         if written != blob.size or hasher.hexdigest() != expected:

@@ -360,24 +360,18 @@ class LocalBackend:
         client: RegistryClient,
         progress: Callable[[int, int], None] | None,
         wait: bool,
+        final: dict[str, Any] | None = None,
     ) -> CacheRecord:
         if wait:
-            return self._build(record, plan, client, progress)
-        # The registry client belongs to the caller's `with` block: give the build its own.
-        spec_client = self._registry_like(client)
+            return self._build(record, plan, client, progress, final)
         _ACTIVE_BUILDS.add(record.id)
 
         def build() -> None:
-            with spec_client, contextlib.suppress(BackendError):
-                self._build(record, plan, spec_client, progress)
+            with contextlib.suppress(BackendError):
+                self._build(record, plan, client, progress, final)
 
         threading.Thread(target=build, name=f"build-{record.id}", daemon=True).start()
         return record
-
-    def _registry_like(self, client: RegistryClient) -> RegistryClient:
-        return self.registry_factory(
-            credentials=client.credentials, plain_http=client.plain_http, insecure=client.insecure
-        )
 
     def _build(
         self,
@@ -385,13 +379,17 @@ class LocalBackend:
         plan: BuildPlan,
         client: RegistryClient,
         progress: Callable[[int, int], None] | None = None,
+        final: dict[str, Any] | None = None,
     ) -> CacheRecord:
+        _ACTIVE_BUILDS.add(record.id)  # before the builds row exists: never seen as dead
         with self.store.transaction() as db:
             self.store.start_build(db, record.id, self._host, os.getpid())
             self._event(db, record.id, "Building", plan.summary())
         _ACTIVE_BUILDS.add(record.id)
         try:
-            return self._run_build(record, plan, client, progress or (lambda done, total: None))
+            return self._run_build(
+                record, plan, client, progress or (lambda done, total: None), final or {}
+            )
         except Exception as err:  # every failure ends in a Failed record, then re-raises
             reason = str(err) if isinstance(err, RegistryError | BackendError) else repr(err)
             with self.store.transaction() as db:
@@ -411,7 +409,10 @@ class LocalBackend:
         plan: BuildPlan,
         client: RegistryClient,
         progress: Callable[[int, int], None],
+        final: dict[str, Any],
     ) -> CacheRecord:
+        """Fetch, snapshot, then commit everything at once. A rebuild keeps serving the old
+        images, layers and snapshot until that commit; ``final`` holds the new images/size."""
         refs = {image.reference: ImageRef.parse(image.reference) for image in plan.images}
         owner = {
             blob.digest: refs[image.reference] for image in plan.images for blob in image.blobs
@@ -429,9 +430,10 @@ class LocalBackend:
                 self._update(record.id, progress=min(90, 90 * done // total))
                 last_report = time.monotonic()
         layers = {blob.digest: blob.size for image in plan.images for blob in image.blobs}
-        with self.store.transaction() as db:
-            self.store.set_layers(db, record.id, layers)
-        if record.instant:
+        if record.instant and record.status == CacheStatus.CREATING:
+            # First build of an instant cache: usable now, from the blobs on local disk.
+            with self.store.transaction() as db:
+                self.store.set_layers(db, record.id, layers)
             record = self._update(
                 record.id,
                 snapshot=SnapshotKind.LOCAL,
@@ -440,26 +442,33 @@ class LocalBackend:
             )
             self.on_phase("local-snapshot", record)
         snapshot = self._standard_snapshot(record.id, plan.images, layers)
-        record = self._update(
-            record.id,
-            status=CacheStatus.READY,
-            snapshot=SnapshotKind.STANDARD,
-            progress=100,
-            snapshot_id=snapshot.id,
-            layer_count=len(layers),
-            content_bytes=plan.content_bytes,
-            fetched_bytes=plan.fetch_bytes,
-            reused_bytes=plan.reuse_bytes,
-            failure=None,
-            plan=plan.summary(),
-            event=(
-                "Ready",
-                f"standard snapshot {snapshot.id} ready"
-                + ("; local snapshot released" if record.instant else ""),
-            ),
-        )
         with self.store.transaction() as db:
+            current = self.store.get_cache(db, record.id)
+            if current is None:
+                raise BackendError(f"image cache {record.id} was deleted while building")
+            previous_snapshot = current.snapshot_id
+            record = current.model_copy(
+                update={
+                    **final,
+                    "status": CacheStatus.READY,
+                    "snapshot": SnapshotKind.STANDARD,
+                    "progress": 100,
+                    "snapshot_id": snapshot.id,
+                    "layer_count": len(layers),
+                    "content_bytes": plan.content_bytes,
+                    "fetched_bytes": plan.fetch_bytes,
+                    "reused_bytes": plan.reuse_bytes,
+                    "failure": None,
+                    "plan": plan.summary(),
+                }
+            )
+            self.store.put_cache(db, record)
+            self.store.set_layers(db, record.id, layers)
             self.store.end_build(db, record.id)
+            released = "; local snapshot released" if current.snapshot == SnapshotKind.LOCAL else ""
+            self._event(db, record.id, "Ready", f"standard snapshot {snapshot.id} ready{released}")
+        if previous_snapshot and previous_snapshot != snapshot.id:
+            (self.snapshots / f"{previous_snapshot}.json").unlink(missing_ok=True)
         self.on_phase("ready", record)
         return record
 
@@ -549,17 +558,32 @@ class LocalBackend:
                 plan = self._plan(self._resolve(client, spec.images), spec)
             except (RegistryError, PlanError) as err:
                 raise BackendError(f"image cache {spec.name}: {err}") from None
-            usable = current.usable and current.status != CacheStatus.FAILED
-            record = self._update(
-                cache_id,
-                images=spec.images,
-                size_gib=spec.size_gib,
-                progress=0,
-                status=CacheStatus.UPDATING if usable else CacheStatus.CREATING,
-                event=("Rebuilding", plan.summary()),
-                **settings,
-            )
-            return self._finish(record, plan, client, None, wait)
+            content = {"images": spec.images, "size_gib": spec.size_gib}
+            with self.store.transaction() as db:
+                if any(row[0] == cache_id for row in self.store.builds(db)):
+                    raise BackendError(
+                        f"image cache {spec.name} ({cache_id}) is being built; "
+                        "update it again once the build has ended"
+                    )
+                now = self.store.get_cache(db, cache_id) or current
+                if now.usable:
+                    # The old snapshot serves until the new one is committed.
+                    record = now.model_copy(
+                        update={**settings, "status": CacheStatus.UPDATING, "progress": 0}
+                    )
+                else:
+                    record = now.model_copy(
+                        update={
+                            **settings,
+                            **content,
+                            "progress": 0,
+                            "status": CacheStatus.CREATING,
+                            "snapshot": SnapshotKind.NONE,
+                        }
+                    )
+                self.store.put_cache(db, record)
+                self._event(db, cache_id, "Rebuilding", plan.summary())
+            return self._finish(record, plan, client, None, wait, final=content)
 
     def delete_image_cache(self, cache_id: str) -> None:
         with self.store.transaction() as db:
