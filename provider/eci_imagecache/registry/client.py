@@ -170,6 +170,18 @@ class RegistryClient:
             return
         if scheme != "bearer" or "realm" not in params:
             raise AuthenticationError(f"{what}: unsupported authentication from {registry}")
+        realm = httpx.URL(params["realm"])
+        if (
+            basic
+            and realm.scheme != "https"
+            and not (
+                _is_loopback(realm.netloc.decode()) or realm.netloc.decode() in self.plain_http
+            )
+        ):
+            raise AuthenticationError(
+                f"{what}: {registry} asks for credentials at a plain-HTTP token service "
+                f"({realm.host}); list it in plain_http_registries to allow that"
+            )
         query = {"service": params.get("service", ""), "scope": params.get("scope", scope)}
         response = self._send(
             "GET",
@@ -227,16 +239,19 @@ class RegistryClient:
     ) -> httpx.Response:
         scope = f"repository:{repository}:pull"
         url = f"{self._base_url(registry)}/v2/{repository}/{path}"
-        for _ in range(2):
+        fresh = False  # whether the token just sent was obtained for this very request
+        while True:
             headers = {**kwargs.pop("headers", {}), **self._auth_header(registry, scope)}
             response = self._send(method, url, registry, what, headers=headers, **kwargs)
             kwargs["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
             if response.status_code != 401:
                 break
-            if (registry, scope) in self._tokens:
-                self._tokens.pop((registry, scope))
+            if fresh:
                 raise AuthenticationError(f"{what}: {registry} refused the credentials")
+            # No token yet, or one that expired during a long build: get a new one, once.
+            self._tokens.pop((registry, scope), None)
             self._authenticate(registry, scope, response.headers.get("WWW-Authenticate", ""), what)
+            fresh = True
         if response.status_code in (401, 403):
             raise AuthenticationError(f"{what}: access denied by {registry}")
         if response.status_code == 404:

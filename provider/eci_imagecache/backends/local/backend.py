@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -75,6 +76,9 @@ def utc_now() -> datetime:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(10)}"
+
+
+_GROUP_ID = re.compile(r"eci-[0-9a-f]{20}")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -153,7 +157,7 @@ class LocalBackend:
 
     @property
     def quota(self) -> Quota:
-        with self.store.transaction() as db:
+        with self.store.read() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'quota'").fetchone()
         return Quota.model_validate_json(row[0]) if row else Quota()
 
@@ -173,6 +177,13 @@ class LocalBackend:
     def recover(self) -> list[str]:
         """Fail builds whose process died (so they are never matched) and drop their temp files."""
         failed = []
+        with self.store.read() as db:
+            builds = self.store.builds(db)
+        if not any(
+            host == self._host and cache_id not in _ACTIVE_BUILDS for cache_id, host, _ in builds
+        ):
+            self.blobs.remove_stale_temp_files(_pid_alive)
+            return failed
         with self.store.transaction() as db:
             for cache_id, host, pid in self.store.builds(db):
                 if host != self._host or cache_id in _ACTIVE_BUILDS:
@@ -214,8 +225,11 @@ class LocalBackend:
 
     def expire(self, dry_run: bool = False) -> list[str]:
         """Delete caches whose retention or automatic expiry has passed."""
+        now = self.clock()
+        with self.store.read() as db:
+            if not self.store.due_caches(db, now):
+                return []
         with self.store.transaction() as db:
-            now = self.clock()
             due = due_for_deletion(self.store.due_caches(db, now), now)
             if not dry_run:
                 for expiry in due:
@@ -287,7 +301,7 @@ class LocalBackend:
         return self._plan(images, spec)
 
     def _plan(self, images: list[ResolvedImage], spec: ImageCacheSpec) -> BuildPlan:
-        with self.store.transaction() as db:
+        with self.store.read() as db:
             held = {d for d in self.store.layers_held(db) if self.blobs.has(d)}
         return plan_build(images, spec.size_gib, held, spec.layer_reuse)
 
@@ -512,7 +526,7 @@ class LocalBackend:
 
     def get_image_cache(self, cache_id: str) -> CacheRecord:
         self.recover()
-        with self.store.transaction() as db:
+        with self.store.read() as db:
             record = self.store.get_cache(db, cache_id)
         if record is None:
             raise NotFound(f"image cache {cache_id} not found")
@@ -521,7 +535,7 @@ class LocalBackend:
     def list_image_caches(self) -> list[CacheRecord]:
         self.recover()
         self.expire()
-        with self.store.transaction() as db:
+        with self.store.read() as db:
             return self.store.list_caches(db)
 
     def events(self, cache_id: str) -> list[CacheEvent]:
@@ -593,13 +607,14 @@ class LocalBackend:
         record = self.store.get_cache(db, cache_id)
         self.store.delete_cache(db, cache_id)
         if record is not None and record.snapshot_id:
-            (self.snapshots / f"{record.snapshot_id}.json").unlink(missing_ok=True)
+            snapshot = self.snapshots / f"{record.snapshot_id}.json"
+            self.store.after_commit(lambda: snapshot.unlink(missing_ok=True))
 
     # matching -----------------------------------------------------------------------------
 
     def _current_index(self) -> CacheIndex:
         with self._lock:
-            with self.store.transaction() as db:
+            with self.store.read() as db:
                 version = self.store.caches_version(db)
                 if version != self._index_version:
                     self._index = CacheIndex(self.store.list_caches(db))
@@ -623,7 +638,7 @@ class LocalBackend:
         used: dict[str, int] = {}
         resolved: list[ResolvedImage] = []
         snapshot = self._snapshot(cache) if cache else None
-        with self.store.transaction() as db:
+        with self.store.read() as db:
             held = self.store.cache_layers(db, cache.id) if cache else {}
         try:
             with self._registry(
@@ -754,17 +769,20 @@ class LocalBackend:
         return record
 
     def get_container_group(self, group_id: str) -> ContainerGroupRecord:
-        with self.store.transaction() as db:
+        with self.store.read() as db:
             record = self.store.get_group(db, group_id)
         if record is None:
             raise NotFound(f"container group {group_id} not found")
         return record
 
     def list_container_groups(self) -> list[ContainerGroupRecord]:
-        with self.store.transaction() as db:
+        with self.store.read() as db:
             return self.store.list_groups(db)
 
     def delete_container_group(self, group_id: str) -> None:
         with self.store.transaction() as db:
+            known = self.store.get_group(db, group_id) is not None
             self.store.delete_group(db, group_id)
-        shutil.rmtree(self.groups_dir / group_id, ignore_errors=True)
+        # Only a directory this backend made: an id from outside never becomes a path.
+        if known and _GROUP_ID.fullmatch(group_id):
+            shutil.rmtree(self.groups_dir / group_id, ignore_errors=True)

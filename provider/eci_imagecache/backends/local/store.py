@@ -31,6 +31,17 @@ def _expiry_key(record: CacheRecord) -> str | None:
     return _time_key(expires_at(record))
 
 
+def _match_key(record: CacheRecord) -> tuple:
+    return (
+        record.region,
+        record.usable,
+        record.size_gib,
+        record.created_at,
+        record.images,
+        record.name,
+    )
+
+
 def _time_key(value: datetime | None) -> str | None:
     """UTC, fixed width: compares as text in the same order as in time."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") if value else None
@@ -100,19 +111,42 @@ class Store:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction: taken at once, so read-check-write sequences are atomic.
 
-        A transaction opened inside another on the same thread joins the outer one.
+        A transaction opened inside another on the same thread joins the outer one. Work
+        registered with :meth:`after_commit` (file removals) runs only once the commit is done.
         """
         db = self._connect()
         if db.in_transaction:
             yield db
             return
+        self._local.after = []
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self._local.after = []
             raise
-        db.execute("COMMIT")
+        after, self._local.after = self._local.after, []
+        for action in after:
+            action()
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent read that does not block writers (a deferred transaction in WAL)."""
+        db = self._connect()
+        if db.in_transaction:
+            yield db
+            return
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            db.execute("COMMIT")
+
+    def after_commit(self, action: Callable[[], object]) -> None:
+        self._local.after.append(action)
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
@@ -139,7 +173,7 @@ class Store:
 
     @staticmethod
     def caches_version(db: sqlite3.Connection) -> int:
-        """Bumped by every change to a cache: readers cache derived data (the match index)."""
+        """Bumped by every change matching can see: readers cache the match index on it."""
         row = db.execute("SELECT value FROM meta WHERE key = 'caches_version'").fetchone()
         return int(row[0]) if row else 0
 
@@ -152,7 +186,9 @@ class Store:
 
     @classmethod
     def put_cache(cls, db: sqlite3.Connection, record: CacheRecord) -> None:
-        cls._bump(db)
+        row = db.execute("SELECT record FROM caches WHERE id = ?", (record.id,)).fetchone()
+        if row is None or _match_key(CacheRecord.model_validate_json(row[0])) != _match_key(record):
+            cls._bump(db)  # only what matching reads invalidates the index: not use or progress
         db.execute(
             "INSERT OR REPLACE INTO caches (id, name, kind, region, record, expires_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
