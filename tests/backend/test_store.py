@@ -38,3 +38,18 @@ def test_a_newer_store_is_refused(tmp_path) -> None:
         db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(RuntimeError, match="schema version 99 is newer"):
         Store(tmp_path / "state.db")
+
+
+def test_each_cache_keeps_its_50_most_recent_events(tmp_path) -> None:
+    from eci_imagecache.engine.models import CacheEvent
+
+    store = Store(tmp_path / "state.db")
+    with store.transaction() as db:
+        for i in range(60):
+            store.add_event(
+                db, "imc-a", CacheEvent(at=T0, kind="Normal", reason="Step", message=str(i))
+            )
+        store.add_event(db, "imc-b", CacheEvent(at=T0, kind="Normal", reason="Step", message="b"))
+    events = store.events("imc-a")
+    assert [e.message for e in events] == [str(i) for i in range(10, 60)]
+    assert [e.message for e in store.events("imc-b")] == ["b"]

@@ -80,9 +80,9 @@ def test_usage_and_gc(cli, registry: Registry) -> None:
     assert json.loads(cli("--json", "usage").stdout)["manual"] == {"used": 1, "quota": 50}
     [cache] = json.loads(cli("--json", "caches", "list").stdout)
     cli("caches", "delete", cache["id"])
-    dry = json.loads(cli("--json", "gc", "--dry-run").stdout)
+    dry = json.loads(cli("--json", "gc", "--dry-run", "--grace-minutes", "0").stdout)
     assert dry["dry_run"] and dry["blobs_removed"] == 5
-    assert "deleted 5 unreferenced blobs" in cli("gc").stdout
+    assert "deleted 5 unreferenced blobs" in cli("gc", "--grace-minutes", "0").stdout
     assert json.loads(cli("--json", "gc").stdout)["blobs_removed"] == 0
 
 

@@ -4,7 +4,6 @@ import pytest
 
 from eci_imagecache.engine.lifecycle import (
     QuotaExceeded,
-    append_event,
     auto_cache_name,
     auto_cache_size_gib,
     due_for_deletion,
@@ -12,7 +11,7 @@ from eci_imagecache.engine.lifecycle import (
     lru_order,
     make_room,
 )
-from eci_imagecache.engine.models import CacheEvent, CacheKind, EvictionStrategy, Quota
+from eci_imagecache.engine.models import CacheKind, EvictionStrategy, Quota
 
 from .helpers import T0, record
 
@@ -93,13 +92,3 @@ def test_auto_cache_naming_and_size() -> None:
     assert auto_cache_name("eci-123") == "auto-create-for-eci-123"
     assert auto_cache_size_gib(0) == 30
     assert auto_cache_size_gib(20) == 50
-
-
-def test_events_keep_the_50_most_recent() -> None:
-    events: list[CacheEvent] = []
-    for i in range(60):
-        events = append_event(
-            events, CacheEvent(at=T0, kind="Normal", reason="Step", message=str(i))
-        )
-    assert len(events) == 50
-    assert events[0].message == "10" and events[-1].message == "59"

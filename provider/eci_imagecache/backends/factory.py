@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from .base import BackendError
+from .base import Backend, BackendError
 
 BACKENDS = ("local", "alicloud")
 
@@ -16,7 +15,7 @@ def make_backend(
     endpoint: str | None = None,
     data_dir: str | Path | None = None,
     timeout_seconds: float | None = None,
-) -> Any:
+) -> Backend:
     if kind == "local":
         from .local.backend import LocalBackend
 

@@ -10,7 +10,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,6 +25,7 @@ from ..backends.base import BackendError, NotFound
 from ..backends.factory import make_backend
 from ..engine.lifecycle import expires_at
 from ..engine.models import CacheRecord, ContainerGroupSpec, ImageCacheSpec, validation_failures
+from ..engine.planner import human_bytes
 from ..engine.refs import ImageRefError
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 1, 2, 3
@@ -129,14 +130,6 @@ def cache_json(record: CacheRecord) -> dict[str, Any]:
     return data
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
-
-
 @caches_app.command("list")
 @command
 def caches_list() -> None:
@@ -167,7 +160,7 @@ def caches_list() -> None:
             + (" (local)" if r.snapshot.value == "local" and r.status.value == "Creating" else ""),
             f"{r.progress}%",
             f"{r.size_gib} GiB",
-            _size(r.content_bytes),
+            human_bytes(r.content_bytes),
             r.eviction.value or "never",
             expiry.strftime("%Y-%m-%d %H:%M") if expiry else "never",
             _ago(r.last_used_at),
@@ -316,9 +309,14 @@ def usage() -> None:
 
 @app.command("gc")
 @command
-def gc(dry_run: Annotated[bool, typer.Option("--dry-run", help="say, do nothing")] = False) -> None:
+def gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="say, do nothing")] = False,
+    grace_minutes: Annotated[
+        int, typer.Option(help="keep unreferenced blobs younger than this (builds in flight)")
+    ] = 10,
+) -> None:
     """Apply retention and automatic-cache expiry now; drop failed caches and unreferenced blobs."""
-    report = backend().gc(dry_run=dry_run)
+    report = backend().gc(dry_run=dry_run, grace=timedelta(minutes=grace_minutes))
     if options.json_output:
         return emit_json(report.model_dump())
     verb = "would delete" if dry_run else "deleted"
@@ -326,7 +324,9 @@ def gc(dry_run: Annotated[bool, typer.Option("--dry-run", help="say, do nothing"
         out.print(f"{verb} cache {line}", highlight=False)
     for line in report.failed:
         out.print(f"{verb} failed cache {line}", highlight=False)
-    out.print(f"{verb} {report.blobs_removed} unreferenced blobs ({_size(report.bytes_freed)})")
+    out.print(
+        f"{verb} {report.blobs_removed} unreferenced blobs ({human_bytes(report.bytes_freed)})"
+    )
     return None
 
 

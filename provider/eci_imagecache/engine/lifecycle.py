@@ -12,8 +12,6 @@ from pydantic import BaseModel, ConfigDict
 
 from .models import (
     BASE_EPHEMERAL_STORAGE_GIB,
-    MAX_EVENTS,
-    CacheEvent,
     CacheKind,
     CacheRecord,
     EvictionStrategy,
@@ -103,8 +101,3 @@ def auto_cache_name(instance_id: str) -> str:
 
 def auto_cache_size_gib(extra_ephemeral_storage_gib: int) -> int:
     return BASE_EPHEMERAL_STORAGE_GIB + extra_ephemeral_storage_gib
-
-
-def append_event(events: list[CacheEvent], event: CacheEvent) -> list[CacheEvent]:
-    """Keep only the most recent ``MAX_EVENTS`` events."""
-    return [*events, event][-MAX_EVENTS:]

@@ -62,14 +62,14 @@ class BuildPlan(BaseModel):
     def summary(self) -> str:
         return (
             f"{len(self.images)} images, {len(self.fetch) + len(self.reuse)} blobs "
-            f"({_human(self.content_bytes)}): "
-            f"fetch {len(self.fetch)} ({_human(self.fetch_bytes)}), "
-            f"reuse {len(self.reuse)} ({_human(self.reuse_bytes)}), "
+            f"({human_bytes(self.content_bytes)}): "
+            f"fetch {len(self.fetch)} ({human_bytes(self.fetch_bytes)}), "
+            f"reuse {len(self.reuse)} ({human_bytes(self.reuse_bytes)}), "
             f"fits in {self.size_gib} GiB"
         )
 
 
-def _human(n: int) -> str:
+def human_bytes(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
@@ -99,7 +99,7 @@ def plan_build(
     plan = BuildPlan(images=images, fetch=fetch, reuse=reuse, size_gib=size_gib)
     if plan.content_bytes > size_gib * GIB:
         raise PlanError(
-            f"size_gib: the images need {_human(plan.content_bytes)}, more than the cache size "
-            f"of {size_gib} GiB"
+            f"size_gib: the images need {human_bytes(plan.content_bytes)}, "
+            f"more than the cache size of {size_gib} GiB"
         )
     return plan

@@ -19,8 +19,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
-
 from ...engine.lifecycle import QuotaExceeded
 from ...engine.matcher import CacheIndex, MatchResult
 from ...engine.models import (
@@ -36,7 +34,7 @@ from ...engine.models import (
 )
 from ...engine.planner import BuildPlan, plan_build
 from ...registry.client import Credentials, RegistryClient, RegistryError
-from ..base import BackendError, NotFound
+from ..base import BackendError, NotFound, Usage
 from ..eci_api import cache_events_from_api, cache_from_api, group_from_api
 
 T = TypeVar("T")
@@ -72,12 +70,6 @@ class _RedactPasswords(logging.Filter):
 _REDACT = _RedactPasswords()
 for _name in ("urllib3.connectionpool", "urllib3", "requests", "darabonba", "Tea"):
     logging.getLogger(_name).addFilter(_REDACT)
-
-
-class Usage(BaseModel):
-    quota: Quota
-    manual: int
-    auto: int
 
 
 class AliCloudBackend:
@@ -428,5 +420,5 @@ class AliCloudBackend:
             auto=int(attributes.get("AutoImageCacheCount", 0)),
         )
 
-    def gc(self, dry_run: bool = False) -> Any:
+    def gc(self, dry_run: bool = False, **_: Any) -> Any:
         raise BackendError("gc: Alibaba Cloud applies retention and automatic expiry itself")

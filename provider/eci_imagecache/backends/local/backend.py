@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ from ...engine.models import (
 from ...engine.planner import BuildPlan, PlanError, ResolvedImage, plan_build
 from ...engine.refs import ImageRef
 from ...registry.client import Credentials, RegistryClient, RegistryError
-from ..base import BackendError, NotFound
+from ..base import BackendError, NotFound, Usage
 from .blobs import BlobStore, UnsafeDigest
 from .store import Store
 
@@ -89,12 +89,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-class Usage(BaseModel):
-    quota: Quota
-    manual: int
-    auto: int
 
 
 class GcReport(BaseModel):
@@ -236,9 +230,10 @@ class LocalBackend:
                     self._delete_cache(db, expiry.cache_id)
         return [f"{e.cache_id} ({e.reason})" for e in due]
 
-    def gc(self, dry_run: bool = False) -> GcReport:
+    def gc(self, dry_run: bool = False, grace: timedelta = timedelta(minutes=10)) -> GcReport:
         """Apply expiry now, delete failed caches (never usable), and remove blobs no cache
-        references any more."""
+        references any more. Blobs younger than ``grace`` stay: a build or a container group
+        may have fetched them and not recorded them yet."""
         expired = self.expire(dry_run=dry_run)
         with self.store.transaction() as db:
             failed = [c for c in self.store.list_caches(db) if c.status == CacheStatus.FAILED]
@@ -246,7 +241,12 @@ class LocalBackend:
                 for cache in failed:
                     self._delete_cache(db, cache.id)
             referenced = self.store.referenced_digests(db)
-        orphans = [d for d in self.blobs.digests() if d not in referenced]
+        cutoff = time.time() - grace.total_seconds()
+        orphans = [
+            d
+            for d in self.blobs.digests()
+            if d not in referenced and self.blobs.path(d).stat().st_mtime <= cutoff
+        ]
         freed = sum(self.blobs.path(d).stat().st_size for d in orphans)
         if not dry_run:
             for digest in orphans:
@@ -302,7 +302,7 @@ class LocalBackend:
 
     def _plan(self, images: list[ResolvedImage], spec: ImageCacheSpec) -> BuildPlan:
         with self.store.read() as db:
-            held = {d for d in self.store.layers_held(db) if self.blobs.has(d)}
+            held = {d for d in self.store.referenced_digests(db) if self.blobs.has(d)}
         return plan_build(images, spec.size_gib, held, spec.layer_reuse)
 
     def create_image_cache(

@@ -278,13 +278,8 @@ class Store:
         )
 
     @staticmethod
-    def layers_held(db: sqlite3.Connection) -> set[str]:
-        """Digests some cache holds: what a build with layer reuse need not fetch again."""
-        rows = db.execute("SELECT DISTINCT digest FROM cache_layers").fetchall()
-        return {r[0] for r in rows}
-
-    @staticmethod
     def referenced_digests(db: sqlite3.Connection) -> set[str]:
+        """Digests some cache holds: kept by gc, and reusable by builds with layer reuse."""
         return {r[0] for r in db.execute("SELECT DISTINCT digest FROM cache_layers")}
 
     @staticmethod
