@@ -92,3 +92,13 @@ def test_auto_cache_naming_and_size() -> None:
     assert auto_cache_name("eci-123") == "auto-create-for-eci-123"
     assert auto_cache_size_gib(0) == 30
     assert auto_cache_size_gib(20) == 50
+
+
+def test_a_cache_being_built_is_not_evicted() -> None:
+    from eci_imagecache.engine.models import CacheStatus
+
+    caches = [
+        record("building", ["a"], eviction=LRU, status=CacheStatus.CREATING),
+        record("ready", ["a"], eviction=LRU, created=timedelta(days=1)),
+    ]
+    assert [c.id for c in make_room(caches, CacheKind.MANUAL, Quota(max_manual=2))] == ["ready"]

@@ -37,6 +37,20 @@ def test_digest_match_is_exact() -> None:
     assert ranking(caches, [f"app:v1@{digest}"]) == ["by-digest", "by-tag"]
 
 
+def test_a_pinned_digest_is_not_matched_exactly_by_a_tag() -> None:
+    digest = "sha256:" + "2" * 64
+    caches = [record("tag-only", ["app:v1"]), record("pinned", [f"app:v1@{digest}"])]
+    result = CacheIndex(caches).match(refs(f"app:v1@{digest}"), "local", 30)
+    assert [(c.cache_id, c.degree.label) for c in result.ranking] == [
+        ("pinned", "exact"),
+        ("tag-only", "repository"),
+    ]
+    # Asking by tag, a cache pinned to a digest under that tag is exact too.
+    assert {
+        c.degree.label for c in CacheIndex(caches).match(refs("app:v1"), "local", 30).ranking
+    } == {"exact"}
+
+
 def test_degree_beats_size_and_size_beats_age() -> None:
     caches = [
         # Degree first: more exact images win even when size and age are worse.

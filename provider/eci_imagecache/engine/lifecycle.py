@@ -14,6 +14,7 @@ from .models import (
     BASE_EPHEMERAL_STORAGE_GIB,
     CacheKind,
     CacheRecord,
+    CacheStatus,
     EvictionStrategy,
     Quota,
 )
@@ -65,7 +66,10 @@ def due_for_deletion(records: Iterable[CacheRecord], now: datetime) -> list[Expi
 
 
 def evictable(record: CacheRecord) -> bool:
-    """Automatic caches are always LRU; manual ones only when they opted in."""
+    """Automatic caches are always LRU; manual ones only when they opted in. A cache being
+    built or rebuilt is never taken from under its build."""
+    if record.status in (CacheStatus.CREATING, CacheStatus.UPDATING):
+        return False
     return record.kind == CacheKind.AUTO or record.eviction == EvictionStrategy.LRU
 
 

@@ -89,7 +89,13 @@ class MatchResult(BaseModel):
 DEFAULT_LIMIT = 10
 
 
+def _query_keys(ref: ImageRef) -> list[str]:
+    """The version a group asks for: its digest when it pins one (a tag may have moved)."""
+    return [ref.digest] if ref.digest else [f"tag:{ref.tag}"]
+
+
 def _version_keys(ref: ImageRef) -> list[str]:
+    """The versions a cache holds an image under: its digest and its tag."""
     keys = []
     if ref.digest:
         keys.append(ref.digest)
@@ -172,7 +178,7 @@ def score(record_images: Iterable[ImageRef], group_images: list[ImageRef]) -> tu
         held = versions.get(ref.repository_key)
         if held is None:
             continue
-        if held.intersection(_version_keys(ref)):
+        if held.intersection(_query_keys(ref)):
             exact += 1
         else:
             same += 1
@@ -248,8 +254,7 @@ class CacheIndex:
         exact: Counter[str] = Counter()
         touched: Counter[str] = Counter()
         for ref in images:
-            keys = [self._by_version.get((ref.repository_key, k), ()) for k in _version_keys(ref)]
-            exact.update(set().union(*keys) if len(keys) > 1 else keys[0])
+            exact.update(self._by_version.get((ref.repository_key, _query_keys(ref)[0]), ()))
             touched.update(self._by_repository.get(ref.repository_key, ()))
         records = self._records
         scored = (

@@ -124,6 +124,7 @@ class Emulator:
     def __init__(self, backend: LocalBackend) -> None:
         self.backend = backend
         self._tokens: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._token_locks: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
 
     def call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -149,15 +150,20 @@ class Emulator:
             raise ApiError(400, "OperationFailed", message) from None
 
     def _idempotent(self, action: str, params: dict[str, Any], create: Callable[[], str]) -> str:
+        """One create per ClientToken, even when retries race; other tokens are not held up."""
         token = params.get("ClientToken")
         if not token:
             return create()
-        with self._lock:  # one create per token, even when retries race
-            key = (action, token)
+        key = (action, token)
+        with self._lock:
+            lock = self._token_locks.setdefault(key, threading.Lock())
+        with lock:
             if key not in self._tokens:
                 self._tokens[key] = create()
+            with self._lock:
                 while len(self._tokens) > 10_000:
-                    self._tokens.popitem(last=False)
+                    old, _ = self._tokens.popitem(last=False)
+                    self._token_locks.pop(old, None)
             return self._tokens[key]
 
     # image caches -------------------------------------------------------------------------

@@ -50,6 +50,9 @@ class BlobStore:
             with open(temp, "wb") as out:
                 fill(out)
             final.parent.mkdir(parents=True, exist_ok=True)
+            # Read-only: container groups hard-link blobs, and a write through a link must
+            # not change what the store holds under a digest.
+            os.chmod(temp, 0o444)
             os.replace(temp, final)
         finally:
             temp.unlink(missing_ok=True)
