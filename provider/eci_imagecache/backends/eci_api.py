@@ -119,7 +119,8 @@ def cache_from_api(item: dict[str, Any], region: str) -> CacheRecord:
         progress=int(str(item.get("Progress") or "0").rstrip("%") or 0),
         failure=failure,
         instant=flash,
-        snapshot_id=item.get("SnapshotId") or None,
+        # The snapshot a group names to use this cache: the standard one, else the flash one.
+        snapshot_id=item.get("SnapshotId") or item.get("FlashSnapshotId") or None,
     )
 
 

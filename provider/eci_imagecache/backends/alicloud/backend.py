@@ -147,7 +147,8 @@ class AliCloudBackend:
             if time.monotonic() >= deadline:
                 raise BackendError(
                     f"{what}: not finished after {self.timeout:.0f} s; it goes on "
-                    "in the cloud: refresh later, or raise eci:operationTimeout"
+                    "in the cloud: bring it under management with adopt_id once it is ready, "
+                    "or raise eci:operationTimeout"
                 )
             self.sleep(self.poll_interval)
 
@@ -202,7 +203,8 @@ class AliCloudBackend:
             raise NotFound(f"image cache {cache_id} not found in {self.region}")
         return found[0]
 
-    def _wait_usable(self, cache_id: str, what: str) -> CacheRecord:
+    def _wait_usable(self, cache_id: str, name: str) -> CacheRecord:
+        what = f"image cache {name} ({cache_id})"
         record = self._wait(
             what,
             lambda: cache_from_api(self._get(cache_id), self.region),
@@ -211,7 +213,7 @@ class AliCloudBackend:
             ),
         )
         if record.status == CacheStatus.FAILED:
-            raise BackendError(f"{what} ({cache_id}) failed: {record.failure}")
+            raise BackendError(f"{what} failed: {record.failure}")
         return record
 
     def create_image_cache(self, spec: ImageCacheSpec, **_: Any) -> CacheRecord:
@@ -228,7 +230,7 @@ class AliCloudBackend:
             if "QuotaExceeded" in str(err):
                 raise BackendError(str(err)) from QuotaExceeded(str(err))
             raise
-        return self._wait_usable(body.image_cache_id, f"image cache {spec.name}")
+        return self._wait_usable(body.image_cache_id, spec.name)
 
     def get_image_cache(self, cache_id: str) -> CacheRecord:
         return cache_from_api(self._get(cache_id), self.region)
@@ -247,7 +249,7 @@ class AliCloudBackend:
             client_token=str(uuid.uuid4()),
         )
         self._call(f"image cache {spec.name}", "update_image_cache", request)
-        return self._wait_usable(cache_id, f"image cache {spec.name}")
+        return self._wait_usable(cache_id, spec.name)
 
     def delete_image_cache(self, cache_id: str) -> None:
         self._call(
@@ -307,7 +309,7 @@ class AliCloudBackend:
                 raise BackendError(
                     f"cache_id: image cache {cache.id} is not usable ({cache.status.value})"
                 )
-            snapshot_id = cache.snapshot_id or f"flash-{cache.id}"
+            snapshot_id = cache.snapshot_id
         elif spec.cache == CacheSelection.AUTO_MATCH:
             decided = self.match(spec).chosen  # resolved here, passed as ImageSnapshotId
             if decided is not None:
