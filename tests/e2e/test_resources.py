@@ -29,7 +29,7 @@ def test_quickstart_lifecycle(quickstart: Stack, registry: Registry) -> None:
     quickstart.run("config", "set", "retentionDays", "7")
     preview = quickstart.run("preview", "--diff").stdout
     assert "~ pulumi-python:dynamic/eci:ImageCache: (update)" in preview
-    assert "+ retention_days       : 7" in preview
+    assert re.search(r"\+ retention_days\s*: 7", preview)
     assert '"update in place: retention_days None -> 7"' in preview
     assert "~ 1 to update" in preview and "4 unchanged" in preview
     assert "replace" not in preview

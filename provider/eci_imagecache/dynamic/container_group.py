@@ -201,7 +201,11 @@ class ContainerGroup(Resource, module="eci", name="ContainerGroup"):
             "security_group_id": args.security_group_id,
             "tags": args.tags,
         }
-        with_outputs(type(self), props)
+        # Unset inputs are left out (fewer properties to send, store and diff);
+        # declared outputs are then added back as None so they can be read.
+        props = with_outputs(
+            type(self), {k: v for k, v in props.items() if v not in (None, [], {})}
+        )
         opts = pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(additional_secret_outputs=["credentials"])
         )

@@ -244,7 +244,11 @@ class ImageCache(Resource, module="eci", name="ImageCache"):
             "tags": args.tags,
             "adopt_id": args.adopt_id,
         }
-        with_outputs(type(self), props)
+        # Unset inputs are left out (fewer properties to send, store and diff);
+        # declared outputs are then added back as None so they can be read.
+        props = with_outputs(
+            type(self), {k: v for k, v in props.items() if v not in (None, [], {})}
+        )
         opts = pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(additional_secret_outputs=["credentials"])
         )
