@@ -166,3 +166,22 @@ def test_unreachable_api_error_holds_no_password(private_registry: Registry) -> 
         )
     assert "could not be reached" in str(info.value)
     assert password not in str(info.value) and password not in repr(info.value.__cause__)
+
+
+def test_describe_pages_with_next_token(emulator: EmulatorServer, registry: Registry) -> None:
+    backend = emulator.emulator.backend
+    made = {
+        backend.create_image_cache(
+            ImageCacheSpec(name=f"page-{i}", images=[registry.ref("demo/web:1.0")])
+        ).id
+        for i in range(3)
+    }
+    seen, token = [], ""
+    while True:
+        answer = emulator.emulator.call("DescribeImageCaches", {"Limit": "2", "NextToken": token})
+        assert answer["TotalCount"] == 3 and len(answer["ImageCaches"]) <= 2
+        seen += [c["ImageCacheId"] for c in answer["ImageCaches"]]
+        token = answer["NextToken"]
+        if not token:
+            break
+    assert sorted(seen) == sorted(made)

@@ -53,11 +53,20 @@ def secret_credentials(credentials: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
-def with_outputs(resource_class: type, props: dict[str, Any]) -> dict[str, Any]:
-    """Add every output the class declares (its annotations) as ``None``: a dynamic resource's
-    outputs can be read from it only if their keys are present at construction."""
+def resource_inputs(
+    resource_class: type, props: dict[str, Any], opts: pulumi.ResourceOptions | None
+) -> tuple[dict[str, Any], pulumi.ResourceOptions]:
+    """The inputs and options every resource of ours registers with.
+
+    Unset inputs are left out (fewer properties to send, store and diff). Every output the class
+    declares (its annotations) is then added as ``None``: a dynamic resource's outputs can be
+    read from it only if their keys are present at construction. Credentials stay secret in the
+    outputs too.
+    """
+    props = {k: v for k, v in props.items() if v not in (None, [], {})}
     for cls in reversed(resource_class.__mro__):
         for key in getattr(cls, "__annotations__", {}):
             if not key.startswith("_") and cls.__module__.startswith("eci_imagecache"):
                 props.setdefault(key, None)
-    return props
+    secret = pulumi.ResourceOptions(additional_secret_outputs=["credentials"])
+    return props, pulumi.ResourceOptions.merge(opts, secret)

@@ -25,7 +25,7 @@ from pulumi.dynamic import (
 from ..backends.base import BackendError, NotFound
 from ..engine.diff import diff_group
 from ..engine.models import CacheSelection, ContainerGroupRecord, ContainerGroupSpec
-from .common import present, secret_credentials, unknown_keys, validate, with_outputs
+from .common import present, resource_inputs, secret_credentials, unknown_keys, validate
 from .settings import PLACEMENT_FIELDS, check_placement, open_backend, placement_inputs
 
 SPEC_FIELDS = tuple(ContainerGroupSpec.model_fields)
@@ -201,12 +201,5 @@ class ContainerGroup(Resource, module="eci", name="ContainerGroup"):
             "security_group_id": args.security_group_id,
             "tags": args.tags,
         }
-        # Unset inputs are left out (fewer properties to send, store and diff);
-        # declared outputs are then added back as None so they can be read.
-        props = with_outputs(
-            type(self), {k: v for k, v in props.items() if v not in (None, [], {})}
-        )
-        opts = pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(additional_secret_outputs=["credentials"])
-        )
+        props, opts = resource_inputs(type(self), props, opts)
         super().__init__(ContainerGroupProvider(), resource_name, props, opts)

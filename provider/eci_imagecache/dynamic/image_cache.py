@@ -31,7 +31,7 @@ from ..engine.lifecycle import expires_at
 from ..engine.models import CacheRecord, ImageCacheSpec
 from ..engine.planner import PlanError
 from ..registry.client import RegistryUnavailable
-from .common import present, secret_credentials, unknown_keys, validate, with_outputs
+from .common import present, resource_inputs, secret_credentials, unknown_keys, validate
 from .settings import PLACEMENT_FIELDS, check_placement, open_backend, placement_inputs
 
 # Inputs that make the spec: exactly the engine model's fields.
@@ -244,12 +244,5 @@ class ImageCache(Resource, module="eci", name="ImageCache"):
             "tags": args.tags,
             "adopt_id": args.adopt_id,
         }
-        # Unset inputs are left out (fewer properties to send, store and diff);
-        # declared outputs are then added back as None so they can be read.
-        props = with_outputs(
-            type(self), {k: v for k, v in props.items() if v not in (None, [], {})}
-        )
-        opts = pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(additional_secret_outputs=["credentials"])
-        )
+        props, opts = resource_inputs(type(self), props, opts)
         super().__init__(ImageCacheProvider(), resource_name, props, opts)

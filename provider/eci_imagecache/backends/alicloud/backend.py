@@ -182,20 +182,28 @@ class AliCloudBackend:
             **extra,
         )
 
-    def _describe_caches(self, what: str, **filters: Any) -> list[dict[str, Any]]:
+    def _pages(
+        self, what: str, method: str, request: type, field: str, **filters: Any
+    ) -> list[dict[str, Any]]:
+        """Every item of a paged Describe call, following NextToken."""
         items, token = [], None
         while True:
             body = self._call(
-                what,
-                "describe_image_caches",
-                self.models.DescribeImageCachesRequest(
-                    region_id=self.region, limit=100, next_token=token, **filters
-                ),
+                what, method, request(region_id=self.region, limit=100, next_token=token, **filters)
             )
-            items += [c.to_map() for c in body.image_caches or []]
+            items += [item.to_map() for item in getattr(body, field) or []]
             token = body.next_token
             if not token:
                 return items
+
+    def _describe_caches(self, what: str, **filters: Any) -> list[dict[str, Any]]:
+        return self._pages(
+            what,
+            "describe_image_caches",
+            self.models.DescribeImageCachesRequest,
+            "image_caches",
+            **filters,
+        )
 
     def _get(self, cache_id: str) -> dict[str, Any]:
         found = self._describe_caches(f"image cache {cache_id}", image_cache_id=cache_id)
@@ -370,19 +378,13 @@ class AliCloudBackend:
         return record
 
     def _describe_groups(self, what: str, **filters: Any) -> list[dict[str, Any]]:
-        items, token = [], None
-        while True:
-            body = self._call(
-                what,
-                "describe_container_groups",
-                self.models.DescribeContainerGroupsRequest(
-                    region_id=self.region, limit=100, next_token=token, **filters
-                ),
-            )
-            items += [g.to_map() for g in body.container_groups or []]
-            token = body.next_token
-            if not token:
-                return items
+        return self._pages(
+            what,
+            "describe_container_groups",
+            self.models.DescribeContainerGroupsRequest,
+            "container_groups",
+            **filters,
+        )
 
     def get_container_group(self, group_id: str) -> ContainerGroupRecord:
         import json

@@ -16,7 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import ValidationError
@@ -36,6 +36,7 @@ from ..local.backend import LocalBackend
 from .signing import MAX_CLOCK_SKEW, SignatureError, verify
 
 log = logging.getLogger("eci_imagecache.emulator")
+T = TypeVar("T")
 
 # Our property names -> the API's parameter names, for error messages users can act on.
 PARAMETER_NAMES = {
@@ -112,6 +113,20 @@ def _credentials(params: dict[str, Any]) -> list[dict[str, str]]:
 
 def _tags(params: dict[str, Any]) -> dict[str, str]:
     return {t.get("Key", ""): t.get("Value", "") for t in params.get("Tag") or []}
+
+
+def _page(items: list[T], params: dict[str, Any], default_limit: int) -> tuple[list[T], dict]:
+    """One page of a Describe answer: ``Limit`` items from the offset in ``NextToken``."""
+    limit = min(_int(params, "Limit") or default_limit, 100)
+    token = str(params.get("NextToken") or "0")
+    if not token.isdigit():
+        raise ApiError(400, "InvalidParameter.NextToken", "NextToken is not one this API gave")
+    start = int(token)
+    more = start + limit < len(items)
+    return items[start : start + limit], {
+        "TotalCount": len(items),
+        "NextToken": str(start + limit) if more else "",
+    }
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -231,15 +246,11 @@ class Emulator:
                 for c, (exact, same) in scored
                 if (exact == len(wanted) if full else exact + same > 0)
             ]
-        limit = min(_int(params, "Limit") or 10, 100)
-        start = int(params.get("NextToken") or 0)
-        page = caches[start : start + limit]
-        next_token = str(start + limit) if start + limit < len(caches) else ""
+        page, paging = _page(caches, params, default_limit=10)
         region = self.backend.region
         return {
             "ImageCaches": [cache_to_api(c, self.backend.store.events(c.id), region) for c in page],
-            "TotalCount": len(caches),
-            "NextToken": next_token,
+            **paging,
         }
 
     # container groups ---------------------------------------------------------------------
@@ -324,14 +335,8 @@ class Emulator:
             groups = [g for g in groups if g.id in ids]
         if params.get("ContainerGroupName"):
             groups = [g for g in groups if g.name == params["ContainerGroupName"]]
-        limit = min(_int(params, "Limit") or 20, 100)
-        start = int(params.get("NextToken") or 0)
-        page = groups[start : start + limit]
-        return {
-            "ContainerGroups": [group_to_api(g, self.backend.region) for g in page],
-            "TotalCount": len(groups),
-            "NextToken": str(start + limit) if start + limit < len(groups) else "",
-        }
+        page, paging = _page(groups, params, default_limit=20)
+        return {"ContainerGroups": [group_to_api(g, self.backend.region) for g in page], **paging}
 
     def do_DeleteContainerGroup(self, params: dict[str, Any]) -> dict[str, Any]:
         group_id = params.get("ContainerGroupId") or ""
