@@ -26,7 +26,7 @@ from pulumi.dynamic import (
 )
 
 from ..backends.base import BackendError, NotFound
-from ..engine.diff import diff_cache
+from ..engine.diff import PLAN_FIELDS, diff_cache
 from ..engine.lifecycle import expires_at
 from ..engine.models import CacheRecord, ImageCacheSpec
 from ..engine.planner import PlanError
@@ -36,7 +36,6 @@ from .settings import PLACEMENT_FIELDS, check_placement, open_backend, placement
 
 # Inputs that make the spec: exactly the engine model's fields.
 SPEC_FIELDS = tuple(ImageCacheSpec.model_fields)
-CONTENT_FIELDS = ("images", "size_gib", "layer_reuse")
 
 
 def spec_from(props: dict[str, Any]) -> ImageCacheSpec:
@@ -107,7 +106,7 @@ class ImageCacheProvider(ResourceProvider):
         inputs = {**news, "images": [str(i) for i in spec.images]}
         if olds and "images" in olds:
             change = diff_cache(comparable(olds), comparable(inputs))
-            content_changed = any(c.field in CONTENT_FIELDS for c in change.changes)
+            content_changed = any(c.field in PLAN_FIELDS for c in change.changes)
             inputs["change"] = change.summary() if change.changes else olds.get("change")
         else:
             content_changed = True

@@ -47,6 +47,8 @@ UPDATE_FIELDS = frozenset(
 REBUILD_FIELDS = frozenset({"images", "size_gib"})
 # Where the cache lives: a change means a new cache elsewhere.
 REPLACE_FIELDS = frozenset({"backend", "region"})
+# Fields whose change alters the build plan (what is fetched and reused), so a preview re-plans.
+PLAN_FIELDS = REBUILD_FIELDS | {"layer_reuse"}
 
 
 class FieldChange(BaseModel):
