@@ -24,7 +24,7 @@ from rich.table import Table
 from benchmarks.common import median, quick, write_results
 from eci_imagecache.backends.local.backend import LocalBackend
 from eci_imagecache.engine.models import ContainerGroupSpec, ImageCacheSpec
-from eci_imagecache.registry.testbed import ImageBuilder, RegistryServer, make_layer
+from eci_imagecache.testing.registry import ImageBuilder, RegistryServer, make_layer
 
 MIB = 1024 * 1024
 

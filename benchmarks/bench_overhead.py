@@ -16,7 +16,7 @@ from tests.e2e.pulumi_cli import Stack, find_pulumi_bin
 from benchmarks.common import quick, write_results
 from eci_imagecache.backends.local.backend import LocalBackend
 from eci_imagecache.engine.models import Quota
-from eci_imagecache.registry.testbed import ImageBuilder, RegistryServer, push_samples
+from eci_imagecache.testing.registry import ImageBuilder, RegistryServer, push_samples
 
 STACK_DIR = Path(__file__).parent / "stacks" / "overhead"
 

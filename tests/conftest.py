@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from eci_imagecache.registry.testbed import (
+from eci_imagecache.testing.registry import (
     ImageBuilder,
     RegistryServer,
     SampleImages,

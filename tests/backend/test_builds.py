@@ -45,7 +45,7 @@ def test_build_pulls_every_blob_and_verifies_it(backend: LocalBackend, registry:
 
 def test_multi_arch_index_selects_linux_amd64(backend: LocalBackend, registry: Registry) -> None:
     record = backend.create_image_cache(spec(registry, "demo/multi:1.0"))
-    snapshot = backend._snapshot(record)
+    snapshot = backend.snapshots.read(record.snapshot_id)
     amd64 = registry.samples.images["demo/multi:1.0"]
     assert snapshot.images[0].manifest_digest == amd64.manifest_digest
 

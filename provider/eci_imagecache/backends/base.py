@@ -1,8 +1,16 @@
-"""The interface every backend implements, mirroring the ECI image-cache API."""
+"""The interface every backend implements, mirroring the ECI image-cache API, and its errors.
+
+Callers tell failures apart by type, never by message text: ``NotFound`` (read: gone),
+``QuotaExceeded`` (delete or mark a cache LRU), ``InvalidSpec`` (a property is wrong),
+``RegistryError`` and its kinds (the images cannot be read), ``Conflict`` (try again later),
+``StoreError`` (the local store cannot be written). Every error may carry the API's ``code``.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Protocol
 
 from pydantic import BaseModel
 
@@ -16,14 +24,80 @@ from ..engine.models import (
     Quota,
 )
 from ..engine.planner import BuildPlan
+from ..registry import client as registry
+
+Progress = Callable[[int, int], None]
+"""``progress(bytes_done, bytes_total)`` during a build."""
 
 
 class BackendError(RuntimeError):
-    """An operation failed; the message is safe to show (it never holds a secret)."""
+    """An operation failed; the message is safe to show (it never holds a secret).
+
+    ``code`` is the API's error code when the failure came from (or maps onto) one, such as
+    ``QuotaExceeded.ImageCache``; ``None`` otherwise.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class NotFound(BackendError):
+    """The cache or group does not exist (deleted, evicted, expired, or never made)."""
+
+
+class QuotaExceeded(BackendError):
+    """The quota of its kind is reached and nothing may be evicted."""
+
+
+class InvalidSpec(BackendError):
+    """The request cannot be satisfied as written; the message starts with the property."""
+
+
+class Conflict(BackendError):
+    """The resource is busy (a build is running); the same request may succeed later."""
+
+
+class BuildFailed(BackendError):
+    """A build started and failed; the cache is left Failed (or, for a rebuild, as it was)."""
+
+
+class StoreError(BackendError):
+    """The local store cannot be written (disk full, read-only); state is left as it was."""
+
+
+class RegistryError(BackendError):
+    """A registry could not give the images; the message names image and registry."""
+
+
+class ImageNotFound(RegistryError):
     pass
+
+
+class RegistryAuthError(RegistryError):
+    pass
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry did not answer in time, or kept failing (5xx, throttling)."""
+
+
+class RegistryContentError(RegistryError):
+    """The registry answered with something unusable: malformed, unsafe or wrong content."""
+
+
+_REGISTRY_KINDS: list[tuple[type[registry.RegistryError], type[RegistryError]]] = [
+    (registry.ImageNotFound, ImageNotFound),
+    (registry.AuthenticationError, RegistryAuthError),
+    (registry.RegistryUnavailable, RegistryUnavailable),
+    (registry.DigestMismatch, RegistryContentError),
+]
+
+
+def from_registry(what: str, err: registry.RegistryError) -> RegistryError:
+    """The backend error for a registry client error, its message prefixed by ``what``."""
+    kind = next((ours for theirs, ours in _REGISTRY_KINDS if isinstance(err, theirs)), None)
+    return (kind or RegistryError)(f"{what}: {err}")
 
 
 class Usage(BaseModel):
@@ -34,6 +108,15 @@ class Usage(BaseModel):
     auto: int
 
 
+class GcReport(BaseModel):
+    expired: list[str]  # "id (reason)"
+    failed: list[str]  # "id (failure)"
+    blobs_removed: int
+    bytes_freed: int
+    dry_run: bool
+    files_removed: int = 0  # orphaned snapshot files and group directories
+
+
 class Backend(Protocol):
     """What the providers and the CLI use; `local` and `alicloud` implement it."""
 
@@ -41,7 +124,17 @@ class Backend(Protocol):
 
     def plan_image_cache(self, spec: ImageCacheSpec) -> BuildPlan: ...
 
-    def create_image_cache(self, spec: ImageCacheSpec, **options: Any) -> CacheRecord: ...
+    def create_image_cache(
+        self,
+        spec: ImageCacheSpec,
+        *,
+        client_token: str | None = None,
+        progress: Progress | None = None,
+        wait: bool = True,
+    ) -> CacheRecord:
+        """Create a cache. A ``client_token`` that already names a cache being built or ready
+        returns that cache instead of making another (a retried or re-run create)."""
+        ...
 
     def get_image_cache(self, cache_id: str) -> CacheRecord: ...
 
@@ -50,7 +143,7 @@ class Backend(Protocol):
     def events(self, cache_id: str) -> list[CacheEvent]: ...
 
     def update_image_cache(
-        self, cache_id: str, spec: ImageCacheSpec, **options: Any
+        self, cache_id: str, spec: ImageCacheSpec, *, wait: bool = True
     ) -> CacheRecord: ...
 
     def delete_image_cache(self, cache_id: str) -> None: ...
@@ -67,4 +160,4 @@ class Backend(Protocol):
 
     def usage(self) -> Usage: ...
 
-    def gc(self, dry_run: bool = False, **options: Any) -> Any: ...
+    def gc(self, dry_run: bool = False, grace: timedelta = timedelta(minutes=10)) -> GcReport: ...

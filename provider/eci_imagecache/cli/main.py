@@ -341,7 +341,7 @@ def registry_serve(
     import signal
     import threading
 
-    from ..registry.testbed import ImageBuilder, RegistryServer, default_registry_root, push_samples
+    from ..testing.registry import ImageBuilder, RegistryServer, default_registry_root, push_samples
 
     server = RegistryServer(root or default_registry_root(), port=port)
     try:

@@ -19,7 +19,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ...engine.lifecycle import QuotaExceeded
 from ...engine.matcher import CacheIndex, MatchResult
 from ...engine.models import (
     CacheEvent,
@@ -34,7 +33,7 @@ from ...engine.models import (
 )
 from ...engine.planner import BuildPlan, plan_build
 from ...registry.client import Credentials, RegistryClient, RegistryError
-from ..base import BackendError, NotFound, Usage
+from ..base import BackendError, NotFound, QuotaExceeded, Usage, from_registry
 from ..eci_api import cache_events_from_api, cache_from_api, group_from_api
 
 T = TypeVar("T")
@@ -135,8 +134,10 @@ class AliCloudBackend:
         advice = ADVICE.get(code)
         text = redact(f"{what}: {code}: {message}" + (f" ({advice})" if advice else ""))
         if code.endswith("NotFound") and "AccessKey" not in code:
-            return NotFound(text)
-        return BackendError(text)
+            return NotFound(text, code=code)
+        if code.startswith("QuotaExceeded"):
+            return QuotaExceeded(text, code=code)
+        return BackendError(text, code=code)
 
     def _wait(self, what: str, fetch: Callable[[], T], done: Callable[[T], bool]) -> T:
         deadline = time.monotonic() + self.timeout
@@ -232,12 +233,7 @@ class AliCloudBackend:
             insecure_registry=",".join(spec.insecure_registries) or None,
             plain_http_registry=",".join(spec.plain_http_registries) or None,
         )
-        try:
-            body = self._call(f"image cache {spec.name}", "create_image_cache", request)
-        except BackendError as err:
-            if "QuotaExceeded" in str(err):
-                raise BackendError(str(err)) from QuotaExceeded(str(err))
-            raise
+        body = self._call(f"image cache {spec.name}", "create_image_cache", request)
         return self._wait_usable(body.image_cache_id, spec.name)
 
     def get_image_cache(self, cache_id: str) -> CacheRecord:
@@ -279,7 +275,7 @@ class AliCloudBackend:
             try:
                 images = [client.resolve(ref) for ref in spec.images]
             except RegistryError as err:
-                raise BackendError(f"image cache {spec.name}: {err}") from err
+                raise from_registry(f"image cache {spec.name}", err) from err
         return plan_build(images, spec.size_gib)
 
     # matching and container groups --------------------------------------------------------

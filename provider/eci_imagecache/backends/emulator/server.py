@@ -30,7 +30,7 @@ from ...engine.models import (
     validation_failures,
 )
 from ...engine.refs import ImageRefError, parse_image_ref
-from ..base import BackendError, NotFound
+from ..base import BackendError, NotFound, QuotaExceeded
 from ..eci_api import API_VERSION, cache_to_api, group_to_api
 from ..local.backend import LocalBackend
 from .signing import MAX_CLOCK_SKEW, SignatureError, verify
@@ -158,11 +158,10 @@ class Emulator:
             raise ApiError(400, "InvalidParameter.Image", str(err)) from None
         except NotFound as err:
             raise ApiError(404, "ResourceNotFound", str(err)) from None
+        except QuotaExceeded as err:
+            raise ApiError(403, "QuotaExceeded.ImageCache", str(err)) from None
         except BackendError as err:
-            message = str(err)
-            if "quota of" in message:
-                raise ApiError(403, "QuotaExceeded.ImageCache", message) from None
-            raise ApiError(400, "OperationFailed", message) from None
+            raise ApiError(400, "OperationFailed", str(err)) from None
 
     def _idempotent(self, action: str, params: dict[str, Any], create: Callable[[], str]) -> str:
         """One create per ClientToken, even when retries race; other tokens are not held up."""

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from .client import OCI_INDEX, OCI_MANIFEST, sha256_digest
+from ..registry.client import OCI_INDEX, OCI_MANIFEST, sha256_digest
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"

@@ -1,0 +1,300 @@
+"""The build pipeline: resolve the images, plan what to fetch and reuse, claim quota, fetch the
+blobs, take the snapshot, and commit the cache Ready.
+
+Errors before the claim leave nothing behind; errors after it leave the cache Failed with the
+reason (never usable). A rebuild keeps serving the old images, layers and snapshot until one
+final commit. ``fetch`` is the one place blobs come from the registry during a build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ...engine.diff import ChangeKind, diff_cache
+from ...engine.models import CacheKind, CacheRecord, CacheStatus, ImageCacheSpec, SnapshotKind
+from ...engine.planner import BuildPlan, PlanError, plan_build
+from ...engine.refs import ImageRef
+from ...registry.client import RegistryClient
+from ...registry.client import RegistryError as ClientRegistryError
+from ..base import (
+    BackendError,
+    BuildFailed,
+    Conflict,
+    InvalidSpec,
+    NotFound,
+    Progress,
+    from_registry,
+)
+from .context import ACTIVE_BUILDS, Context
+from .housekeeping import Housekeeping
+from .ids import new_id
+
+
+def _no_progress(done: int, total: int) -> None:
+    pass
+
+
+class BuildPipeline:
+    def __init__(self, ctx: Context, housekeeping: Housekeeping) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.housekeeping = housekeeping
+
+    # planning -----------------------------------------------------------------------------
+
+    def _client(self, spec: ImageCacheSpec) -> RegistryClient:
+        return self.ctx.registry(
+            spec.credentials, spec.plain_http_registries, spec.insecure_registries
+        )
+
+    def _plan(self, client: RegistryClient, spec: ImageCacheSpec) -> BuildPlan:
+        what = f"image cache {spec.name}"
+        images = self.ctx.resolve(client, spec.images, what)
+        with self.store.read() as db:
+            held = {d for d in self.store.referenced_digests(db) if self.ctx.blobs.has(d)}
+        try:
+            return plan_build(images, spec.size_gib, held, spec.layer_reuse)
+        except PlanError as err:
+            raise InvalidSpec(f"{what}: {err}") from None
+
+    def plan(self, spec: ImageCacheSpec) -> BuildPlan:
+        """What building ``spec`` would fetch and reuse now; nothing is written."""
+        with self._client(spec) as client:
+            return self._plan(client, spec)
+
+    # create and update --------------------------------------------------------------------
+
+    def create(self, spec: ImageCacheSpec, progress: Progress | None, wait: bool) -> CacheRecord:
+        """Plan, claim quota, build. With ``wait=False`` the build goes on in a background
+        thread and the Creating record returns at once (as the API does)."""
+        self.housekeeping.expire()
+        with self._client(spec) as client:
+            plan = self._plan(client, spec)
+            ctx = self.ctx
+            record = CacheRecord(
+                id=new_id("imc"),
+                name=spec.name,
+                kind=CacheKind.MANUAL,
+                region=ctx.region,
+                images=spec.images,
+                size_gib=spec.size_gib,
+                status=CacheStatus.CREATING,
+                eviction=spec.eviction,
+                retention_days=spec.retention_days,
+                created_at=ctx.clock(),
+                instant=spec.instant,
+                layer_reuse=spec.layer_reuse,
+                credential_servers=[c.server for c in spec.credentials],
+                plan=plan.summary(),
+            )
+            with self.store.transaction() as db:
+                # A failed earlier attempt at the same cache (a create that errored, which
+                # Pulumi does not keep in state) gives way to this one instead of piling up.
+                retried = [
+                    c
+                    for c in self.store.caches_named(db, spec.name)
+                    if c.status == CacheStatus.FAILED and c.kind == CacheKind.MANUAL
+                ]
+                for failed in retried:
+                    ctx.delete_cache(db, failed.id)
+                victims = self.housekeeping.make_room(
+                    db, CacheKind.MANUAL, f"image cache {spec.name}"
+                )
+                self.store.put_cache(db, record)
+                ctx.event(
+                    db,
+                    record.id,
+                    "Created",
+                    f"image cache {spec.name} created"
+                    + "".join(f"; replaces failed {c.id}" for c in retried)
+                    + "".join(f"; evicted {v.name} ({v.id}, LRU)" for v in victims),
+                )
+            return self._finish(record, plan, client, progress, wait)
+
+    def update(self, cache_id: str, spec: ImageCacheSpec, wait: bool) -> CacheRecord:
+        """Update in place; a change of images or size rebuilds while the old snapshot serves."""
+        current = self.ctx.get(cache_id)
+        before = {"images": [str(i) for i in current.images], "size_gib": current.size_gib}
+        after = {"images": [str(i) for i in spec.images], "size_gib": spec.size_gib}
+        rebuild = (
+            diff_cache(before, after).kind >= ChangeKind.REBUILD
+            or current.status == CacheStatus.FAILED
+        )
+        settings = {
+            "name": spec.name,
+            "eviction": spec.eviction,
+            "retention_days": spec.retention_days,
+            "instant": spec.instant,
+            "layer_reuse": spec.layer_reuse,
+            "credential_servers": [c.server for c in spec.credentials],
+        }
+        if not rebuild:
+            return self.ctx.update(
+                cache_id, event=("Updated", f"settings of {spec.name} updated"), **settings
+            )
+        with self._client(spec) as client:
+            plan = self._plan(client, spec)
+            content = {"images": spec.images, "size_gib": spec.size_gib}
+            with self.store.transaction() as db:
+                if any(row[0] == cache_id for row in self.store.builds(db)):
+                    raise Conflict(
+                        f"image cache {spec.name} ({cache_id}) is being built; "
+                        "update it again once the build has ended"
+                    )
+                now = self.store.get_cache(db, cache_id) or current
+                if now.usable:
+                    # The old snapshot serves until the new one is committed.
+                    record = now.model_copy(
+                        update={**settings, "status": CacheStatus.UPDATING, "progress": 0}
+                    )
+                else:
+                    record = now.model_copy(
+                        update={
+                            **settings,
+                            **content,
+                            "progress": 0,
+                            "status": CacheStatus.CREATING,
+                            "snapshot": SnapshotKind.NONE,
+                        }
+                    )
+                self.store.put_cache(db, record)
+                self.ctx.event(db, cache_id, "Rebuilding", plan.summary())
+            return self._finish(record, plan, client, None, wait, final=content)
+
+    # the build ----------------------------------------------------------------------------
+
+    def _finish(
+        self,
+        record: CacheRecord,
+        plan: BuildPlan,
+        client: RegistryClient,
+        progress: Progress | None,
+        wait: bool,
+        final: dict[str, Any] | None = None,
+    ) -> CacheRecord:
+        if wait:
+            return self._build(record, plan, client, progress, final)
+        ACTIVE_BUILDS.add(record.id)
+
+        def build() -> None:
+            with contextlib.suppress(BackendError):
+                self._build(record, plan, client, progress, final)
+
+        threading.Thread(target=build, name=f"build-{record.id}", daemon=True).start()
+        return record
+
+    def _build(
+        self,
+        record: CacheRecord,
+        plan: BuildPlan,
+        client: RegistryClient,
+        progress: Progress | None = None,
+        final: dict[str, Any] | None = None,
+    ) -> CacheRecord:
+        ACTIVE_BUILDS.add(record.id)  # before the builds row exists: never seen as dead
+        with self.store.transaction() as db:
+            self.store.start_build(db, record.id, self.ctx.host, os.getpid())
+            self.ctx.event(db, record.id, "Building", plan.summary())
+        ACTIVE_BUILDS.add(record.id)
+        try:
+            return self._run(record, plan, client, progress or _no_progress, final or {})
+        except Exception as err:  # every failure ends in a Failed record, then re-raises
+            reason = str(err) if isinstance(err, ClientRegistryError | BackendError) else repr(err)
+            with self.store.transaction() as db:
+                current = self.store.get_cache(db, record.id)
+                if current is not None:
+                    self.ctx.fail(db, current, reason)
+                self.store.end_build(db, record.id)
+            message = f"image cache {record.name} ({record.id}) failed"
+            if isinstance(err, ClientRegistryError):
+                raise from_registry(message, err) from None
+            raise BuildFailed(f"{message}: {reason}") from None
+        finally:
+            ACTIVE_BUILDS.discard(record.id)
+
+    def fetch(
+        self, plan: BuildPlan, client: RegistryClient, progress: Callable[[int], None]
+    ) -> None:
+        """Fetch every blob the plan does not reuse into the blob store (digests verified on
+        arrival); ``progress(n)`` after each blob with the bytes it added."""
+        refs = {image.reference: ImageRef.parse(image.reference) for image in plan.images}
+        owner = {
+            blob.digest: refs[image.reference] for image in plan.images for blob in image.blobs
+        }
+        for blob in plan.fetch:
+            self.ctx.blobs.write(
+                blob.digest, lambda out, blob=blob: client.fetch_blob(owner[blob.digest], blob, out)
+            )
+            progress(blob.size)
+
+    def _run(
+        self,
+        record: CacheRecord,
+        plan: BuildPlan,
+        client: RegistryClient,
+        progress: Progress,
+        final: dict[str, Any],
+    ) -> CacheRecord:
+        """Fetch, snapshot, then commit everything at once. ``final`` holds a rebuild's new
+        images and size, which become the record's only in that commit."""
+        ctx = self.ctx
+        total = max(1, plan.fetch_bytes)
+        done = 0
+        last_report = time.monotonic()
+
+        def fetched(size: int) -> None:
+            nonlocal done, last_report
+            done += size
+            progress(done, plan.fetch_bytes)
+            if time.monotonic() - last_report > 0.5 or done == total:
+                ctx.update(record.id, progress=min(90, 90 * done // total))
+                last_report = time.monotonic()
+
+        self.fetch(plan, client, fetched)
+        layers = {blob.digest: blob.size for image in plan.images for blob in image.blobs}
+        if record.instant and record.status == CacheStatus.CREATING:
+            # First build of an instant cache: usable now, from the blobs on local disk.
+            with self.store.transaction() as db:
+                self.store.set_layers(db, record.id, layers)
+            record = ctx.update(
+                record.id,
+                snapshot=SnapshotKind.LOCAL,
+                progress=90,
+                event=("LocalSnapshotReady", "instant cache usable from a local snapshot"),
+            )
+            ctx.on_phase("local-snapshot", record)
+        snapshot = ctx.snapshots.take(ctx.blobs, record.id, plan.images, layers)
+        with self.store.transaction() as db:
+            current = self.store.get_cache(db, record.id)
+            if current is None:
+                raise NotFound(f"image cache {record.id} was deleted while building")
+            previous_snapshot = current.snapshot_id
+            record = current.model_copy(
+                update={
+                    **final,
+                    "status": CacheStatus.READY,
+                    "snapshot": SnapshotKind.STANDARD,
+                    "progress": 100,
+                    "snapshot_id": snapshot.id,
+                    "layer_count": len(layers),
+                    "content_bytes": plan.content_bytes,
+                    "fetched_bytes": plan.fetch_bytes,
+                    "reused_bytes": plan.reuse_bytes,
+                    "failure": None,
+                    "plan": plan.summary(),
+                }
+            )
+            self.store.put_cache(db, record)
+            self.store.set_layers(db, record.id, layers)
+            self.store.end_build(db, record.id)
+            released = "; local snapshot released" if current.snapshot == SnapshotKind.LOCAL else ""
+            ctx.event(db, record.id, "Ready", f"standard snapshot {snapshot.id} ready{released}")
+        if previous_snapshot and previous_snapshot != snapshot.id:
+            ctx.snapshots.remove(previous_snapshot)
+        ctx.on_phase("ready", record)
+        return record

@@ -1,0 +1,151 @@
+"""What every part of the local backend shares: where state lives, the clock, the registry
+client it opens, and the few record operations all parts use (events, deletes, failures)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from platformdirs import user_data_dir
+
+from ...engine.models import CacheEvent, CacheRecord, CacheStatus, RegistryCredential, SnapshotKind
+from ...engine.planner import ResolvedImage
+from ...engine.refs import ImageRef
+from ...registry.client import Credentials, RegistryClient
+from ...registry.client import RegistryError as ClientRegistryError
+from ..base import NotFound, RegistryContentError, from_registry
+from .blobs import BlobStore, UnsafeDigest
+from .snapshots import SnapshotFiles
+from .store import Store
+
+Clock = Callable[[], datetime]
+RegistryFactory = Callable[..., RegistryClient]
+PhaseHook = Callable[[str, CacheRecord], None]
+LOCAL_REGION = "local"
+
+# Caches this process is building right now (any backend object): never "interrupted".
+ACTIVE_BUILDS: set[str] = set()
+
+
+def default_data_dir() -> Path:
+    """``$ECI_IMAGECACHE_HOME`` or the per-user data directory."""
+    return Path(os.environ.get("ECI_IMAGECACHE_HOME") or user_data_dir("eci-imagecache"))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class Context:
+    data_dir: Path
+    clock: Clock
+    region: str
+    registry_factory: RegistryFactory
+    on_phase: PhaseHook
+    host: str = field(default_factory=socket.gethostname)
+
+    def __post_init__(self) -> None:
+        self.store = Store(self.data_dir / "state.db")
+        self.blobs = BlobStore(self.data_dir / "blobs")
+        self.snapshots = SnapshotFiles(self.data_dir / "snapshots")
+        self.groups_dir = self.data_dir / "groups"
+
+    # records ------------------------------------------------------------------------------
+
+    def event(
+        self,
+        db: sqlite3.Connection,
+        cache_id: str,
+        reason: str,
+        message: str,
+        kind: str = "Normal",
+    ) -> None:
+        event = CacheEvent(at=self.clock(), kind=kind, reason=reason, message=message)
+        self.store.add_event(db, cache_id, event)
+
+    def get(self, cache_id: str) -> CacheRecord:
+        with self.store.read() as db:
+            record = self.store.get_cache(db, cache_id)
+        if record is None:
+            raise NotFound(f"image cache {cache_id} not found")
+        return record
+
+    def update(
+        self, cache_id: str, event: tuple[str, str] | None = None, **fields: object
+    ) -> CacheRecord:
+        with self.store.transaction() as db:
+            record = self.store.get_cache(db, cache_id)
+            if record is None:
+                raise NotFound(f"image cache {cache_id} was deleted while building")
+            record = record.model_copy(update=fields)
+            self.store.put_cache(db, record)
+            if event:
+                self.event(db, cache_id, *event)
+        return record
+
+    def fail(self, db: sqlite3.Connection, record: CacheRecord, reason: str) -> CacheRecord:
+        # A failed rebuild keeps the snapshot it had; a failed first build has none usable.
+        keeps_snapshot = record.status == CacheStatus.UPDATING
+        record = record.model_copy(
+            update={
+                "status": CacheStatus.READY if keeps_snapshot else CacheStatus.FAILED,
+                "snapshot": record.snapshot if keeps_snapshot else SnapshotKind.NONE,
+                "failure": reason,
+            }
+        )
+        self.store.put_cache(db, record)
+        self.event(db, record.id, "BuildFailed", reason, kind="Warning")
+        return record
+
+    def delete_cache(self, db: sqlite3.Connection, cache_id: str) -> None:
+        """Delete in ``db``'s transaction; the snapshot file goes once that commits."""
+        record = self.store.get_cache(db, cache_id)
+        self.store.delete_cache(db, cache_id)
+        if record is not None and record.snapshot_id:
+            snapshot_id = record.snapshot_id
+            self.store.after_commit(lambda: self.snapshots.remove(snapshot_id))
+
+    # registry -----------------------------------------------------------------------------
+
+    def registry(
+        self, credentials: list[RegistryCredential], plain_http: list[str], insecure: list[str]
+    ) -> RegistryClient:
+        return self.registry_factory(
+            credentials={c.server: Credentials(c.username, c.password) for c in credentials},
+            plain_http=set(plain_http),
+            insecure=set(insecure),
+        )
+
+    def resolve(
+        self, client: RegistryClient, images: list[ImageRef], what: str
+    ) -> list[ResolvedImage]:
+        """Each image's manifest for this platform, every blob digest safe to store."""
+        resolved = []
+        for ref in images:
+            try:
+                image = client.resolve(ref)
+            except ClientRegistryError as err:
+                raise from_registry(what, err) from None
+            for blob in image.blobs:
+                try:
+                    self.blobs.path(blob.digest)
+                except UnsafeDigest as err:
+                    raise RegistryContentError(f"{what}: image {ref}: {err}") from None
+            resolved.append(image)
+        return resolved

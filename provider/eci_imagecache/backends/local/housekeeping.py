@@ -1,0 +1,133 @@
+"""Housekeeping: quotas and eviction, recovery of builds whose process died, expiry, and gc of
+what no record needs any more (failed caches, blobs)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from datetime import timedelta
+
+from ...engine import lifecycle
+from ...engine.models import CacheKind, CacheRecord, CacheStatus, Quota
+from ..base import GcReport, QuotaExceeded, Usage
+from .context import ACTIVE_BUILDS, Context, pid_alive
+
+
+class Housekeeping:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+
+    # quota --------------------------------------------------------------------------------
+
+    @property
+    def quota(self) -> Quota:
+        with self.store.read() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'quota'").fetchone()
+        return Quota.model_validate_json(row[0]) if row else Quota()
+
+    def set_quota(self, quota: Quota) -> None:
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('quota', ?)",
+                (quota.model_dump_json(),),
+            )
+
+    def make_room(
+        self, db: sqlite3.Connection, kind: CacheKind, what: str | None = None
+    ) -> list[CacheRecord]:
+        """Evict (in ``db``'s transaction) what the engine chooses so one more cache of ``kind``
+        fits; returns the evicted records. Records are read only when at the quota."""
+        quota = self.quota
+        if self.store.count_caches(db, kind) < quota.limit(kind):
+            return []
+        try:
+            victims = lifecycle.make_room(self.store.caches_of_kind(db, kind), kind, quota)
+        except lifecycle.QuotaExceeded as err:
+            raise QuotaExceeded(f"{what}: {err}" if what else str(err)) from None
+        for victim in victims:
+            self.ctx.delete_cache(db, victim.id)
+        return victims
+
+    def usage(self, caches: list[CacheRecord]) -> Usage:
+        return Usage(
+            quota=self.quota,
+            manual=sum(c.kind == CacheKind.MANUAL for c in caches),
+            auto=sum(c.kind == CacheKind.AUTO for c in caches),
+        )
+
+    # recovery -----------------------------------------------------------------------------
+
+    def _dead(self, host: str, cache_id: str, pid: int) -> bool:
+        if host != self.ctx.host or cache_id in ACTIVE_BUILDS:
+            return False
+        return pid == os.getpid() or not pid_alive(pid)
+
+    def recover(self) -> list[str]:
+        """Fail builds whose process died (so they are never matched) and drop their temp files."""
+        failed: list[str] = []
+        with self.store.read() as db:
+            builds = self.store.builds(db)
+        if any(self._dead(host, cache_id, pid) for cache_id, host, pid in builds):
+            with self.store.transaction() as db:
+                for cache_id, host, pid in self.store.builds(db):
+                    if not self._dead(host, cache_id, pid):
+                        continue
+                    record = self.store.get_cache(db, cache_id)
+                    self.store.end_build(db, cache_id)
+                    if record is None or record.status not in (
+                        CacheStatus.CREATING,
+                        CacheStatus.UPDATING,
+                    ):
+                        continue
+                    reason = f"build interrupted: process {pid} ended before it finished"
+                    self.ctx.fail(db, record, reason)
+                    failed.append(cache_id)
+        self.ctx.blobs.remove_stale_temp_files(pid_alive)
+        return failed
+
+    # expiry and gc ------------------------------------------------------------------------
+
+    def expire(self, dry_run: bool = False) -> list[str]:
+        """Delete caches whose retention or automatic expiry has passed."""
+        now = self.ctx.clock()
+        with self.store.read() as db:
+            if not self.store.due_caches(db, now):
+                return []
+        with self.store.transaction() as db:
+            due = lifecycle.due_for_deletion(self.store.due_caches(db, now), now)
+            if not dry_run:
+                for expiry in due:
+                    self.ctx.delete_cache(db, expiry.cache_id)
+        return [f"{e.cache_id} ({e.reason})" for e in due]
+
+    def gc(self, dry_run: bool = False, grace: timedelta = timedelta(minutes=10)) -> GcReport:
+        """Apply expiry now, delete failed caches (never usable), and remove blobs no cache
+        references any more. Blobs younger than ``grace`` stay: a build or a container group
+        may have fetched them and not recorded them yet."""
+        expired = self.expire(dry_run=dry_run)
+        with self.store.transaction() as db:
+            failed = [c for c in self.store.list_caches(db) if c.status == CacheStatus.FAILED]
+            if not dry_run:
+                for cache in failed:
+                    self.ctx.delete_cache(db, cache.id)
+            referenced = self.store.referenced_digests(db)
+        blobs = self.ctx.blobs
+        cutoff = time.time() - grace.total_seconds()
+        orphans = [
+            d
+            for d in blobs.digests()
+            if d not in referenced and blobs.path(d).stat().st_mtime <= cutoff
+        ]
+        freed = sum(blobs.path(d).stat().st_size for d in orphans)
+        if not dry_run:
+            for digest in orphans:
+                blobs.remove(digest)
+        return GcReport(
+            expired=expired,
+            failed=[f"{c.id} ({c.failure})" for c in failed],
+            blobs_removed=len(orphans),
+            bytes_freed=freed,
+            dry_run=dry_run,
+        )
