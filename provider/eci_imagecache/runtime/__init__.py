@@ -1,0 +1,13 @@
+"""Running container groups on this machine: unpacked layers, OCI bundles and a crun supervisor.
+
+- ``layers.LayerStore``: each image layer unpacked once (safely, applying the OCI changeset rules)
+  into a content-addressed, read-only directory in overlayfs format, shared by every cache and
+  group that holds the layer.
+- ``bundle``: an OCI runtime ``config.json`` from the image config and the container's settings.
+- ``supervisor.Runtime``: starts a group's containers with ``crun`` on overlay mounts of their
+  layer directories (start-up is a mount: O(1) in image bytes), keeps their state in SQLite,
+  applies the restart policy, keeps bounded logs, stops and cleans up, and reconciles with what
+  is really running after a restart.
+
+This package imports nothing else of the project (the shim process starts with it alone).
+"""

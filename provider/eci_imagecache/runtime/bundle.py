@@ -1,0 +1,249 @@
+"""OCI runtime bundles: ``config.json`` (runtime-spec 1.0) from an image config and a container.
+
+What runs follows ECI (and Kubernetes): ``command`` replaces the image's entrypoint and ``args``
+its cmd; with a ``command`` and no ``args`` the image's cmd is dropped. The environment is the
+image's with the container's variables over it; the working directory is the container's, else
+the image's, else ``/``; the user is the image's (numeric, or a name looked up in the image's
+``/etc/passwd``).
+
+Networking: containers share the host's network namespace (as the containers of one ECI group
+share theirs), so a container listening on port P is reachable from this machine at
+``127.0.0.1:P``; two groups listening on one port collide, as two processes would. Every other
+namespace (pid, mount, ipc, uts) is the container's own.
+
+CPU and memory limits become cgroup limits when the kernel offers the controllers (``limits``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The capabilities a container gets by default from Docker and containerd.
+DEFAULT_CAPS = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+]
+CPU_PERIOD = 100_000
+
+
+class BundleError(ValueError):
+    """The container cannot be described (nothing to run, a user not in the image)."""
+
+
+@dataclass(frozen=True)
+class ContainerSettings:
+    """What a container asks for, on top of its image."""
+
+    name: str
+    command: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    working_dir: str | None = None
+    ports: list[int] = field(default_factory=list)
+    cpu: float | None = None
+    memory_gib: float | None = None
+
+
+def process_args(image_config: dict[str, Any], settings: ContainerSettings) -> list[str]:
+    config = image_config.get("config") or {}
+    entrypoint = list(config.get("Entrypoint") or [])
+    cmd = list(config.get("Cmd") or [])
+    if settings.command:
+        argv = [*settings.command, *settings.args]
+    elif settings.args:
+        argv = [*entrypoint, *settings.args]
+    else:
+        argv = [*entrypoint, *cmd]
+    if not argv:
+        raise BundleError(
+            f"container {settings.name}: nothing to run (no command, and the image has "
+            "neither an entrypoint nor a cmd)"
+        )
+    return argv
+
+
+def environment(image_config: dict[str, Any], settings: ContainerSettings) -> list[str]:
+    merged: dict[str, str] = {}
+    for item in (image_config.get("config") or {}).get("Env") or []:
+        key, _, value = str(item).partition("=")
+        merged[key] = value
+    merged.update(settings.env)
+    merged.setdefault("PATH", DEFAULT_PATH)
+    merged.setdefault("HOSTNAME", settings.name)
+    return [f"{k}={v}" for k, v in merged.items()]
+
+
+def _lookup(layers_top_first: list[Path], file: str, name: str) -> tuple[int, int] | None:
+    """``name`` in the image's ``/etc/passwd`` or ``/etc/group``: (id, primary gid)."""
+    for layer in layers_top_first:
+        path = layer / "etc" / file
+        if path.is_symlink() or not path.is_file():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            fields = line.split(":")
+            if len(fields) >= 4 and fields[0] == name and fields[2].isdigit():
+                gid = fields[3] if fields[3].isdigit() else fields[2]
+                return int(fields[2]), int(gid)
+        return None
+    return None
+
+
+def resolve_user(user: str, layers_top_first: list[Path]) -> tuple[int, int]:
+    if not user:
+        return 0, 0
+    name, _, group = user.partition(":")
+    if name.isdigit():
+        uid, gid = int(name), 0
+    else:
+        found = _lookup(layers_top_first, "passwd", name)
+        if found is None:
+            raise BundleError(f"user {name!r} is not in the image's /etc/passwd")
+        uid, gid = found
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            found = _lookup(layers_top_first, "group", group)
+            if found is None:
+                raise BundleError(f"group {group!r} is not in the image's /etc/group")
+            gid = found[0]
+    return uid, gid
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Which cgroup controllers the kernel lets containers use."""
+
+    cpu: bool = False
+    memory: bool = False
+
+
+def resources(settings: ContainerSettings, limits: Limits) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if settings.memory_gib and limits.memory:
+        out["memory"] = {"limit": int(settings.memory_gib * (1 << 30))}
+    if settings.cpu and limits.cpu:
+        out["cpu"] = {"quota": int(settings.cpu * CPU_PERIOD), "period": CPU_PERIOD}
+    return out
+
+
+def runtime_config(
+    image_config: dict[str, Any],
+    settings: ContainerSettings,
+    rootfs: str,
+    layers_top_first: list[Path],
+    limits: Limits,
+) -> dict[str, Any]:
+    """The ``config.json`` of the container's bundle (rootfs given relative to the bundle)."""
+    config = image_config.get("config") or {}
+    uid, gid = resolve_user(str(config.get("User") or ""), layers_top_first)
+    cwd = settings.working_dir or config.get("WorkingDir") or "/"
+    if not cwd.startswith("/"):
+        raise BundleError(f"container {settings.name}: working directory {cwd!r} is not absolute")
+    caps = DEFAULT_CAPS
+    spec: dict[str, Any] = {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": {"uid": uid, "gid": gid},
+            "args": process_args(image_config, settings),
+            "env": environment(image_config, settings),
+            "cwd": cwd,
+            "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": rootfs, "readonly": False},
+        "hostname": settings.name,
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {
+                "destination": "/dev",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+            },
+            {
+                "destination": "/dev/pts",
+                "type": "devpts",
+                "source": "devpts",
+                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
+            },
+            {
+                "destination": "/dev/shm",
+                "type": "tmpfs",
+                "source": "shm",
+                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+            },
+            {
+                "destination": "/dev/mqueue",
+                "type": "mqueue",
+                "source": "mqueue",
+                "options": ["nosuid", "noexec", "nodev"],
+            },
+            {
+                "destination": "/sys",
+                "type": "sysfs",
+                "source": "sysfs",
+                "options": ["nosuid", "noexec", "nodev", "ro"],
+            },
+            # The host's network namespace: its name resolution too.
+            *(
+                {
+                    "destination": f"/etc/{name}",
+                    "type": "bind",
+                    "source": f"/etc/{name}",
+                    "options": ["rbind", "ro"],
+                }
+                for name in ("resolv.conf", "hosts")
+                if Path(f"/etc/{name}").is_file()
+            ),
+        ],
+        "linux": {
+            "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount")],
+            "resources": resources(settings, limits),
+            "maskedPaths": [
+                "/proc/acpi",
+                "/proc/kcore",
+                "/proc/keys",
+                "/proc/latency_stats",
+                "/proc/timer_list",
+                "/proc/timer_stats",
+                "/proc/sched_debug",
+                "/proc/scsi",
+                "/sys/firmware",
+            ],
+            "readonlyPaths": [
+                "/proc/asound",
+                "/proc/bus",
+                "/proc/fs",
+                "/proc/irq",
+                "/proc/sys",
+                "/proc/sysrq-trigger",
+            ],
+        },
+    }
+    return spec
+
+
+def write_bundle(directory: Path, spec: dict[str, Any]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "config.json"
+    path.write_text(json.dumps(spec, indent=1))
+    return path

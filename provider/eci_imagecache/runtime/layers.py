@@ -1,0 +1,316 @@
+"""Content-addressed store of unpacked layers: ``<root>/sha256/<64 hex>/`` per layer blob.
+
+Each layer is applied once into its own directory in overlayfs format, so a container's root file
+system is an overlay mount of its image's layer directories (no copy of image bytes) and a layer
+shared by several images or caches is unpacked once. A layer is unpacked into a temporary
+directory and renamed into place when complete: a directory under ``sha256/`` is always a whole
+layer, and is never written again (overlay mounts use it as a read-only lower directory).
+
+Applying a changeset follows the OCI image spec (layer.md), and treats the archive as hostile:
+
+- names are relative to the layer; absolute names are made relative, ``..`` is refused, and no
+  entry is written through a symbolic link (every existing parent must be a real directory);
+- a whiteout ``.wh.<name>`` becomes an overlayfs whiteout (a 0/0 character device) unless the
+  same layer made ``<name>`` itself (whiteouts only hide lower layers); an opaque whiteout
+  ``.wh..wh..opq`` marks its directory opaque (``trusted.overlay.opaque``), whatever its order
+  in the archive; a directory made over a whiteout of the same layer is opaque too;
+- a hard link must point to a regular file this layer already holds;
+- device nodes are refused (a container gets its ``/dev`` from the runtime), as are unknown entry
+  types; the unpacked size is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import re
+import secrets
+import shutil
+import stat
+import tarfile
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+OPAQUE_XATTR = "trusted.overlay.opaque"
+GZIP_TYPES = {
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+}
+TAR_TYPES = {
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+}
+_CHUNK = 1 << 20
+
+
+class UnsafeLayer(ValueError):
+    """The archive asks for something a layer may not do (escape, device node, bad link)."""
+
+
+class UnsupportedLayer(ValueError):
+    """A layer media type this store cannot apply (e.g. zstd)."""
+
+
+@dataclass(frozen=True)
+class Unpacked:
+    digest: str
+    path: Path
+    bytes: int  # bytes of file content written (0 when the layer was already unpacked)
+    seconds: float
+    reused: bool
+
+
+def layer_hex(digest: str) -> str:
+    match = _DIGEST.fullmatch(digest)
+    if match is None:
+        raise UnsafeLayer(f"refusing layer digest {digest[:80]!r}: not sha256:<64 hex>")
+    return match.group(1)
+
+
+class LayerStore:
+    def __init__(self, root: Path, max_layer_bytes: int = 64 << 30) -> None:
+        self.root = root
+        self.layers = root / "sha256"
+        self.tmp = root / "tmp"
+        self.max_layer_bytes = max_layer_bytes
+        self.layers.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        return self.layers / layer_hex(digest)
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_dir()
+
+    def digests(self) -> Iterable[str]:
+        for path in self.layers.iterdir():
+            if _DIGEST.fullmatch(f"sha256:{path.name}"):
+                yield f"sha256:{path.name}"
+
+    def unpack(self, digest: str, blob: Path, media_type: str | None = None) -> Unpacked:
+        """Apply the layer blob at ``blob`` (already verified against ``digest``) once.
+
+        Without a media type, the compression is read from the blob's first bytes."""
+        final = self.path(digest)
+        started = time.perf_counter()
+        if final.is_dir():
+            return Unpacked(digest, final, 0, time.perf_counter() - started, True)
+        compressed = _compression(digest, blob, media_type)
+        temp = self.tmp / f"{os.getpid()}-{secrets.token_hex(6)}"
+        temp.mkdir()
+        try:
+            with open(blob, "rb", buffering=_CHUNK) as raw:
+                stream: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+                written = _apply(stream, temp, self.max_layer_bytes, digest)
+            try:
+                os.rename(temp, final)
+            except OSError:
+                if not final.is_dir():  # another process finished the same layer first: fine
+                    raise
+                return Unpacked(digest, final, 0, time.perf_counter() - started, True)
+        finally:
+            if temp.exists():
+                _remove_tree(temp)
+        return Unpacked(digest, final, written, time.perf_counter() - started, False)
+
+    def remove(self, digest: str) -> None:
+        path = self.path(digest)
+        if path.is_dir():
+            # Rename first: a half-removed directory must never look like a whole layer.
+            doomed = self.tmp / f"{os.getpid()}-rm-{secrets.token_hex(6)}"
+            os.rename(path, doomed)
+            _remove_tree(doomed)
+
+    def remove_stale_temp_dirs(self, alive: Callable[[int], bool]) -> int:
+        removed = 0
+        for temp in self.tmp.iterdir():
+            pid = temp.name.split("-", 1)[0]
+            if pid.isdigit() and not alive(int(pid)):
+                _remove_tree(temp)
+                removed += 1
+        return removed
+
+
+def _compression(digest: str, blob: Path, media_type: str | None) -> bool:
+    """True for gzip, False for a plain tar; anything else is refused."""
+    if media_type in GZIP_TYPES:
+        return True
+    if media_type in TAR_TYPES:
+        return False
+    if media_type:
+        raise UnsupportedLayer(f"layer {digest[:19]}: media type {media_type!r} not supported")
+    with open(blob, "rb") as head:
+        magic = head.read(4)
+    if magic[:2] == b"\x1f\x8b":
+        return True
+    if magic == b"\x28\xb5\x2f\xfd":
+        raise UnsupportedLayer(f"layer {digest[:19]}: zstd layers are not supported")
+    return False
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _relative(name: str, digest: str) -> tuple[str, ...]:
+    parts = tuple(p for p in name.replace("\\", "/").split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise UnsafeLayer(f"layer {digest[:19]}: entry {name[:200]!r} escapes the layer")
+    return parts
+
+
+class _Applier:
+    def __init__(self, root: Path, limit: int, digest: str) -> None:
+        self.root = root
+        self.limit = limit
+        self.digest = digest
+        self.written = 0
+        self.made: set[tuple[str, ...]] = set()  # paths this layer created
+        self.whiteouts: set[tuple[str, ...]] = set()  # whiteout devices this layer created
+        self.dir_attrs: list[tuple[Path, tarfile.TarInfo]] = []
+
+    def fail(self, name: str, why: str) -> UnsafeLayer:
+        return UnsafeLayer(f"layer {self.digest[:19]}: entry {name[:200]!r} {why}")
+
+    def parent(self, parts: tuple[str, ...], name: str) -> Path:
+        """The parent directory of ``parts``, made if missing, never reached through a link."""
+        here = self.root
+        for depth, part in enumerate(parts[:-1], start=1):
+            here = here / part
+            try:
+                mode = os.lstat(here).st_mode
+            except FileNotFoundError:
+                os.mkdir(here, 0o755)
+                continue
+            if stat.S_ISCHR(mode) and parts[:depth] in self.whiteouts:
+                # A directory of this layer under a path it whited out: replace the whiteout.
+                os.unlink(here)
+                os.mkdir(here, 0o755)
+                _set_opaque(here)
+                self.whiteouts.discard(parts[:depth])
+                continue
+            if not stat.S_ISDIR(mode):
+                raise self.fail(name, "has a parent that is not a directory (a link?)")
+        return here
+
+    def clear(self, path: Path, keep_dir: bool) -> bool:
+        """Make room for a new entry at ``path``; True when it was a whiteout of this layer."""
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return False
+        if stat.S_ISDIR(mode):
+            if keep_dir:
+                return False
+            shutil.rmtree(path)
+            return False
+        os.unlink(path)
+        return stat.S_ISCHR(mode)
+
+    def apply(self, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+        parts = _relative(member.name, self.digest)
+        if not parts:
+            return  # the layer root itself
+        base = parts[-1]
+        if base == OPAQUE:
+            directory = self.parent(parts, member.name)
+            _set_opaque(directory)
+            return
+        if base.startswith(WHITEOUT):
+            target = (*parts[:-1], base[len(WHITEOUT) :])
+            if not target[-1] or target[-1] in (".", ".."):
+                raise self.fail(member.name, "is a whiteout of nothing")
+            if target in self.made:
+                return  # whiteouts hide lower layers only
+            path = self.parent(target, member.name) / target[-1]
+            self.clear(path, keep_dir=False)
+            os.mknod(path, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+            self.whiteouts.add(target)
+            return
+        if member.ischr() or member.isblk():
+            raise self.fail(member.name, "is a device node: refused")
+        path = self.parent(parts, member.name) / base
+        if member.isdir():
+            replaced = self.clear(path, keep_dir=True)
+            if not path.is_dir():
+                os.mkdir(path, 0o755)
+            if replaced and parts in self.whiteouts:
+                _set_opaque(path)  # the lower directory was removed, this one replaces it
+            self.dir_attrs.append((path, member))
+        elif member.isreg():
+            self.clear(path, keep_dir=False)
+            self.count(member.size, member.name)
+            source = tar.extractfile(member)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                if source is not None:
+                    shutil.copyfileobj(source, out, _CHUNK)
+            self.attrs(path, member)
+        elif member.issym():
+            self.clear(path, keep_dir=False)
+            os.symlink(member.linkname, path)
+            self.attrs(path, member)
+        elif member.islnk():
+            link = _relative(member.linkname, self.digest)
+            if link not in self.made:
+                raise self.fail(
+                    member.name,
+                    f"is a hard link to {member.linkname[:200]!r}, which this layer does not hold",
+                )
+            source_path = self.parent(link, member.name) / link[-1]
+            if not stat.S_ISREG(os.lstat(source_path).st_mode):
+                raise self.fail(member.name, "is a hard link to something not a regular file")
+            self.clear(path, keep_dir=False)
+            os.link(source_path, path, follow_symlinks=False)
+        elif member.isfifo():
+            self.clear(path, keep_dir=False)
+            os.mkfifo(path, 0o600)
+            self.attrs(path, member)
+        else:
+            raise self.fail(member.name, f"has an unsupported type {member.type!r}")
+        self.made.add(parts)
+        self.whiteouts.discard(parts)
+
+    def count(self, size: int, name: str) -> None:
+        self.written += size
+        if self.written > self.limit:
+            raise self.fail(name, f"takes the layer over {self.limit} bytes unpacked")
+
+    @staticmethod
+    def attrs(path: Path, member: tarfile.TarInfo) -> None:
+        os.lchown(path, member.uid, member.gid)
+        if not member.issym():
+            os.chmod(path, member.mode & 0o7777)
+        with contextlib.suppress(OSError):
+            os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
+
+    def finish(self) -> None:
+        # Directories last (deepest first): their times change as entries land in them.
+        for path, member in reversed(self.dir_attrs):
+            self.attrs(path, member)
+
+
+def _set_opaque(directory: Path) -> None:
+    os.setxattr(directory, OPAQUE_XATTR, b"y", follow_symlinks=False)
+
+
+def _apply(stream: IO[bytes], root: Path, limit: int, digest: str) -> int:
+    applier = _Applier(root, limit, digest)
+    try:
+        with tarfile.open(fileobj=stream, mode="r|", bufsize=_CHUNK) as tar:
+            for member in tar:
+                applier.apply(member, tar)
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise UnsafeLayer(f"layer {digest[:19]}: not a valid layer archive ({err})") from None
+    applier.finish()
+    return applier.written

@@ -1,0 +1,282 @@
+"""The shim: one long-lived process per container group, started in its own mount namespace.
+
+``python -m eci_imagecache.runtime.shim <group dir> <state db>``, under ``unshare --mount
+--propagation private``. It mounts each container's overlay, runs the init containers in order
+and then the containers with ``crun run``, records every state change, applies the restart
+policy, pumps each container's output into a bounded log, and on SIGTERM stops the containers
+(SIGTERM, then SIGKILL after the grace period) and unmounts.
+
+The overlay mounts live in the shim's mount namespace only: they are never visible on the host,
+and they vanish with the last process of the group, even if the shim itself is killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from . import host
+from .state import (
+    CONTAINER_RUNNING,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    TERMINATED,
+    WAITING,
+    ContainerState,
+    RuntimeState,
+    now,
+)
+
+BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
+
+
+class BoundedLog:
+    """A container's output: ``<name>.log`` and, once it outgrows ``limit``, one older part."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path = path
+        self.limit = limit
+        self.lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        with self.lock:
+            size = self.path.stat().st_size if self.path.exists() else 0
+            if size and size + len(data) > self.limit:
+                os.replace(self.path, self.path.with_suffix(".log.1"))
+            with open(self.path, "ab") as out:
+                out.write(data[-self.limit :])
+
+    @staticmethod
+    def read(path: Path, tail: int | None = None) -> bytes:
+        parts = [p for p in (path.with_suffix(".log.1"), path) if p.exists()]
+        data = b"".join(p.read_bytes() for p in parts)
+        return data[-tail:] if tail else data
+
+
+def derive_status(containers: list[ContainerState]) -> str:
+    """The group's status from its containers' (ECI's rules)."""
+    mains = [c for c in containers if not c.init]
+    if any(c.init and c.state == TERMINATED and c.exit_code != 0 for c in containers):
+        return FAILED
+    if mains and all(c.state == TERMINATED for c in mains):
+        return SUCCEEDED if all(c.exit_code == 0 for c in mains) else FAILED
+    if any(c.started_at is not None for c in mains):
+        return RUNNING
+    return PENDING
+
+
+class Shim:
+    def __init__(self, group_dir: Path, state: RuntimeState) -> None:
+        self.dir = group_dir
+        self.plan: dict[str, Any] = json.loads((group_dir / "plan.json").read_text())
+        self.group_id: str = self.plan["group_id"]
+        self.state = state
+        self.crun: str = self.plan["crun"]
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.mounted: list[Path] = []
+
+    # set-up -------------------------------------------------------------------------------
+
+    def mount_all(self) -> None:
+        layers = Path(self.plan["layers_dir"])
+        for container in self.plan["containers"]:
+            bundle = Path(container["bundle"])
+            for sub in ("upper", "work", "rootfs"):
+                (bundle / sub).mkdir(exist_ok=True)
+            lower = container["lower"] or [str(self.dir / "empty")]
+            (self.dir / "empty").mkdir(exist_ok=True)
+            host.mount_overlay(bundle / "rootfs", lower, bundle / "upper", bundle / "work", layers)
+            self.mounted.append(bundle / "rootfs")
+
+    def unmount_all(self) -> None:
+        for target in reversed(self.mounted):
+            try:
+                host.unmount(target)
+            except OSError as err:
+                print(f"shim: {err}", file=sys.stderr)
+        self.mounted.clear()
+
+    # running ------------------------------------------------------------------------------
+
+    def refresh_group(self) -> None:
+        group = self.state.group(self.group_id)
+        if group is None or (group.status == FAILED and group.reason):
+            return  # a failure the shim named (an init container, a mount) stays
+        self.state.set_group(self.group_id, status=derive_status(group.containers))
+
+    def run_once(self, container: dict[str, Any]) -> int | None:
+        name, crun_id = container["name"], container["crun_id"]
+        bundle = Path(container["bundle"])
+        pid_file = bundle / "pid"
+        pid_file.unlink(missing_ok=True)
+        log = BoundedLog(self.dir / "logs" / f"{name}.log", int(self.plan["log_limit"]))
+        with self.lock:
+            if self.stopping.is_set():
+                return None
+            proc = subprocess.Popen(
+                [self.crun, "run", "--bundle", str(bundle), "--pid-file", str(pid_file), crun_id],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            self.procs[name] = proc
+        assert proc.stdout is not None
+        pump = threading.Thread(target=_pump, args=(proc.stdout, log), daemon=True)
+        pump.start()
+        while not pid_file.exists() and proc.poll() is None:
+            time.sleep(0.001)
+        if pid_file.exists():
+            started = now()
+            self.state.set_container(
+                self.group_id,
+                name,
+                state=CONTAINER_RUNNING,
+                started_at=started,
+                finished_at=None,
+                exit_code=None,
+                reason="",
+            )
+            if not container["init"]:
+                self.state.first_process(self.group_id, started)
+            self.refresh_group()
+        code = proc.wait()
+        pump.join(5)
+        with self.lock:
+            self.procs.pop(name, None)
+        subprocess.run(
+            [self.crun, "delete", "--force", crun_id],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+        if code > 128:
+            reason = f"killed by signal {code - 128}"
+        elif not pid_file.exists():
+            reason = "did not start: " + BoundedLog.read(log.path, 400).decode(errors="replace")
+        else:
+            reason = "stopped" if self.stopping.is_set() else "exited"
+        self.state.set_container(
+            self.group_id,
+            name,
+            state=TERMINATED,
+            exit_code=code,
+            finished_at=now(),
+            reason=reason.strip(),
+        )
+        return code
+
+    def watch(self, container: dict[str, Any]) -> None:
+        policy = self.plan["restart_policy"]
+        restarts = 0
+        while not self.stopping.is_set():
+            code = self.run_once(container)
+            if code is None or self.stopping.is_set():
+                break
+            if policy == "Always" or (policy == "OnFailure" and code != 0):
+                restarts += 1
+                delay = min(BACKOFF_MAX, BACKOFF_START * 2 ** (restarts - 1))
+                self.state.set_container(
+                    self.group_id,
+                    container["name"],
+                    state=WAITING,
+                    restart_count=restarts,
+                    reason=f"restarting in {delay:g} s after exit code {code} ({policy})",
+                )
+                self.stopping.wait(delay)
+                continue
+            break
+        self.refresh_group()
+
+    def stop_containers(self) -> None:
+        grace = float(self.plan["grace_seconds"])
+        with self.lock:
+            running = list(self.procs.items())
+        by_name = {c["name"]: c["crun_id"] for c in self.plan["containers"]}
+        for name, _ in running:
+            self._kill(by_name[name], "TERM")
+        deadline = time.monotonic() + grace
+        for name, proc in running:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._kill(by_name[name], "KILL")
+                proc.wait()
+
+    def _kill(self, crun_id: str, sig: str) -> None:
+        subprocess.run(
+            [self.crun, "kill", "--all", crun_id, sig],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+
+    def run(self) -> int:
+        self.state.set_group(
+            self.group_id, shim_pid=os.getpid(), shim_start=host.process_start(os.getpid())
+        )
+        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        (self.dir / "logs").mkdir(exist_ok=True)
+        try:
+            if host.cgroup_hybrid():
+                host.unmount(Path(host.UNIFIED))
+            self.mount_all()
+        except OSError as err:
+            self.unmount_all()
+            self.state.set_group(self.group_id, status=FAILED, reason=f"not started: {err}")
+            return 1
+        try:
+            for container in self.plan["containers"]:
+                if not container["init"] or self.stopping.is_set():
+                    continue
+                code = self.run_once(container)
+                if code != 0:
+                    self.state.set_group(
+                        self.group_id,
+                        status=FAILED,
+                        reason=f"init container {container['name']} exited with code {code}",
+                    )
+                    return 1
+            watchers = [
+                threading.Thread(target=self.watch, args=(c,), daemon=True)
+                for c in self.plan["containers"]
+                if not c["init"]
+            ]
+            for watcher in watchers:
+                watcher.start()
+            while any(w.is_alive() for w in watchers):
+                if self.stopping.wait(0.2):
+                    self.stop_containers()
+                    for watcher in watchers:
+                        watcher.join()
+            self.refresh_group()
+            return 0
+        finally:
+            self.unmount_all()
+
+
+def _pump(stream: IO[bytes], log: BoundedLog) -> None:
+    while chunk := stream.read1(65536):  # type: ignore[attr-defined]
+        log.write(chunk)
+
+
+def main(argv: list[str]) -> int:
+    group_dir, db = Path(argv[0]), Path(argv[1])
+    return Shim(group_dir, RuntimeState(db)).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

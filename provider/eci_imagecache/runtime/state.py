@@ -1,0 +1,226 @@
+"""What the runtime knows about groups and containers, in SQLite (the backend's database file).
+
+Written by the process that starts a group and by the group's shim (a separate, long-lived
+process), read by anyone; each write is one short ``BEGIN IMMEDIATE`` transaction. The tables
+are the runtime's own (``runtime_*``), made on open if missing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runtime_groups (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    dir TEXT NOT NULL,
+    restart_policy TEXT NOT NULL,
+    owner_pid INTEGER,
+    shim_pid INTEGER,
+    shim_start TEXT,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    requested_at REAL NOT NULL,
+    first_process_at REAL
+);
+CREATE TABLE IF NOT EXISTS runtime_containers (
+    group_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    init INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    exit_code INTEGER,
+    restart_count INTEGER NOT NULL DEFAULT 0,
+    started_at REAL,
+    finished_at REAL,
+    reason TEXT NOT NULL DEFAULT '',
+    ports TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (group_id, name)
+)
+"""
+
+# Group statuses, with ECI's names.
+PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
+# Container states, with ECI's (and Kubernetes') names.
+WAITING, CONTAINER_RUNNING, TERMINATED = "Waiting", "Running", "Terminated"
+
+
+@dataclass
+class ContainerState:
+    name: str
+    init: bool = False
+    state: str = WAITING
+    exit_code: int | None = None
+    restart_count: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    reason: str = ""
+    ports: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class GroupState:
+    id: str
+    name: str
+    dir: str
+    restart_policy: str
+    status: str
+    reason: str
+    requested_at: float
+    first_process_at: float | None
+    owner_pid: int | None
+    shim_pid: int | None
+    shim_start: str | None
+    containers: list[ContainerState]
+
+    @property
+    def first_process_seconds(self) -> float | None:
+        """From the request to start the group to its first container's process running."""
+        if self.first_process_at is None:
+            return None
+        return max(0.0, self.first_process_at - self.requested_at)
+
+
+class RuntimeState:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self.write() as db:
+            for statement in filter(str.strip, SCHEMA.split(";")):
+                db.execute(statement)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA busy_timeout=30000")
+        return db
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        finally:
+            db.close()
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        db = self._connect()
+        try:
+            db.execute("BEGIN")
+            yield db
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    # groups -------------------------------------------------------------------------------
+
+    def add_group(
+        self,
+        group_id: str,
+        name: str,
+        directory: Path,
+        restart_policy: str,
+        containers: list[ContainerState],
+        owner_pid: int,
+        requested_at: float,
+    ) -> None:
+        with self.write() as db:
+            db.execute(
+                "INSERT INTO runtime_groups (id, name, dir, restart_policy, owner_pid, status, "
+                "requested_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (group_id, name, str(directory), restart_policy, owner_pid, PENDING, requested_at),
+            )
+            db.executemany(
+                "INSERT INTO runtime_containers (group_id, name, seq, init, state, ports) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (group_id, c.name, n, int(c.init), WAITING, json.dumps(c.ports))
+                    for n, c in enumerate(containers)
+                ],
+            )
+
+    def set_group(self, group_id: str, **fields: Any) -> None:
+        if not fields:
+            return
+        columns = ", ".join(f"{key} = ?" for key in fields)
+        with self.write() as db:
+            db.execute(
+                f"UPDATE runtime_groups SET {columns} WHERE id = ?", (*fields.values(), group_id)
+            )
+
+    def first_process(self, group_id: str, at: float) -> None:
+        with self.write() as db:
+            db.execute(
+                "UPDATE runtime_groups SET first_process_at = ? "
+                "WHERE id = ? AND first_process_at IS NULL",
+                (at, group_id),
+            )
+
+    def set_container(self, group_id: str, name: str, **fields: Any) -> None:
+        columns = ", ".join(f"{key} = ?" for key in fields)
+        with self.write() as db:
+            db.execute(
+                f"UPDATE runtime_containers SET {columns} WHERE group_id = ? AND name = ?",
+                (*fields.values(), group_id, name),
+            )
+
+    def group(self, group_id: str) -> GroupState | None:
+        with self.read() as db:
+            row = db.execute(
+                "SELECT id, name, dir, restart_policy, status, reason, requested_at, "
+                "first_process_at, owner_pid, shim_pid, shim_start FROM runtime_groups "
+                "WHERE id = ?",
+                (group_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            rows = db.execute(
+                "SELECT name, init, state, exit_code, restart_count, started_at, finished_at, "
+                "reason, ports FROM runtime_containers WHERE group_id = ? ORDER BY seq",
+                (group_id,),
+            ).fetchall()
+        containers = [
+            ContainerState(
+                name=r[0],
+                init=bool(r[1]),
+                state=r[2],
+                exit_code=r[3],
+                restart_count=r[4],
+                started_at=r[5],
+                finished_at=r[6],
+                reason=r[7],
+                ports=json.loads(r[8]),
+            )
+            for r in rows
+        ]
+        return GroupState(*row, containers=containers)
+
+    def group_ids(self) -> list[str]:
+        with self.read() as db:
+            return [r[0] for r in db.execute("SELECT id FROM runtime_groups ORDER BY id")]
+
+    def remove_group(self, group_id: str) -> None:
+        with self.write() as db:
+            db.execute("DELETE FROM runtime_groups WHERE id = ?", (group_id,))
+            db.execute("DELETE FROM runtime_containers WHERE group_id = ?", (group_id,))
+
+
+def now() -> float:
+    return time.time()

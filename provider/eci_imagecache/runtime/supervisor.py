@@ -1,0 +1,338 @@
+"""Starting, watching and stopping container groups: the runtime's interface to the backend.
+
+``Runtime.start`` writes one OCI bundle per container (rootfs = an overlay of the image's layer
+directories and a writable upper directory), records the group in SQLite, and starts the group's
+shim (``runtime.shim``) in its own session and mount namespace, so the group outlives the process
+that started it (Pulumi's provider processes end with each command). It returns once every
+container has started (or ended, or failed to start).
+
+State says which groups run; ``group`` and ``reconcile`` check it against reality: a group whose
+shim has died is Failed with the reason, and a group no backend record claims (its creator was
+killed mid-start, or its deletion was interrupted) is stopped and removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import host
+from .bundle import ContainerSettings, Limits, runtime_config, write_bundle
+from .layers import LayerStore, layer_hex
+from .shim import BoundedLog
+from .state import (
+    CONTAINER_RUNNING,
+    FAILED,
+    PENDING,
+    RUNNING,
+    TERMINATED,
+    ContainerState,
+    GroupState,
+    RuntimeState,
+    now,
+)
+
+_SAFE_ID = re.compile(r"[a-z0-9][a-z0-9-]{2,62}")
+_SAFE_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+
+
+class RuntimeUnavailable(RuntimeError):
+    """No container can start here (the reason says why)."""
+
+
+class StartError(RuntimeError):
+    """The group could not be set up (missing layer, nothing to run, ...)."""
+
+
+@dataclass(frozen=True)
+class ContainerRun:
+    """One container to run: its settings, its image config and layers (base first)."""
+
+    settings: ContainerSettings
+    image_config: dict[str, Any]
+    layers: list[str]
+    init: bool = False
+
+
+class Runtime:
+    def __init__(
+        self,
+        groups_dir: Path,
+        db_path: Path,
+        layers: LayerStore,
+        grace_seconds: float = 10.0,
+        log_limit: int = 1 << 20,
+        start_timeout: float = 60.0,
+    ) -> None:
+        self.groups_dir = groups_dir
+        self.layers = layers
+        self.state = RuntimeState(db_path)
+        self.grace_seconds = grace_seconds
+        self.log_limit = log_limit
+        self.start_timeout = start_timeout
+        groups_dir.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def unavailable() -> str | None:
+        return host.unavailable()
+
+    def _dir(self, group_id: str) -> Path:
+        if not _SAFE_ID.fullmatch(group_id):
+            raise StartError(f"refusing group id {group_id[:80]!r}")
+        return self.groups_dir / group_id
+
+    # starting -----------------------------------------------------------------------------
+
+    def start(
+        self,
+        group_id: str,
+        name: str,
+        containers: list[ContainerRun],
+        restart_policy: str = "Always",
+        wait: bool = True,
+    ) -> GroupState:
+        reason = self.unavailable()
+        if reason:
+            raise RuntimeUnavailable(reason)
+        crun = host.crun_binary()
+        assert crun is not None
+        directory = self._dir(group_id)
+        requested = now()
+        for run in containers:
+            if not _SAFE_NAME.fullmatch(run.settings.name):
+                raise StartError(f"refusing container name {run.settings.name[:80]!r}")
+            for digest in run.layers:
+                if not self.layers.has(digest):
+                    raise StartError(
+                        f"container {run.settings.name}: layer {digest[:19]} is not unpacked"
+                    )
+        self.state.add_group(
+            group_id,
+            name,
+            directory,
+            restart_policy,
+            [
+                ContainerState(name=r.settings.name, init=r.init, ports=list(r.settings.ports))
+                for r in containers
+            ],
+            owner_pid=os.getpid(),
+            requested_at=requested,
+        )
+        try:
+            self._write(directory, group_id, containers, restart_policy, crun)
+        except Exception as err:
+            self.state.set_group(group_id, status=FAILED, reason=f"not started: {err}")
+            raise StartError(str(err)) from err
+        log = open(directory / "shim.log", "ab")  # noqa: SIM115 - handed to the shim
+        with log:
+            shim = subprocess.Popen(
+                [
+                    *("unshare", "--mount", "--propagation", "private", "--"),
+                    *(sys.executable, "-m", "eci_imagecache.runtime.shim"),
+                    *(str(directory), str(self.state.path)),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd="/",
+                start_new_session=True,
+                env={**os.environ, "PYTHONPATH": _package_root()},
+            )
+        # Reap it if it ends while this process lives; it outlives this process otherwise.
+        threading.Thread(target=shim.wait, daemon=True).start()
+        self.state.set_group(group_id, shim_pid=shim.pid)
+        if not wait:
+            return self.group(group_id) or _missing(group_id)
+        return self.wait_started(group_id)
+
+    def _write(
+        self,
+        directory: Path,
+        group_id: str,
+        containers: list[ContainerRun],
+        restart_policy: str,
+        crun: str,
+    ) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        controllers = host.cgroup_controllers()
+        limits = Limits(cpu="cpu" in controllers, memory="memory" in controllers)
+        planned = []
+        for run in containers:
+            bundle = directory / "containers" / run.settings.name
+            top_first = [self.layers.path(d) for d in reversed(run.layers)]
+            spec = runtime_config(run.image_config, run.settings, "rootfs", top_first, limits)
+            write_bundle(bundle, spec)
+            planned.append(
+                {
+                    "name": run.settings.name,
+                    "crun_id": f"{group_id}-{run.settings.name}",
+                    "bundle": str(bundle),
+                    "lower": [layer_hex(d) for d in reversed(run.layers)],
+                    "init": run.init,
+                }
+            )
+        plan = {
+            "group_id": group_id,
+            "restart_policy": restart_policy,
+            "grace_seconds": self.grace_seconds,
+            "log_limit": self.log_limit,
+            "layers_dir": str(self.layers.layers),
+            "crun": crun,
+            "containers": planned,
+        }
+        (directory / "plan.json").write_text(json.dumps(plan, indent=1))
+
+    def wait_started(self, group_id: str, timeout: float | None = None) -> GroupState:
+        """Until every container has started (or ended), the group failed, or its shim died."""
+        deadline = time.monotonic() + (timeout or self.start_timeout)
+        while True:
+            group = self.group(group_id) or _missing(group_id)
+            mains = [c for c in group.containers if not c.init]
+            if group.status == FAILED or all(
+                c.started_at is not None or c.state == TERMINATED for c in mains
+            ):
+                return group
+            if time.monotonic() > deadline:
+                return group
+            time.sleep(0.002)
+
+    def adopt(self, group_id: str) -> None:
+        """The backend has recorded the group: recovery no longer treats it as an orphan."""
+        self.state.set_group(group_id, owner_pid=None)
+
+    # reading ------------------------------------------------------------------------------
+
+    def group(self, group_id: str) -> GroupState | None:
+        """The group's state, checked against reality: a dead shim fails a live group."""
+        group = self.state.group(group_id)
+        if group is None or group.status not in (PENDING, RUNNING):
+            return group
+        if group.shim_pid is None or host.alive(group.shim_pid, group.shim_start):
+            return group
+        # The shim writes its final state before it exits: read again before judging.
+        group = self.state.group(group_id)
+        if group is None or group.status not in (PENDING, RUNNING):
+            return group
+        reason = f"supervisor process {group.shim_pid} ended unexpectedly"
+        for container in group.containers:
+            if container.state != TERMINATED:
+                self.state.set_container(
+                    group_id, container.name, state=TERMINATED, finished_at=now(), reason=reason
+                )
+        self.state.set_group(group_id, status=FAILED, reason=reason)
+        return self.state.group(group_id)
+
+    def logs(self, group_id: str, container: str, tail: int | None = None) -> bytes:
+        if not _SAFE_NAME.fullmatch(container):
+            raise StartError(f"refusing container name {container[:80]!r}")
+        return BoundedLog.read(self._dir(group_id) / "logs" / f"{container}.log", tail)
+
+    def group_ids(self) -> list[str]:
+        return self.state.group_ids()
+
+    # stopping -----------------------------------------------------------------------------
+
+    def stop(self, group_id: str, grace: float | None = None) -> None:
+        """Stop the containers (SIGTERM, SIGKILL after the grace period), unmount, remove."""
+        directory = self._dir(group_id)
+        group = self.state.group(group_id)
+        if group is not None and host.alive(group.shim_pid, group.shim_start):
+            assert group.shim_pid is not None
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(group.shim_pid, signal.SIGTERM)
+            limit = (self.grace_seconds if grace is None else grace) + 10
+            deadline = time.monotonic() + limit
+            while host.alive(group.shim_pid, group.shim_start) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if host.alive(group.shim_pid, group.shim_start):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(group.shim_pid, signal.SIGKILL)
+        names = [c.name for c in group.containers] if group else []
+        if not names and (directory / "containers").is_dir():
+            names = [p.name for p in (directory / "containers").iterdir()]
+        for name in names:
+            self._force_delete(f"{group_id}-{name}")
+        shutil.rmtree(directory, ignore_errors=True)
+        self.state.remove_group(group_id)
+
+    @staticmethod
+    def _force_delete(crun_id: str) -> None:
+        """Kill and delete a container the shim left behind (the shim was killed)."""
+        if not Path("/run/crun", crun_id).exists():
+            return
+        crun = host.crun_binary() or "crun"
+        argv = [crun, "delete", "--force", crun_id]
+        if host.cgroup_hybrid():
+            argv = [
+                *("unshare", "--mount", "--propagation", "private", "--", "sh", "-c"),
+                f'umount -l {host.UNIFIED} && exec "$@"',
+                "sh",
+                *argv,
+            ]
+        subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+            timeout=30,
+        )
+
+    def reconcile(self, known: Callable[[str], bool]) -> list[str]:
+        """Stop and remove groups no record claims; fail those whose shim died. Returns the
+        ids removed."""
+        removed = []
+        for group_id in self.state.group_ids():
+            group = self.state.group(group_id)
+            if group is None:
+                continue
+            if group.owner_pid is not None and host.alive(group.owner_pid):
+                continue  # being started by a live process
+            if group.owner_pid is not None or not known(group_id):
+                self.stop(group_id)
+                removed.append(group_id)
+            else:
+                self.group(group_id)
+        # Directories with no state row: left by a removal that was interrupted.
+        if self.groups_dir.is_dir():
+            ids = set(self.state.group_ids())
+            for directory in self.groups_dir.iterdir():
+                if (
+                    directory.is_dir()
+                    and _SAFE_ID.fullmatch(directory.name)
+                    and (directory / "plan.json").exists()
+                    and directory.name not in ids
+                ):
+                    self.stop(directory.name)
+                    removed.append(directory.name)
+        return removed
+
+
+def _missing(group_id: str) -> GroupState:
+    raise StartError(f"group {group_id} has no runtime state")
+
+
+def _package_root() -> str:
+    """The directory holding the ``eci_imagecache`` package, for the shim's interpreter."""
+    return str(Path(__file__).resolve().parents[2])
+
+
+__all__ = [
+    "CONTAINER_RUNNING",
+    "ContainerRun",
+    "Runtime",
+    "RuntimeUnavailable",
+    "StartError",
+]
