@@ -5,6 +5,10 @@ set -euo pipefail
 need=()
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v skopeo >/dev/null || need+=(skopeo)
+# Container groups of the local backend run on crun; the runnable demo images are built from
+# Debian's static busybox (its binary replaces /bin/busybox).
+command -v crun >/dev/null || need+=(crun)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || need+=(busybox-static)
 if ((${#need[@]})); then
   sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
   $sudo apt-get update -qq

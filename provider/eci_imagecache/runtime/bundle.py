@@ -17,6 +17,7 @@ CPU and memory limits become cgroup limits when the kernel offers the controller
 from __future__ import annotations
 
 import json
+import resource
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,7 @@ def runtime_config(
             "env": environment(image_config, settings),
             "cwd": cwd,
             "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}],
+            "rlimits": [_nofile()],
             "noNewPrivileges": True,
         },
         "root": {"path": rootfs, "readonly": False},
@@ -240,6 +241,12 @@ def runtime_config(
         },
     }
     return spec
+
+
+def _nofile() -> dict[str, Any]:
+    """As many open files as this machine lets its own processes have (no more: refused)."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return {"type": "RLIMIT_NOFILE", "hard": hard, "soft": hard}
 
 
 def write_bundle(directory: Path, spec: dict[str, Any]) -> Path:

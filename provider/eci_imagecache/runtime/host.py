@@ -73,7 +73,11 @@ def cgroup_controllers() -> set[str]:
 
 
 def crun_binary() -> str | None:
-    return os.environ.get("ECI_IMAGECACHE_CRUN") or shutil.which("crun")
+    """``$ECI_IMAGECACHE_CRUN`` if set (it must exist), else ``crun`` on the PATH."""
+    configured = os.environ.get("ECI_IMAGECACHE_CRUN")
+    if configured:
+        return configured if os.access(configured, os.X_OK) else None
+    return shutil.which("crun")
 
 
 def unavailable() -> str | None:

@@ -26,17 +26,14 @@ from . import host
 from .state import (
     CONTAINER_RUNNING,
     FAILED,
-    PENDING,
-    RUNNING,
-    SUCCEEDED,
     TERMINATED,
     WAITING,
-    ContainerState,
     RuntimeState,
     now,
 )
 
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
+RESTART = -(1 << 30)  # run_once's answer when the container is to run again
 
 
 class BoundedLog:
@@ -60,18 +57,6 @@ class BoundedLog:
         parts = [p for p in (path.with_suffix(".log.1"), path) if p.exists()]
         data = b"".join(p.read_bytes() for p in parts)
         return data[-tail:] if tail else data
-
-
-def derive_status(containers: list[ContainerState]) -> str:
-    """The group's status from its containers' (ECI's rules)."""
-    mains = [c for c in containers if not c.init]
-    if any(c.init and c.state == TERMINATED and c.exit_code != 0 for c in containers):
-        return FAILED
-    if mains and all(c.state == TERMINATED for c in mains):
-        return SUCCEEDED if all(c.exit_code == 0 for c in mains) else FAILED
-    if any(c.started_at is not None for c in mains):
-        return RUNNING
-    return PENDING
 
 
 class Shim:
@@ -109,13 +94,9 @@ class Shim:
 
     # running ------------------------------------------------------------------------------
 
-    def refresh_group(self) -> None:
-        group = self.state.group(self.group_id)
-        if group is None or (group.status == FAILED and group.reason):
-            return  # a failure the shim named (an init container, a mount) stays
-        self.state.set_group(self.group_id, status=derive_status(group.containers))
-
-    def run_once(self, container: dict[str, Any]) -> int | None:
+    def run_once(self, container: dict[str, Any], restarts: int = 0) -> int | None:
+        """Run the container once; record how it ended, or that it restarts (one write, so
+        the group never looks finished between an exit and its restart)."""
         name, crun_id = container["name"], container["crun_id"]
         bundle = Path(container["bundle"])
         pid_file = bundle / "pid"
@@ -146,10 +127,8 @@ class Shim:
                 finished_at=None,
                 exit_code=None,
                 reason="",
+                first_process=not container["init"],
             )
-            if not container["init"]:
-                self.state.first_process(self.group_id, started)
-            self.refresh_group()
         code = proc.wait()
         pump.join(5)
         with self.lock:
@@ -161,12 +140,31 @@ class Shim:
             stderr=subprocess.DEVNULL,
             check=False,
         )
-        if code > 128:
-            reason = f"killed by signal {code - 128}"
+        if code < 0 or code > 128:
+            reason = f"killed by signal {-code if code < 0 else code - 128}"
         elif not pid_file.exists():
             reason = "did not start: " + BoundedLog.read(log.path, 400).decode(errors="replace")
         else:
             reason = "stopped" if self.stopping.is_set() else "exited"
+        policy = self.plan["restart_policy"]
+        restart = (
+            not container["init"]
+            and not self.stopping.is_set()
+            and (policy == "Always" or (policy == "OnFailure" and code != 0))
+        )
+        if restart:
+            delay = min(BACKOFF_MAX, BACKOFF_START * 2**restarts)
+            self.state.set_container(
+                self.group_id,
+                name,
+                state=WAITING,
+                exit_code=code,
+                finished_at=now(),
+                restart_count=restarts + 1,
+                reason=f"restarting in {delay:g} s after exit code {code} ({policy})",
+            )
+            self.stopping.wait(delay)
+            return None if self.stopping.is_set() else RESTART
         self.state.set_container(
             self.group_id,
             name,
@@ -178,26 +176,9 @@ class Shim:
         return code
 
     def watch(self, container: dict[str, Any]) -> None:
-        policy = self.plan["restart_policy"]
         restarts = 0
-        while not self.stopping.is_set():
-            code = self.run_once(container)
-            if code is None or self.stopping.is_set():
-                break
-            if policy == "Always" or (policy == "OnFailure" and code != 0):
-                restarts += 1
-                delay = min(BACKOFF_MAX, BACKOFF_START * 2 ** (restarts - 1))
-                self.state.set_container(
-                    self.group_id,
-                    container["name"],
-                    state=WAITING,
-                    restart_count=restarts,
-                    reason=f"restarting in {delay:g} s after exit code {code} ({policy})",
-                )
-                self.stopping.wait(delay)
-                continue
-            break
-        self.refresh_group()
+        while self.run_once(container, restarts) == RESTART:
+            restarts += 1
 
     def stop_containers(self) -> None:
         grace = float(self.plan["grace_seconds"])
@@ -262,7 +243,6 @@ class Shim:
                     self.stop_containers()
                     for watcher in watchers:
                         watcher.join()
-            self.refresh_group()
             return 0
         finally:
             self.unmount_all()

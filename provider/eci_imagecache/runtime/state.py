@@ -165,21 +165,50 @@ class RuntimeState:
                 f"UPDATE runtime_groups SET {columns} WHERE id = ?", (*fields.values(), group_id)
             )
 
-    def first_process(self, group_id: str, at: float) -> None:
-        with self.write() as db:
-            db.execute(
-                "UPDATE runtime_groups SET first_process_at = ? "
-                "WHERE id = ? AND first_process_at IS NULL",
-                (at, group_id),
-            )
-
-    def set_container(self, group_id: str, name: str, **fields: Any) -> None:
+    def set_container(
+        self, group_id: str, name: str, first_process: bool = False, **fields: Any
+    ) -> None:
+        """Update a container and, in the same transaction, its group's status (and the time
+        of the group's first process when ``first_process``)."""
         columns = ", ".join(f"{key} = ?" for key in fields)
         with self.write() as db:
             db.execute(
                 f"UPDATE runtime_containers SET {columns} WHERE group_id = ? AND name = ?",
                 (*fields.values(), group_id, name),
             )
+            if first_process:
+                db.execute(
+                    "UPDATE runtime_groups SET first_process_at = ? "
+                    "WHERE id = ? AND first_process_at IS NULL",
+                    (fields["started_at"], group_id),
+                )
+            self._derive(db, group_id)
+
+    def _derive(self, db: sqlite3.Connection, group_id: str) -> None:
+        row = db.execute(
+            "SELECT status, reason FROM runtime_groups WHERE id = ?", (group_id,)
+        ).fetchone()
+        if row is None or (row[0] == FAILED and row[1]):
+            return  # a failure with a reason (an init container, a mount, a dead shim) stays
+        rows = db.execute(
+            "SELECT name, init, state, exit_code, started_at FROM runtime_containers "
+            "WHERE group_id = ?",
+            (group_id,),
+        ).fetchall()
+        containers = [
+            ContainerState(name=r[0], init=bool(r[1]), state=r[2], exit_code=r[3], started_at=r[4])
+            for r in rows
+        ]
+        failed = [c for c in containers if c.init and c.state == TERMINATED and c.exit_code != 0]
+        reason = (
+            f"init container {failed[0].name} exited with code {failed[0].exit_code}"
+            if failed
+            else ""
+        )
+        db.execute(
+            "UPDATE runtime_groups SET status = ?, reason = ? WHERE id = ?",
+            (derive_status(containers), reason, group_id),
+        )
 
     def group(self, group_id: str) -> GroupState | None:
         with self.read() as db:
@@ -220,6 +249,18 @@ class RuntimeState:
         with self.write() as db:
             db.execute("DELETE FROM runtime_groups WHERE id = ?", (group_id,))
             db.execute("DELETE FROM runtime_containers WHERE group_id = ?", (group_id,))
+
+
+def derive_status(containers: list[ContainerState]) -> str:
+    """The group's status from its containers' (ECI's rules)."""
+    mains = [c for c in containers if not c.init]
+    if any(c.init and c.state == TERMINATED and c.exit_code != 0 for c in containers):
+        return FAILED
+    if mains and all(c.state == TERMINATED for c in mains):
+        return SUCCEEDED if all(c.exit_code == 0 for c in mains) else FAILED
+    if any(c.started_at is not None for c in mains):
+        return RUNNING
+    return PENDING
 
 
 def now() -> float:

@@ -1,0 +1,194 @@
+"""Groups run by real crun on real overlay mounts: states, exit codes, restart policy, logs,
+ports, stopping, and what a killed supervisor leaves (checked against /proc, /run/crun)."""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from eci_imagecache.runtime import host
+from eci_imagecache.runtime.bundle import ContainerSettings
+from eci_imagecache.runtime.supervisor import ContainerRun, Runtime, RuntimeUnavailable
+from eci_imagecache.testing.registry import free_port
+
+SH = {"config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}}
+
+
+def job(name: str, script: str, **kw) -> ContainerRun:
+    return ContainerRun(
+        ContainerSettings(name=name, command=["/bin/sh", "-c", script], **kw),
+        SH,
+        kw.pop("layers", None) or [],
+    )
+
+
+def run(layer: str, name: str, script: str, init: bool = False, **kw) -> ContainerRun:
+    settings = ContainerSettings(name=name, command=["/bin/sh", "-c", script], **kw)
+    return ContainerRun(settings, SH, [layer], init=init)
+
+
+def wait_for(runtime: Runtime, group_id: str, *statuses: str, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        group = runtime.group(group_id)
+        if group and group.status in statuses:
+            return group
+        time.sleep(0.05)
+    raise AssertionError(f"{group_id} never reached {statuses}: {runtime.group(group_id)}")
+
+
+def leftovers(group_id: str) -> list[str]:
+    """Processes, mounts (in any mount namespace) and crun state that mention the group."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            mounts = (proc / "mountinfo").read_text()
+        except OSError:
+            continue
+        if group_id in cmdline:
+            found.append(f"process {proc.name}: {cmdline}")
+        if group_id in mounts:
+            found.append(f"mount seen by process {proc.name}")
+    if any(p.name.startswith(group_id) for p in Path("/run/crun").glob("*")):
+        found.append("crun state")
+    return found
+
+
+def test_jobs_end_with_their_exit_codes(runtime, busybox_layer):
+    ok = runtime.start("grp-ok", "ok", [run(busybox_layer, "main", "echo hello; exit 0")], "Never")
+    bad = runtime.start("grp-bad", "bad", [run(busybox_layer, "main", "exit 3")], "Never")
+    ok = wait_for(runtime, "grp-ok", "Succeeded", "Failed")
+    bad = wait_for(runtime, "grp-bad", "Succeeded", "Failed")
+    assert (ok.status, ok.containers[0].state, ok.containers[0].exit_code) == (
+        "Succeeded",
+        "Terminated",
+        0,
+    )
+    assert (bad.status, bad.containers[0].exit_code) == ("Failed", 3)
+    assert runtime.logs("grp-ok", "main") == b"hello\n"
+    assert ok.first_process_seconds is not None and ok.first_process_seconds >= 0
+
+
+def test_a_server_answers_on_its_port_and_stops_leaving_nothing(runtime, busybox_layer):
+    port = free_port()
+    script = (
+        "mkdir -p /tmp/www && echo served-from-container > /tmp/www/index.html && "
+        f"exec httpd -f -p {port} -h /tmp/www"
+    )
+    group = runtime.start("grp-web", "web", [run(busybox_layer, "web", script, ports=[port])])
+    assert group.status == "Running" and group.containers[0].state == "Running"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert response.text == "served-from-container\n"
+    assert leftovers("grp-web")  # the check sees a running group
+    # httpd as PID 1 ignores SIGTERM: the stop needs the SIGKILL after the grace period.
+    started = time.monotonic()
+    runtime.stop("grp-web", grace=0.5)
+    assert time.monotonic() - started >= 0.5
+    assert leftovers("grp-web") == []
+    assert not (runtime.groups_dir / "grp-web").exists()
+    assert runtime.group("grp-web") is None
+
+
+def test_init_containers_run_first_and_a_failing_one_fails_the_group(runtime, busybox_layer):
+    group = runtime.start(
+        "grp-init",
+        "init",
+        [
+            run(busybox_layer, "setup", "echo init-ran", init=True),
+            run(busybox_layer, "main", "echo main-ran"),
+        ],
+        "Never",
+    )
+    group = wait_for(runtime, "grp-init", "Succeeded", "Failed")
+    assert group.status == "Succeeded"
+    assert runtime.logs("grp-init", "setup") == b"init-ran\n"
+    runtime.start(
+        "grp-init-bad",
+        "init-bad",
+        [run(busybox_layer, "setup", "exit 7", init=True), run(busybox_layer, "main", "true")],
+        "Never",
+    )
+    bad = wait_for(runtime, "grp-init-bad", "Succeeded", "Failed")
+    assert bad.status == "Failed" and "exited with code 7" in bad.reason
+    assert bad.containers[1].started_at is None
+
+
+def test_restart_policy_on_failure_restarts_until_success(runtime, busybox_layer, tmp_path):
+    # The upper directory keeps the container's writes across restarts: count the attempts.
+    script = "n=$(cat /tmp/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /tmp/n; [ $n -ge 3 ]"
+    runtime.start("grp-retry", "retry", [run(busybox_layer, "main", script)], "OnFailure")
+    group = wait_for(runtime, "grp-retry", "Succeeded", "Failed", timeout=30)
+    assert group.status == "Succeeded"
+    assert group.containers[0].restart_count == 2
+    runtime.start("grp-never", "never", [run(busybox_layer, "main", "exit 1")], "Never")
+    assert wait_for(runtime, "grp-never", "Failed").containers[0].restart_count == 0
+
+
+def test_logs_are_bounded(tmp_path, layers, busybox_layer):
+    runtime = Runtime(tmp_path / "g2", tmp_path / "s2.db", layers, log_limit=4096)
+    script = "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done"
+    runtime.start("grp-logs", "logs", [run(busybox_layer, "main", script)], "Never")
+    wait_for(runtime, "grp-logs", "Succeeded")
+    logs = runtime.logs("grp-logs", "main")
+    assert len(logs) <= 2 * 4096
+    assert logs.endswith(b"line-1999\n")
+    runtime.stop("grp-logs")
+
+
+def test_memory_limit_reaches_the_cgroup(runtime, busybox_layer):
+    if "memory" not in host.cgroup_controllers():
+        pytest.skip("the kernel offers no memory controller here")
+    script = "cat /proc/self/cgroup"
+    runtime.start("grp-mem", "mem", [run(busybox_layer, "main", script, memory_gib=0.25)], "Never")
+    wait_for(runtime, "grp-mem", "Succeeded")
+    config = (runtime.groups_dir / "grp-mem/containers/main/config.json").read_text()
+    assert '"limit": 268435456' in config
+
+
+def test_a_killed_supervisor_fails_the_group_and_cleanup_still_works(runtime, busybox_layer):
+    group = runtime.start("grp-kill", "kill", [run(busybox_layer, "main", "exec sleep 600")])
+    assert group.status == "Running"
+    runtime.adopt("grp-kill")
+    os.kill(group.shim_pid, signal.SIGKILL)
+    failed = wait_for(runtime, "grp-kill", "Failed")
+    assert "ended unexpectedly" in failed.reason
+    assert leftovers("grp-kill")  # the container still runs, and holds its mount
+    removed = runtime.reconcile(known=lambda group_id: False)
+    assert removed == ["grp-kill"]
+    assert leftovers("grp-kill") == []
+
+
+def test_a_group_being_started_by_a_live_process_is_left_alone(runtime, busybox_layer):
+    runtime.start("grp-young", "young", [run(busybox_layer, "main", "exec sleep 600")])
+    assert runtime.reconcile(known=lambda group_id: False) == []
+    assert runtime.group("grp-young").status == "Running"
+
+
+def test_reconcile_keeps_claimed_groups_and_removes_orphans(runtime, busybox_layer):
+    runtime.start("grp-keep", "keep", [run(busybox_layer, "main", "exec sleep 600")])
+    runtime.adopt("grp-keep")
+    runtime.start("grp-orphan", "orphan", [run(busybox_layer, "main", "exec sleep 600")])
+    runtime.adopt("grp-orphan")
+    assert runtime.reconcile(known=lambda group_id: group_id == "grp-keep") == ["grp-orphan"]
+    assert runtime.group("grp-keep").status == "Running"
+    assert leftovers("grp-orphan") == []
+
+
+def test_no_runtime_means_a_clear_refusal(tmp_path, layers, monkeypatch):
+    monkeypatch.setenv("ECI_IMAGECACHE_CRUN", str(tmp_path / "no-such-crun"))
+    runtime = Runtime(tmp_path / "g3", tmp_path / "s3.db", layers)
+    with pytest.raises(RuntimeUnavailable, match="crun"):
+        runtime.start("grp-none", "none", [])
