@@ -63,7 +63,9 @@ def test_update_in_place_and_rebuild(harness: Harness, registry: Registry) -> No
     )
     assert (updated.id, updated.snapshot_id) == (made.id, made.snapshot_id)
     assert (updated.eviction.value, updated.retention_days) == ("LRU", 9)
-    rebuilt = b.update_image_cache(made.id, cache(registry, "demo/web:1.1"))
+    rebuilt = b.update_image_cache(
+        made.id, cache(registry, "demo/web:1.1", eviction="LRU", retention_days=9)
+    )
     assert rebuilt.id == made.id and rebuilt.status == CacheStatus.READY
     assert rebuilt.snapshot_id != made.snapshot_id
     assert [str(i) for i in rebuilt.images] == [registry.ref("demo/web:1.1")]

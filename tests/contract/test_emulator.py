@@ -11,7 +11,8 @@ import pytest
 
 from eci_imagecache.backends.alicloud import AliCloudBackend
 from eci_imagecache.backends.base import BackendError
-from eci_imagecache.backends.emulator.server import EmulatorServer, unflatten
+from eci_imagecache.backends.emulator.params import unflatten
+from eci_imagecache.backends.emulator.server import EmulatorServer
 from eci_imagecache.backends.emulator.signing import sign, string_to_sign
 from eci_imagecache.backends.local.backend import LocalBackend
 from eci_imagecache.engine.models import ImageCacheSpec
@@ -169,19 +170,24 @@ def test_unreachable_api_error_holds_no_password(private_registry: Registry) -> 
 
 
 def test_describe_pages_with_next_token(emulator: EmulatorServer, registry: Registry) -> None:
-    backend = emulator.emulator.backend
+    from alibabacloud_eci20180808 import models as sdk
+
+    backend = emulator.actions.backend
     made = {
         backend.create_image_cache(
             ImageCacheSpec(name=f"page-{i}", images=[registry.ref("demo/web:1.0")])
         ).id
         for i in range(3)
     }
-    seen, token = [], ""
+    seen, token = [], None
     while True:
-        answer = emulator.emulator.call("DescribeImageCaches", {"Limit": "2", "NextToken": token})
-        assert answer["TotalCount"] == 3 and len(answer["ImageCaches"]) <= 2
-        seen += [c["ImageCacheId"] for c in answer["ImageCaches"]]
-        token = answer["NextToken"]
+        answer = emulator.actions.call(
+            "DescribeImageCaches",
+            sdk.DescribeImageCachesRequest(region_id=REGION, limit=2, next_token=token),
+        )
+        assert answer.total_count == 3 and len(answer.image_caches) <= 2
+        seen += [c.image_cache_id for c in answer.image_caches]
+        token = answer.next_token
         if not token:
             break
     assert sorted(seen) == sorted(made)

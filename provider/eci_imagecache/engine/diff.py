@@ -41,12 +41,19 @@ UPDATE_FIELDS = frozenset(
         "security_group_id",
         "eip_instance_id",
         "tags",
+        "resource_group_id",
+        "standard_copies",
+        "acr_registries",
     }
 )
 # Fields whose change needs a new snapshot: the content or the disk it lives on.
 REBUILD_FIELDS = frozenset({"images", "size_gib"})
 # Where the cache lives: a change means a new cache elsewhere.
-REPLACE_FIELDS = frozenset({"backend", "region"})
+REPLACE_FIELDS = frozenset({"backend", "region", "zone_id"})
+# What Alibaba Cloud's UpdateImageCache cannot do: it has no InsecureRegistry or
+# PlainHttpRegistry parameter, and no value of RetentionDays means "never expire" again. On that
+# backend such a change makes a new cache instead of pretending to update this one.
+CLOUD_REPLACE_FIELDS = frozenset({"insecure_registries", "plain_http_registries"})
 # Fields whose change alters the build plan (what is fetched and reused), so a preview re-plans.
 PLAN_FIELDS = REBUILD_FIELDS | {"layer_reuse"}
 
@@ -99,6 +106,11 @@ def _normalized(field: str, value: Any) -> Any:
         return sorted({str(v).lower() for v in value or []})
     if field == "eviction":
         return (value or "").upper()
+    if field == "acr_registries":
+        return sorted(
+            (dict(r) if isinstance(r, Mapping) else r.model_dump() for r in value or []),
+            key=lambda r: str(r.get("instance_id")),
+        )
     if field == "credentials":
         # A password change counts, but only its fingerprint is ever compared or kept.
         return sorted(credential_key(c) for c in value or [])
@@ -114,8 +126,13 @@ def credential_key(credential: Mapping[str, Any]) -> tuple[str, str, str]:
     return (server, str(credential.get("username", "")), fingerprint)
 
 
-def kind_of(field: str) -> ChangeKind:
+def kind_of(field: str, before: Any = None, after: Any = None, backend: Any = None) -> ChangeKind:
     if field in REPLACE_FIELDS:
+        return ChangeKind.REPLACE
+    on_cloud = backend == "alicloud"
+    if on_cloud and field in CLOUD_REPLACE_FIELDS:
+        return ChangeKind.REPLACE
+    if on_cloud and field == "retention_days" and before is not None and after is None:
         return ChangeKind.REPLACE
     if field in REBUILD_FIELDS:
         return ChangeKind.REBUILD
@@ -148,7 +165,7 @@ def diff_cache(old: Mapping[str, Any], new: Mapping[str, Any]) -> CacheDiff:
         changes.append(
             FieldChange(
                 field=field,
-                kind=kind_of(field),
+                kind=kind_of(field, before, after, new.get("backend")),
                 detail=f"{field} {shown_before!r} -> {shown_after!r}",
             )
         )

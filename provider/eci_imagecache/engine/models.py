@@ -25,6 +25,7 @@ MAX_IMAGES_PER_CACHE = 20
 DEFAULT_MANUAL_SIZE_GIB = 20
 BASE_EPHEMERAL_STORAGE_GIB = 30
 MAX_EVENTS = 50
+MAX_TAGS = 20
 GIB = 1024**3
 
 
@@ -44,6 +45,10 @@ class CacheStatus(StrEnum):
     FAILED = "Failed"
     # Updating after an in-place change that rebuilds; the previous snapshot stays usable.
     UPDATING = "Updating"
+    # The API's other documented states: Preparing reads as Creating; an update that failed.
+    UPDATE_FAILED = "UpdateFailed"
+    # A state the API reported that this version does not know: shown, never used.
+    UNKNOWN = "Unknown"
 
 
 class SnapshotKind(StrEnum):
@@ -79,6 +84,18 @@ class RegistryCredential(BaseModel):
         return server.rstrip("/")
 
 
+class AcrRegistry(BaseModel):
+    """A Container Registry Enterprise Edition instance pulled from without a password
+    (the API's ``AcrRegistryInfo``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    instance_id: str = Field(min_length=1)
+    instance_name: str | None = None
+    region_id: str | None = None
+    domains: list[str] = Field(default_factory=list)
+
+
 class ImageCacheSpec(BaseModel):
     """A manual image cache as the user declares it."""
 
@@ -100,6 +117,18 @@ class ImageCacheSpec(BaseModel):
     security_group_id: str | None = None
     eip_instance_id: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+    # Cloud only: where the cache lives and how many regular snapshot copies it keeps.
+    resource_group_id: str | None = None
+    zone_id: str | None = None
+    standard_copies: int | None = Field(default=None, ge=1, le=10)
+    acr_registries: list[AcrRegistry] = Field(default_factory=list)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: dict[str, str]) -> dict[str, str]:
+        if len(tags) > MAX_TAGS:
+            raise ValueError(f"at most {MAX_TAGS} tags, got {len(tags)}")
+        return tags
 
     @field_validator("images", mode="before")
     @classmethod
@@ -183,6 +212,22 @@ class ContainerGroupSpec(BaseModel):
     vswitch_id: str | None = None
     security_group_id: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+    # Cloud only: public network access (an existing EIP, or one created with the group),
+    # placement, and ACR Enterprise instances pulled from without a password.
+    eip_instance_id: str | None = None
+    auto_create_eip: bool = False
+    eip_bandwidth_mbps: int | None = Field(default=None, ge=1, le=200)
+    resource_group_id: str | None = None
+    zone_id: str | None = None
+    acr_registries: list[AcrRegistry] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_eip(self) -> ContainerGroupSpec:
+        if self.eip_instance_id and self.auto_create_eip:
+            raise ValueError("auto_create_eip: not with eip_instance_id (the group has that one)")
+        if self.eip_bandwidth_mbps is not None and not self.auto_create_eip:
+            raise ValueError("eip_bandwidth_mbps: only for an EIP created with auto_create_eip")
+        return self
 
     @model_validator(mode="after")
     def _explicit_needs_id(self) -> ContainerGroupSpec:
@@ -259,6 +304,9 @@ class CacheRecord(BaseModel):
     fetched_bytes: int = 0
     reused_bytes: int = 0
     plan: str | None = None
+    # What the cloud reports back (None: this backend does not report it).
+    tags: dict[str, str] | None = None
+    resource_group_id: str | None = None
 
     @property
     def usable(self) -> bool:

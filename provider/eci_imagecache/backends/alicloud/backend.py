@@ -2,20 +2,27 @@
 
 - Credentials come from the standard Alibaba Cloud credential chain (environment variables,
   the CLI profile, instance roles), never from Pulumi state or our arguments.
-- Long operations are waited for by polling DescribeImageCaches / DescribeContainerGroups until
-  the cache is usable (or failed) and the group running, within a timeout the caller sets.
-- Every mutating call carries a ClientToken, reused when it is retried, so a retry never makes a
-  second cache or group; throttling is retried with exponential backoff.
-- API errors become :class:`BackendError` messages that say what to do.
+- Requests are built from the SDK's request models only (a misspelt field is a TypeError) and
+  carry only documented fields within documented limits (tests/conformance checks both).
+- Every create carries a ClientToken: the caller's, or one derived from the spec, so a retry
+  after a lost answer and a re-run of the same deploy get the first cache or group back.
+  Throttling and network failures are retried with the same request, hence the same token.
+- Long operations are waited for by polling DescribeImageCaches / DescribeContainerGroups
+  until the cache shows what was asked (never the record from before an update) and is usable
+  or failed, and until the group runs, within a timeout the caller sets.
+- Which cache a group used comes from its documented image-cache events
+  (DescribeContainerGroupEvents: SuccessfulHitImageCache / ImageCacheAutoCreated).
+- API errors become :class:`BackendError` messages that say what to do; passwords never.
 - An endpoint override (``http://127.0.0.1:PORT``) points the SDK at the emulator.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -34,10 +41,16 @@ from ...engine.models import (
 from ...engine.planner import BuildPlan, plan_build
 from ...registry.client import Credentials, RegistryClient, RegistryError
 from ..base import BackendError, NotFound, QuotaExceeded, Usage, from_registry
-from ..eci_api import cache_events_from_api, cache_from_api, group_from_api
+from . import reading
 
 T = TypeVar("T")
 THROTTLED = ("Throttling", "Throttling.User", "Throttling.Api", "ServiceUnavailable")
+# DescribeContainerGroups: at most 20 per page and 20 ids per ContainerGroupIds (the reference);
+# DescribeContainerGroupEvents takes up to 20 ids too. Image caches use the same page size.
+PAGE_SIZE = 20
+MAX_IDS = 20
+# ClientToken: ASCII, at most 64 characters (the reference).
+TOKEN_LENGTH = 64
 # What users can do about the errors they are most likely to meet.
 ADVICE = {
     "InvalidAccessKeyId.NotFound": "check ALIBABA_CLOUD_ACCESS_KEY_ID",
@@ -69,6 +82,22 @@ class _RedactPasswords(logging.Filter):
 _REDACT = _RedactPasswords()
 for _name in ("urllib3.connectionpool", "urllib3", "requests", "darabonba", "Tea"):
     logging.getLogger(_name).addFilter(_REDACT)
+
+
+def derive_token(action: str, *parts: Any) -> str:
+    """A ClientToken from what identifies the operation: the same inputs, the same token.
+    Passwords enter only as their hash; the token is ASCII and within the documented length."""
+    text = json.dumps([action, *parts], sort_keys=True, default=str)
+    return f"eci-imagecache-{hashlib.sha256(text.encode()).hexdigest()}"[:TOKEN_LENGTH]
+
+
+def _spec_identity(spec: ImageCacheSpec | ContainerGroupSpec) -> dict[str, Any]:
+    data = spec.model_dump(mode="json", exclude={"credentials"})
+    data["credentials"] = [
+        [c.server, c.username, hashlib.sha256(c.password.get_secret_value().encode()).hexdigest()]
+        for c in spec.credentials
+    ]
+    return data
 
 
 class AliCloudBackend:
@@ -107,23 +136,27 @@ class AliCloudBackend:
     # calls --------------------------------------------------------------------------------
 
     def _call(self, what: str, method: str, request: Any) -> Any:
-        """One API call: throttling retried with backoff, errors made actionable."""
+        """One API call. Throttling and network failures are retried with backoff, sending the
+        same request again (so the same ClientToken); errors are made actionable."""
         from darabonba.exceptions import DaraException
         from Tea.exceptions import TeaException, UnretryableException
 
         for attempt in range(self.retries + 1):
+            last = attempt == self.retries
             try:
                 return getattr(self.client, method)(request).body
             except UnretryableException:
-                # A transport failure: its text holds the request URL, and with it any
-                # registry password, so none of it goes into the message.
-                raise BackendError(f"{what}: the ECI API could not be reached") from None
+                # A transport failure: the request may or may not have arrived. Its text holds
+                # the request URL, and with it any registry password, so none of it is kept.
+                if last:
+                    raise BackendError(
+                        f"{what}: the ECI API could not be reached ({self.retries + 1} attempts)"
+                    ) from None
             except (DaraException, TeaException) as err:
                 code = str(getattr(err, "code", "") or "")
-                if code in THROTTLED and attempt < self.retries:
-                    self.sleep(min(30.0, 0.5 * 2**attempt))
-                    continue
-                raise self._translate(what, code, err) from None
+                if code not in THROTTLED or last:
+                    raise self._translate(what, code, err) from None
+            self.sleep(min(30.0, 0.5 * 2**attempt))
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -153,36 +186,6 @@ class AliCloudBackend:
                 )
             self.sleep(self.poll_interval)
 
-    # image caches -------------------------------------------------------------------------
-
-    def _cache_request(self, cls: Any, spec: ImageCacheSpec, **extra: Any) -> Any:
-        m = self.models
-        credential_cls = getattr(m, f"{cls.__name__}ImageRegistryCredential")
-        tag_cls = getattr(m, f"{cls.__name__}Tag")
-        return cls(
-            region_id=self.region,
-            image_cache_name=spec.name,
-            image=[str(i) for i in spec.images],
-            image_cache_size=spec.size_gib,
-            retention_days=spec.retention_days,
-            elimination_strategy=spec.eviction.value or None,
-            flash=spec.instant,
-            flash_copy_count=spec.instant_copies if spec.instant else None,
-            auto_match_image_cache=spec.layer_reuse,
-            image_registry_credential=[
-                credential_cls(
-                    server=c.server, user_name=c.username, password=c.password.get_secret_value()
-                )
-                for c in spec.credentials
-            ]
-            or None,
-            v_switch_id=spec.vswitch_id,
-            security_group_id=spec.security_group_id,
-            eip_instance_id=spec.eip_instance_id,
-            tag=[tag_cls(key=k, value=v) for k, v in sorted(spec.tags.items())] or None,
-            **extra,
-        )
-
     def _pages(
         self, what: str, method: str, request: type, field: str, **filters: Any
     ) -> list[dict[str, Any]]:
@@ -190,12 +193,60 @@ class AliCloudBackend:
         items, token = [], None
         while True:
             body = self._call(
-                what, method, request(region_id=self.region, limit=100, next_token=token, **filters)
+                what,
+                method,
+                request(region_id=self.region, limit=PAGE_SIZE, next_token=token, **filters),
             )
             items += [item.to_map() for item in getattr(body, field) or []]
             token = body.next_token
             if not token:
                 return items
+
+    # image caches -------------------------------------------------------------------------
+
+    def _acr(self, cls: Any, spec: ImageCacheSpec | ContainerGroupSpec) -> list[Any] | None:
+        return [
+            cls(
+                instance_id=r.instance_id,
+                instance_name=r.instance_name,
+                region_id=r.region_id,
+                domain=r.domains or None,
+            )
+            for r in spec.acr_registries
+        ] or None
+
+    def _credentials(self, cls: Any, spec: ImageCacheSpec | ContainerGroupSpec) -> list[Any] | None:
+        return [
+            cls(server=c.server, user_name=c.username, password=c.password.get_secret_value())
+            for c in spec.credentials
+        ] or None
+
+    def _cache_fields(self, cls: Any, spec: ImageCacheSpec) -> dict[str, Any]:
+        """Every field of a cache request that the spec sets (Create sends all of them)."""
+        m, prefix = self.models, cls.__name__
+        return {
+            "image_cache_name": spec.name,
+            "image": [str(i) for i in spec.images],
+            "image_cache_size": spec.size_gib,
+            "retention_days": spec.retention_days,
+            "elimination_strategy": spec.eviction.value or None,
+            "flash": spec.instant,
+            "flash_copy_count": spec.instant_copies if spec.instant else None,
+            "standard_copy_count": spec.standard_copies,
+            "auto_match_image_cache": spec.layer_reuse,
+            "image_registry_credential": self._credentials(
+                getattr(m, f"{prefix}ImageRegistryCredential"), spec
+            ),
+            "acr_registry_info": self._acr(getattr(m, f"{prefix}AcrRegistryInfo"), spec),
+            "v_switch_id": spec.vswitch_id,
+            "security_group_id": spec.security_group_id,
+            "eip_instance_id": spec.eip_instance_id,
+            "resource_group_id": spec.resource_group_id,
+            "tag": [
+                getattr(m, f"{prefix}Tag")(key=k, value=v) for k, v in sorted(spec.tags.items())
+            ]
+            or None,
+        }
 
     def _describe_caches(self, what: str, **filters: Any) -> list[dict[str, Any]]:
         return self._pages(
@@ -207,60 +258,155 @@ class AliCloudBackend:
         )
 
     def _get(self, cache_id: str) -> dict[str, Any]:
-        found = self._describe_caches(f"image cache {cache_id}", image_cache_id=cache_id)
+        found = [
+            i
+            for i in self._describe_caches(f"image cache {cache_id}", image_cache_id=cache_id)
+            if i.get("ImageCacheId") == cache_id
+        ]
         if not found:
             raise NotFound(f"image cache {cache_id} not found in {self.region}")
         return found[0]
 
-    def _wait_usable(self, cache_id: str, name: str) -> CacheRecord:
+    def _read(self, item: dict[str, Any]) -> CacheRecord:
+        try:
+            return reading.cache_record(item, self.region)
+        except (reading.Unreadable, ValueError, TypeError) as err:
+            raise BackendError(
+                f"image cache {item.get('ImageCacheId')}: the API's answer could not be read "
+                f"({type(err).__name__})"
+            ) from None
+
+    def _wait_for(
+        self, cache_id: str, name: str, shows: Callable[[CacheRecord], bool]
+    ) -> CacheRecord:
+        """Poll until the cache shows what was asked and is usable, or it failed."""
         what = f"image cache {name} ({cache_id})"
+        failed = (CacheStatus.FAILED, CacheStatus.UPDATE_FAILED)
         record = self._wait(
             what,
-            lambda: cache_from_api(self._get(cache_id), self.region),
+            lambda: self._read(self._get(cache_id)),
             lambda r: (
-                (r.usable and r.status != CacheStatus.UPDATING) or r.status == CacheStatus.FAILED
+                r.status in failed or (shows(r) and r.usable and r.status != CacheStatus.UPDATING)
             ),
         )
-        if record.status == CacheStatus.FAILED:
+        if record.status in failed:
             raise BackendError(f"{what} failed: {record.failure}")
         return record
 
-    def create_image_cache(self, spec: ImageCacheSpec, **_: Any) -> CacheRecord:
-        request = self._cache_request(
-            self.models.CreateImageCacheRequest,
-            spec,
-            client_token=str(uuid.uuid4()),
+    def create_image_cache(
+        self,
+        spec: ImageCacheSpec,
+        *,
+        client_token: str | None = None,
+        wait: bool = True,
+        **_: Any,
+    ) -> CacheRecord:
+        token = client_token or derive_token("CreateImageCache", self.region, _spec_identity(spec))
+        request = self.models.CreateImageCacheRequest(
+            region_id=self.region,
+            client_token=token[:TOKEN_LENGTH],
+            zone_id=spec.zone_id,
             insecure_registry=",".join(spec.insecure_registries) or None,
             plain_http_registry=",".join(spec.plain_http_registries) or None,
+            **self._cache_fields(self.models.CreateImageCacheRequest, spec),
         )
         body = self._call(f"image cache {spec.name}", "create_image_cache", request)
-        return self._wait_usable(body.image_cache_id, spec.name)
+        if not wait:
+            return self._read(self._get(body.image_cache_id))
+        return self._wait_for(body.image_cache_id, spec.name, lambda r: True)
 
     def get_image_cache(self, cache_id: str) -> CacheRecord:
-        return cache_from_api(self._get(cache_id), self.region)
+        return self._read(self._get(cache_id))
 
     def list_image_caches(self) -> list[CacheRecord]:
-        return [cache_from_api(i, self.region) for i in self._describe_caches("image caches")]
+        return reading.cache_records(self._describe_caches("image caches"), self.region)
 
     def events(self, cache_id: str) -> list[CacheEvent]:
-        return cache_events_from_api(self._get(cache_id))
+        return reading.cache_events(self._get(cache_id))
 
-    def update_image_cache(self, cache_id: str, spec: ImageCacheSpec, **_: Any) -> CacheRecord:
-        request = self._cache_request(
-            self.models.UpdateImageCacheRequest,
-            spec,
-            image_cache_id=cache_id,
-            client_token=str(uuid.uuid4()),
+    @staticmethod
+    def _shows(record: CacheRecord, spec: ImageCacheSpec) -> bool:
+        """The cache reports what the spec asks (as far as the API reports it)."""
+        return (
+            record.name == spec.name
+            and sorted(map(str, record.images)) == sorted(map(str, spec.images))
+            and record.size_gib == spec.size_gib
+            and record.eviction == spec.eviction
+            and (record.kind != "manual" or record.retention_days == spec.retention_days)
+            and (record.tags is None or record.tags == spec.tags)
         )
-        self._call(f"image cache {spec.name}", "update_image_cache", request)
-        return self._wait_usable(cache_id, spec.name)
+
+    def _changes(self, current: CacheRecord, spec: ImageCacheSpec) -> dict[str, Any]:
+        """UpdateImageCache's fields for what differs from what the API reports; fields it does
+        not report (build settings, credentials, network) are sent when the spec sets them."""
+        fields = self._cache_fields(self.models.UpdateImageCacheRequest, spec)
+        reported = {
+            "image_cache_name": current.name == spec.name,
+            "image": sorted(map(str, current.images)) == sorted(map(str, spec.images)),
+            "image_cache_size": current.size_gib == spec.size_gib,
+            "retention_days": current.retention_days == spec.retention_days,
+            "elimination_strategy": current.eviction == spec.eviction,
+            "flash": current.instant == spec.instant,
+            "tag": current.tags is not None and current.tags == spec.tags,
+            "resource_group_id": current.resource_group_id == spec.resource_group_id
+            or spec.resource_group_id is None,
+        }
+        changes = {k: v for k, v in fields.items() if v is not None and not reported.get(k)}
+        if not reported["elimination_strategy"]:
+            # "" is the documented value for "never evicted": sent, so LRU can be turned off.
+            changes["elimination_strategy"] = spec.eviction.value
+        removed = sorted(set(current.tags or {}) - set(spec.tags))
+        if removed:
+            raise BackendError(
+                f"tags: UpdateImageCache adds tags and cannot remove {', '.join(removed)}; "
+                "remove them in the console or replace the cache"
+            )
+        if "image" not in changes and "image_cache_size" not in changes:
+            # Without a rebuild, the build-only settings change nothing the cloud keeps.
+            for build_only in ("flash_copy_count", "auto_match_image_cache"):
+                changes.pop(build_only, None)
+        return changes
+
+    def update_image_cache(
+        self,
+        cache_id: str,
+        spec: ImageCacheSpec,
+        *,
+        client_token: str | None = None,
+        wait: bool = True,
+        **_: Any,
+    ) -> CacheRecord:
+        current = self.get_image_cache(cache_id)
+        if current.retention_days is not None and spec.retention_days is None:
+            raise BackendError(
+                f"retention_days: image cache {cache_id} expires after "
+                f"{current.retention_days} days; UpdateImageCache has no value for 'never', "
+                "so clearing it replaces the cache"
+            )
+        changes = self._changes(current, spec)
+        if changes:
+            token = client_token or derive_token(
+                "UpdateImageCache", self.region, cache_id, _spec_identity(spec)
+            )
+            request = self.models.UpdateImageCacheRequest(
+                region_id=self.region,
+                image_cache_id=cache_id,
+                client_token=token[:TOKEN_LENGTH],
+                **changes,
+            )
+            self._call(f"image cache {spec.name}", "update_image_cache", request)
+        if not wait:
+            return self.get_image_cache(cache_id)
+        return self._wait_for(cache_id, spec.name, lambda r: self._shows(r, spec))
 
     def delete_image_cache(self, cache_id: str) -> None:
         self._call(
             f"image cache {cache_id}",
             "delete_image_cache",
             self.models.DeleteImageCacheRequest(
-                region_id=self.region, image_cache_id=cache_id, client_token=str(uuid.uuid4())
+                region_id=self.region,
+                image_cache_id=cache_id,
+                client_token=derive_token("DeleteImageCache", self.region, cache_id),
             ),
         )
 
@@ -283,7 +429,7 @@ class AliCloudBackend:
     def match(self, spec: ContainerGroupSpec) -> MatchResult:
         """Rank the caches the API finds for these images (MatchImage narrows the listing)."""
         items = self._describe_caches("image caches", match_image=[str(i) for i in spec.images])
-        index = CacheIndex(cache_from_api(i, self.region) for i in items)
+        index = CacheIndex(reading.cache_records(items, self.region))
         return index.match(spec.images, self.region, spec.ephemeral_storage_gib)
 
     def _container(self, cls: Any, c: Any) -> Any:
@@ -304,24 +450,35 @@ class AliCloudBackend:
             port=[getattr(m, f"{prefix}Port")(port=p, protocol="TCP") for p in c.ports] or None,
         )
 
-    def create_container_group(self, spec: ContainerGroupSpec) -> ContainerGroupRecord:
+    def create_container_group(
+        self, spec: ContainerGroupSpec, *, client_token: str | None = None
+    ) -> ContainerGroupRecord:
         m = self.models
-        snapshot_id, auto_match, decided = None, None, None
+        cache_id, auto_match, decided = None, None, None
         if spec.cache == CacheSelection.EXPLICIT:
-            cache = self.get_image_cache(spec.cache_id or "")
+            try:
+                cache = self.get_image_cache(spec.cache_id or "")
+            except NotFound:
+                raise BackendError(
+                    f"cache_id: image cache {spec.cache_id} does not exist"
+                ) from None
             if not cache.usable:
                 raise BackendError(
                     f"cache_id: image cache {cache.id} is not usable ({cache.status.value})"
                 )
-            snapshot_id = cache.snapshot_id
+            cache_id = cache.id
         elif spec.cache == CacheSelection.AUTO_MATCH:
-            decided = self.match(spec).chosen  # resolved here, passed as ImageSnapshotId
-            if decided is not None:
-                snapshot_id = self.get_image_cache(decided.cache_id).snapshot_id
+            decided = self.match(spec).chosen  # resolved here, named by ImageSnapshotId
+            cache_id = decided.cache_id if decided else None
         elif spec.cache == CacheSelection.AUTO_CREATE:
             auto_match = True
+        token = client_token or derive_token(
+            "CreateContainerGroup", self.region, _spec_identity(spec)
+        )
         request = m.CreateContainerGroupRequest(
             region_id=self.region,
+            zone_id=spec.zone_id,
+            resource_group_id=spec.resource_group_id,
             container_group_name=spec.name,
             container=[
                 self._container(m.CreateContainerGroupRequestContainer, c) for c in spec.containers
@@ -335,25 +492,26 @@ class AliCloudBackend:
             memory=spec.memory_gib,
             restart_policy=spec.restart_policy,
             ephemeral_storage=spec.extra_ephemeral_storage_gib or None,
-            image_snapshot_id=snapshot_id,
+            # The reference: "The ID of the image cache" (imc-...), not a snapshot id.
+            image_snapshot_id=cache_id,
             auto_match_image_cache=auto_match,
-            image_registry_credential=[
-                m.CreateContainerGroupRequestImageRegistryCredential(
-                    server=c.server, user_name=c.username, password=c.password.get_secret_value()
-                )
-                for c in spec.credentials
-            ]
-            or None,
+            image_registry_credential=self._credentials(
+                m.CreateContainerGroupRequestImageRegistryCredential, spec
+            ),
+            acr_registry_info=self._acr(m.CreateContainerGroupRequestAcrRegistryInfo, spec),
             insecure_registry=",".join(spec.insecure_registries) or None,
             plain_http_registry=",".join(spec.plain_http_registries) or None,
             v_switch_id=spec.vswitch_id,
             security_group_id=spec.security_group_id,
+            eip_instance_id=spec.eip_instance_id,
+            auto_create_eip=spec.auto_create_eip or None,
+            eip_bandwidth=spec.eip_bandwidth_mbps,
             tag=[
                 m.CreateContainerGroupRequestTag(key=k, value=v)
                 for k, v in sorted(spec.tags.items())
             ]
             or None,
-            client_token=str(uuid.uuid4()),
+            client_token=token[:TOKEN_LENGTH],
         )
         body = self._call(f"container group {spec.name}", "create_container_group", request)
         record = self._wait(
@@ -363,15 +521,25 @@ class AliCloudBackend:
         )
         if record.status == GroupStatus.FAILED:
             raise BackendError(f"container group {spec.name} ({record.id}) failed")
+        update: dict[str, Any] = {}
         if decided is not None:
-            record = record.model_copy(
-                update={
-                    "match_degree": decided.degree.label,
-                    "match_reason": decided.reason,
-                    "cache_name": decided.name,
+            update = {
+                "cache_id": decided.cache_id,
+                "match_degree": decided.degree.label,
+                "match_reason": decided.reason,
+                "cache_name": decided.name,
+            }
+        elif record.cache_id:
+            try:
+                used = self.get_image_cache(record.cache_id)
+            except NotFound:
+                used = None
+            if used is not None:
+                update = {
+                    "cache_name": used.name,
+                    "match_degree": reading.match_degree(used, record),
                 }
-            )
-        return record
+        return record.model_copy(update=update) if update else record
 
     def _describe_groups(self, what: str, **filters: Any) -> list[dict[str, Any]]:
         return self._pages(
@@ -382,25 +550,64 @@ class AliCloudBackend:
             **filters,
         )
 
-    def get_container_group(self, group_id: str) -> ContainerGroupRecord:
-        import json
+    def _group_events(self, group_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The groups' events (DescribeContainerGroupEvents, up to 20 ids a call)."""
+        events: dict[str, list[dict[str, Any]]] = {}
+        for start in range(0, len(group_ids), MAX_IDS):
+            # The answer has no NextToken: one call covers the ids it names.
+            body = self._call(
+                "container group events",
+                "describe_container_group_events",
+                self.models.DescribeContainerGroupEventsRequest(
+                    region_id=self.region,
+                    container_group_ids=json.dumps(group_ids[start : start + MAX_IDS]),
+                ),
+            )
+            for data in body.data or []:
+                events.setdefault(data.container_group_id, []).extend(
+                    e.to_map() for e in data.events or []
+                )
+        return events
 
-        found = self._describe_groups(
-            f"container group {group_id}", container_group_ids=json.dumps([group_id])
+    def _groups(self, items: list[dict[str, Any]]) -> list[ContainerGroupRecord]:
+        events = self._group_events([str(i.get("ContainerGroupId")) for i in items])
+        records = []
+        for item in items:
+            group_id = str(item.get("ContainerGroupId"))
+            item = {**item, "Events": [*(item.get("Events") or []), *events.get(group_id, [])]}
+            try:
+                records.append(reading.group_record(item, self.region))
+            except (reading.Unreadable, ValueError, TypeError) as err:
+                reading.log.warning(
+                    "container group %s skipped: %s", group_id[:64], type(err).__name__
+                )
+        return records
+
+    def get_container_group(self, group_id: str) -> ContainerGroupRecord:
+        found = self._groups(
+            [
+                g
+                for g in self._describe_groups(
+                    f"container group {group_id}", container_group_ids=json.dumps([group_id])
+                )
+                if g.get("ContainerGroupId") == group_id
+            ]
         )
         if not found:
             raise NotFound(f"container group {group_id} not found in {self.region}")
-        return group_from_api(found[0], self.region)
+        return found[0]
 
     def list_container_groups(self) -> list[ContainerGroupRecord]:
-        return [group_from_api(g, self.region) for g in self._describe_groups("container groups")]
+        return self._groups(self._describe_groups("container groups"))
 
     def delete_container_group(self, group_id: str) -> None:
         self._call(
             f"container group {group_id}",
             "delete_container_group",
             self.models.DeleteContainerGroupRequest(
-                region_id=self.region, container_group_id=group_id, client_token=str(uuid.uuid4())
+                region_id=self.region,
+                container_group_id=group_id,
+                client_token=derive_token("DeleteContainerGroup", self.region, group_id),
             ),
         )
 
@@ -410,14 +617,11 @@ class AliCloudBackend:
         body = self._call(
             "usage", "list_usage", self.models.ListUsageRequest(region_id=self.region)
         )
-        attributes = body.attributes or {}
+        counts = reading.usage_counts(body.attributes or {})
         return Usage(
-            quota=Quota(
-                max_manual=int(attributes.get("MaxImageCacheCount", 0)),
-                max_auto=int(attributes.get("MaxAutoImageCacheCount", 0)),
-            ),
-            manual=int(attributes.get("ImageCacheCount", 0)),
-            auto=int(attributes.get("AutoImageCacheCount", 0)),
+            quota=Quota(max_manual=counts["max_manual"], max_auto=counts["max_auto"]),
+            manual=counts["manual"],
+            auto=counts["auto"],
         )
 
     def gc(self, dry_run: bool = False, **_: Any) -> Any:

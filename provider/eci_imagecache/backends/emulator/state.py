@@ -1,0 +1,123 @@
+"""What the emulator keeps beside the local backend, in its own SQLite file.
+
+- Signature nonces, with the wall-clock time they were seen: a request captured before a restart
+  is still refused after it (a nonce is forgotten only once its date is too old to be accepted).
+- ClientTokens: the first result of a create, so a repeated token gets that result back.
+- What the cloud keeps about a cache or group that the local backend does not model (tags,
+  resource group, zone, the build instance, the group's containers as they were asked for).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, seen REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS nonces_seen ON nonces (seen);
+CREATE TABLE IF NOT EXISTS tokens (
+    action TEXT NOT NULL, token TEXT NOT NULL, result TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (action, token)
+);
+CREATE TABLE IF NOT EXISTS extras (
+    kind TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (kind, id)
+);
+"""
+
+
+class EmulatorState:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.clock = clock
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.RLock()
+        self._token_locks: dict[tuple[str, str], threading.Lock] = {}
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # nonces -------------------------------------------------------------------------------
+
+    def fresh_nonce(self, nonce: str, horizon_seconds: float) -> bool:
+        """True the first time a nonce is seen within the horizon (persisted across restarts)."""
+        if not nonce:
+            return False
+        now = self.clock()
+        with self._tx() as db:
+            db.execute("DELETE FROM nonces WHERE seen < ?", (now - horizon_seconds,))
+            if db.execute("SELECT 1 FROM nonces WHERE nonce = ?", (nonce,)).fetchone():
+                return False
+            db.execute("INSERT INTO nonces (nonce, seen) VALUES (?, ?)", (nonce, now))
+            return True
+
+    # client tokens ------------------------------------------------------------------------
+
+    def once(
+        self,
+        action: str,
+        token: str | None,
+        create: Callable[[], str],
+        alive: Callable[[str], bool],
+    ) -> str:
+        """One create per ClientToken, even when retries race: a token whose result still
+        exists gets that result; other tokens are not held up."""
+        if not token:
+            return create()
+        key = (action, token)
+        with self._lock:
+            lock = self._token_locks.setdefault(key, threading.Lock())
+        with lock:
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT result FROM tokens WHERE action = ? AND token = ?", key
+                ).fetchone()
+            if row and alive(row[0]):
+                return str(row[0])
+            result = create()
+            with self._tx() as db:
+                db.execute(
+                    "INSERT OR REPLACE INTO tokens (action, token, result, created) "
+                    "VALUES (?, ?, ?, ?)",
+                    (*key, result, self.clock()),
+                )
+            return result
+
+    # what the cloud keeps beside the backend's records ------------------------------------
+
+    def put_extra(self, kind: str, id_: str, data: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO extras (kind, id, data) VALUES (?, ?, ?)",
+                (kind, id_, json.dumps(data)),
+            )
+
+    def extra(self, kind: str, id_: str) -> dict[str, Any]:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT data FROM extras WHERE kind = ? AND id = ?", (kind, id_)
+            ).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def drop_extra(self, kind: str, id_: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM extras WHERE kind = ? AND id = ?", (kind, id_))
