@@ -104,3 +104,5 @@ def test_every_summary_is_labelled_an_estimate() -> None:
 def test_money_keeps_cents_visible_for_small_amounts() -> None:
     assert money(0.0021011, "USD") == "USD 0.0021"
     assert money(4.65448, "USD") == "USD 4.65"
+    assert money(0.00000018, "USD") == "USD <0.0001"
+    assert money(0, "USD") == "USD 0.0000"

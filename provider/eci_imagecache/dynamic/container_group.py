@@ -23,9 +23,11 @@ from pulumi.dynamic import (
 )
 
 from ..backends.base import BackendError, NotFound
+from ..engine.cost import PriceError, estimate_group
 from ..engine.diff import diff_group
 from ..engine.models import CacheSelection, ContainerGroupRecord, ContainerGroupSpec
 from .common import present, resource_inputs, secret_credentials, unknown_keys, validate
+from .pricing import price_inputs, prices_of
 from .settings import PLACEMENT_FIELDS, check_placement, open_backend, placement_inputs
 
 SPEC_FIELDS = tuple(ContainerGroupSpec.model_fields)
@@ -54,7 +56,10 @@ def preview_text(backend: Any, spec: ContainerGroupSpec) -> str:
 
 def outputs_of(record: ContainerGroupRecord, props: dict[str, Any]) -> dict[str, Any]:
     return {
-        **{k: props.get(k) for k in (*PLACEMENT_FIELDS, *SPEC_FIELDS, "match_preview")},
+        **{
+            k: props.get(k)
+            for k in (*PLACEMENT_FIELDS, *SPEC_FIELDS, "match_preview", "prices", "cost")
+        },
         "group_id": record.id,
         "status": record.status.value,
         "images": [str(i) for i in record.images],
@@ -85,6 +90,11 @@ class ContainerGroupProvider(ResourceProvider):
         if spec is None or failures:
             return CheckResult(news, failures)
         inputs = dict(news)
+        try:
+            cost = estimate_group(spec.extra_ephemeral_storage_gib, prices_of(news))
+            inputs["cost"] = cost.as_output()
+        except PriceError as err:
+            return CheckResult(news, [CheckFailure("prices", str(err).removeprefix("prices: "))])
         if olds and "containers" in olds:
             inputs["match_preview"] = olds.get("match_preview")  # matched once, at creation
         else:
@@ -175,6 +185,7 @@ class ContainerGroup(Resource, module="eci", name="ContainerGroup"):
     bytes_fetched: pulumi.Output[int]
     bytes_from_cache: pulumi.Output[int]
     preparation_seconds: pulumi.Output[float]
+    cost: pulumi.Output[dict[str, Any] | None]  # an estimate: extra ephemeral storage
 
     def __init__(
         self,
@@ -200,6 +211,7 @@ class ContainerGroup(Resource, module="eci", name="ContainerGroup"):
             "vswitch_id": args.vswitch_id,
             "security_group_id": args.security_group_id,
             "tags": args.tags,
+            "prices": price_inputs(),
         }
         props, opts = resource_inputs(type(self), props, opts)
         super().__init__(ContainerGroupProvider(), resource_name, props, opts)

@@ -26,12 +26,14 @@ from pulumi.dynamic import (
 )
 
 from ..backends.base import BackendError, NotFound
+from ..engine.cost import PriceError, estimate_cache
 from ..engine.diff import PLAN_FIELDS, diff_cache
 from ..engine.lifecycle import expires_at
 from ..engine.models import CacheRecord, ImageCacheSpec
 from ..engine.planner import PlanError
 from ..registry.client import RegistryUnavailable
 from .common import present, resource_inputs, secret_credentials, unknown_keys, validate
+from .pricing import price_inputs, prices_of
 from .settings import PLACEMENT_FIELDS, check_placement, open_backend, placement_inputs
 
 # Inputs that make the spec: exactly the engine model's fields.
@@ -87,6 +89,8 @@ def outputs_of(record: CacheRecord, props: dict[str, Any]) -> dict[str, Any]:
         "fetched_bytes": record.fetched_bytes,
         "reused_bytes": record.reused_bytes,
         "build_plan": record.plan or props.get("build_plan"),
+        "prices": props.get("prices"),
+        "cost": props.get("cost"),
     }
 
 
@@ -101,6 +105,10 @@ class ImageCacheProvider(ResourceProvider):
             return CheckResult(news, failures)  # validated again once the values are known
         spec, spec_failures = validate(lambda: spec_from(news))
         failures += spec_failures
+        try:
+            prices = prices_of(news)
+        except PriceError as err:
+            failures.append(CheckFailure("prices", str(err).removeprefix("prices: ")))
         if spec is None or failures:
             return CheckResult(news, failures)
         inputs = {**news, "images": [str(i) for i in spec.images]}
@@ -113,10 +121,13 @@ class ImageCacheProvider(ResourceProvider):
             inputs["change"] = "create"
         if not content_changed:
             inputs["build_plan"] = olds.get("build_plan")
+            inputs["cost"] = olds.get("cost")
             return CheckResult(inputs, [])
         try:
             plan = open_backend(news).plan_image_cache(spec)
             inputs["build_plan"] = plan.summary()
+            cost = estimate_cache(plan.fetch_bytes, plan.content_bytes, spec.size_gib, prices)
+            inputs["cost"] = cost.as_output()
         except PlanError as err:
             failures.append(CheckFailure("size_gib", str(err).removeprefix("size_gib: ")))
         except RegistryUnavailable as err:
@@ -220,6 +231,7 @@ class ImageCache(Resource, module="eci", name="ImageCache"):
     reused_bytes: pulumi.Output[int]
     build_plan: pulumi.Output[str]
     change: pulumi.Output[str]
+    cost: pulumi.Output[dict[str, Any] | None]  # an estimate: build once, snapshot per month
 
     def __init__(
         self, resource_name: str, args: ImageCacheArgs, opts: pulumi.ResourceOptions | None = None
@@ -242,6 +254,7 @@ class ImageCache(Resource, module="eci", name="ImageCache"):
             "eip_instance_id": args.eip_instance_id,
             "tags": args.tags,
             "adopt_id": args.adopt_id,
+            "prices": price_inputs(),
         }
         props, opts = resource_inputs(type(self), props, opts)
         super().__init__(ImageCacheProvider(), resource_name, props, opts)

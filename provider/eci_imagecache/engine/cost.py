@@ -104,6 +104,8 @@ def prices_from(overrides: Mapping[str, Any] | None, base: Prices = DEFAULT_PRIC
 
 def money(amount: float, currency: str) -> str:
     """Small amounts keep four decimals: a build often costs less than a cent."""
+    if 0 < abs(amount) < 0.00005:
+        return f"{currency} <0.0001" if amount > 0 else f"{currency} >-0.0001"
     return f"{currency} {amount:.2f}" if abs(amount) >= 1 else f"{currency} {amount:.4f}"
 
 
@@ -146,8 +148,8 @@ class CacheCost(BaseModel):
         return {
             "label": LABEL,
             "currency": self.currency,
-            "build_once": round(self.build, 6),
-            "monthly": round(self.monthly, 6),
+            "build_once": self.build,
+            "monthly": self.monthly,
             "build_seconds": round(self.build_seconds, 1),
             "snapshot_gib": round(self.snapshot_gib, 4),
             "prices": self.prices,
@@ -224,8 +226,8 @@ class GroupCost(BaseModel):
             "label": LABEL,
             "currency": self.currency,
             "extra_storage_gib": self.extra_storage_gib,
-            "hourly": round(self.hourly, 6),
-            "monthly": round(self.monthly, 6),
+            "hourly": self.hourly,
+            "monthly": self.monthly,
             "prices": self.prices,
             "summary": self.summary(),
         }
