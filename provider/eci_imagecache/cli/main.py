@@ -27,6 +27,7 @@ from ..engine.lifecycle import expires_at
 from ..engine.models import CacheRecord, ContainerGroupSpec, ImageCacheSpec, validation_failures
 from ..engine.planner import human_bytes
 from ..engine.refs import ImageRefError
+from .review import review_command
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 1, 2, 3
 
@@ -43,6 +44,7 @@ app.add_typer(caches_app, name="caches")
 app.add_typer(match_app, name="match")
 app.add_typer(registry_app, name="registry")
 app.add_typer(emulator_app, name="emulator")
+app.command("review")(review_command)
 
 # Piped output is not cut to 80 columns: tables stay whole in logs and CI.
 out = Console(width=None if sys.stdout.isatty() else 200)
