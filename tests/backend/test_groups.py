@@ -2,7 +2,7 @@
 
 import pytest
 
-from eci_imagecache.backends.base import BackendError
+from eci_imagecache.backends.base import InvalidSpec
 from eci_imagecache.engine.models import CacheKind, ContainerGroupSpec, ImageCacheSpec
 
 from ..conftest import Registry
@@ -80,7 +80,7 @@ def test_cache_too_big_for_the_storage_is_not_matched(backend, registry) -> None
 
 
 def test_explicit_cache_must_exist_and_be_usable(backend, registry) -> None:
-    with pytest.raises(BackendError, match="cache_id: image cache imc-missing does not exist"):
+    with pytest.raises(InvalidSpec, match="cache_id: image cache imc-missing does not exist"):
         backend.create_container_group(
             group(registry, "demo/web:1.0", cache="explicit", cache_id="imc-missing")
         )

@@ -128,7 +128,7 @@ class LocalBackend:
         progress: Progress | None = None,
         wait: bool = True,
     ) -> CacheRecord:
-        return self.build.create(spec, progress=progress, wait=wait)
+        return self.build.create(spec, client_token, progress=progress, wait=wait)
 
     def update_image_cache(
         self, cache_id: str, spec: ImageCacheSpec, *, wait: bool = True

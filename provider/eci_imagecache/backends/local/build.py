@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,8 @@ from ..base import (
 from .context import ACTIVE_BUILDS, Context
 from .housekeeping import Housekeeping
 from .ids import new_id
+
+ADOPT_POLL_SECONDS = 0.2
 
 
 def _no_progress(done: int, total: int) -> None:
@@ -69,10 +72,19 @@ class BuildPipeline:
 
     # create and update --------------------------------------------------------------------
 
-    def create(self, spec: ImageCacheSpec, progress: Progress | None, wait: bool) -> CacheRecord:
+    def create(
+        self,
+        spec: ImageCacheSpec,
+        client_token: str | None,
+        progress: Progress | None,
+        wait: bool,
+    ) -> CacheRecord:
         """Plan, claim quota, build. With ``wait=False`` the build goes on in a background
-        thread and the Creating record returns at once (as the API does)."""
+        thread and the Creating record returns at once (as the API does). A ``client_token``
+        naming a cache that is not Failed returns that cache (once built, with ``wait``)."""
         self.housekeeping.expire()
+        if client_token and (held := self._created_with(client_token, wait)):
+            return held
         with self._client(spec) as client:
             plan = self._plan(client, spec)
             ctx = self.ctx
@@ -92,29 +104,72 @@ class BuildPipeline:
                 credential_servers=[c.server for c in spec.credentials],
                 plan=plan.summary(),
             )
-            with self.store.transaction() as db:
-                # A failed earlier attempt at the same cache (a create that errored, which
-                # Pulumi does not keep in state) gives way to this one instead of piling up.
-                retried = [
-                    c
-                    for c in self.store.caches_named(db, spec.name)
-                    if c.status == CacheStatus.FAILED and c.kind == CacheKind.MANUAL
-                ]
-                for failed in retried:
-                    ctx.delete_cache(db, failed.id)
-                victims = self.housekeeping.make_room(
-                    db, CacheKind.MANUAL, f"image cache {spec.name}"
-                )
-                self.store.put_cache(db, record)
-                ctx.event(
-                    db,
-                    record.id,
-                    "Created",
-                    f"image cache {spec.name} created"
-                    + "".join(f"; replaces failed {c.id}" for c in retried)
-                    + "".join(f"; evicted {v.name} ({v.id}, LRU)" for v in victims),
-                )
+            ACTIVE_BUILDS.add(record.id)  # claimed below: never seen as dead by this process
+            try:
+                with self.store.transaction() as db:
+                    raced = self.store.cache_for_token(db, client_token) if client_token else None
+                    if raced is None or raced.status == CacheStatus.FAILED:
+                        raced = None
+                        self._insert(db, spec, record, client_token, plan)
+            except BaseException:
+                ACTIVE_BUILDS.discard(record.id)
+                raise
+            if raced is not None:  # the same create ran elsewhere meanwhile: that one counts
+                ACTIVE_BUILDS.discard(record.id)
+                return self._created_with(client_token or "", wait) or raced
             return self._finish(record, plan, client, progress, wait)
+
+    def _insert(
+        self,
+        db: sqlite3.Connection,
+        spec: ImageCacheSpec,
+        record: CacheRecord,
+        client_token: str | None,
+        plan: BuildPlan,
+    ) -> None:
+        """The Created record and its build claim, in the caller's transaction: a process
+        that dies after this commit leaves a build that recovery finds and fails."""
+        ctx = self.ctx
+        # A failed earlier attempt at the same cache (a create that errored, which Pulumi
+        # does not keep in state, or one with the same client token) gives way to this one.
+        retried = [
+            c
+            for c in self.store.caches_named(db, spec.name)
+            if c.status == CacheStatus.FAILED and c.kind == CacheKind.MANUAL
+        ]
+        same_token = self.store.cache_for_token(db, client_token) if client_token else None
+        if same_token is not None and same_token.id not in {c.id for c in retried}:
+            retried.append(same_token)
+        for failed in retried:
+            ctx.delete_cache(db, failed.id)
+        victims = self.housekeeping.make_room(db, CacheKind.MANUAL, f"image cache {spec.name}")
+        self.store.put_cache(db, record, client_token=client_token)
+        ctx.event(
+            db,
+            record.id,
+            "Created",
+            f"image cache {spec.name} created"
+            + "".join(f"; replaces failed {c.id}" for c in retried)
+            + "".join(f"; evicted {v.name} ({v.id}, LRU)" for v in victims),
+        )
+        self._claim(db, record, plan)
+
+    def _claim(self, db: sqlite3.Connection, record: CacheRecord, plan: BuildPlan) -> None:
+        self.store.start_build(db, record.id, self.ctx.host, os.getpid())
+        self.ctx.event(db, record.id, "Building", plan.summary())
+
+    def _created_with(self, client_token: str, wait: bool) -> CacheRecord | None:
+        """The cache a create with this token made, unless it failed; with ``wait``, once its
+        first build has ended (a build whose process died ends Failed through recovery)."""
+        while True:
+            with self.store.read() as db:
+                record = self.store.cache_for_token(db, client_token)
+            if record is None or record.status == CacheStatus.FAILED:
+                return None
+            if not wait or record.status != CacheStatus.CREATING:
+                return record
+            time.sleep(ADOPT_POLL_SECONDS)
+            self.housekeeping.recover()
 
     def update(self, cache_id: str, spec: ImageCacheSpec, wait: bool) -> CacheRecord:
         """Update in place; a change of images or size rebuilds while the old snapshot serves."""
@@ -164,6 +219,8 @@ class BuildPipeline:
                     )
                 self.store.put_cache(db, record)
                 self.ctx.event(db, cache_id, "Rebuilding", plan.summary())
+                ACTIVE_BUILDS.add(cache_id)
+                self._claim(db, record, plan)
             return self._finish(record, plan, client, None, wait, final=content)
 
     # the build ----------------------------------------------------------------------------
@@ -179,7 +236,6 @@ class BuildPipeline:
     ) -> CacheRecord:
         if wait:
             return self._build(record, plan, client, progress, final)
-        ACTIVE_BUILDS.add(record.id)
 
         def build() -> None:
             with contextlib.suppress(BackendError):
@@ -196,11 +252,6 @@ class BuildPipeline:
         progress: Progress | None = None,
         final: dict[str, Any] | None = None,
     ) -> CacheRecord:
-        ACTIVE_BUILDS.add(record.id)  # before the builds row exists: never seen as dead
-        with self.store.transaction() as db:
-            self.store.start_build(db, record.id, self.ctx.host, os.getpid())
-            self.ctx.event(db, record.id, "Building", plan.summary())
-        ACTIVE_BUILDS.add(record.id)
         try:
             return self._run(record, plan, client, progress or _no_progress, final or {})
         except Exception as err:  # every failure ends in a Failed record, then re-raises

@@ -4,14 +4,17 @@ what no record needs any more (failed caches, blobs)."""
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from ...engine import lifecycle
 from ...engine.models import CacheKind, CacheRecord, CacheStatus, Quota
 from ..base import GcReport, QuotaExceeded, Usage
 from .context import ACTIVE_BUILDS, Context, pid_alive
+from .ids import GROUP_ID, SNAPSHOT_ID
 
 
 class Housekeeping:
@@ -103,9 +106,10 @@ class Housekeeping:
         return [f"{e.cache_id} ({e.reason})" for e in due]
 
     def gc(self, dry_run: bool = False, grace: timedelta = timedelta(minutes=10)) -> GcReport:
-        """Apply expiry now, delete failed caches (never usable), and remove blobs no cache
-        references any more. Blobs younger than ``grace`` stay: a build or a container group
-        may have fetched them and not recorded them yet."""
+        """Apply expiry now, delete failed caches (never usable), and remove blobs, snapshot
+        files and group directories no record names any more (left by a process that died
+        between writing them and its commit). Files younger than ``grace`` stay: a build or a
+        container group may have written them and not committed yet."""
         expired = self.expire(dry_run=dry_run)
         with self.store.transaction() as db:
             failed = [c for c in self.store.list_caches(db) if c.status == CacheStatus.FAILED]
@@ -113,8 +117,11 @@ class Housekeeping:
                 for cache in failed:
                     self.ctx.delete_cache(db, cache.id)
             referenced = self.store.referenced_digests(db)
+            snapshots = {c.snapshot_id for c in self.store.list_caches(db) if c.snapshot_id}
+            groups = {g.id for g in self.store.list_groups(db)}
         blobs = self.ctx.blobs
         cutoff = time.time() - grace.total_seconds()
+        files = self._orphan_files(snapshots, groups, cutoff)
         orphans = [
             d
             for d in blobs.digests()
@@ -124,10 +131,40 @@ class Housekeeping:
         if not dry_run:
             for digest in orphans:
                 blobs.remove(digest)
+            for path in files:
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
         return GcReport(
             expired=expired,
             failed=[f"{c.id} ({c.failure})" for c in failed],
             blobs_removed=len(orphans),
             bytes_freed=freed,
             dry_run=dry_run,
+            files_removed=len(files),
         )
+
+    def _orphan_files(self, snapshots: set[str], groups: set[str], cutoff: float) -> list[Path]:
+        """Snapshot files and group directories older than ``cutoff`` that no record names;
+        only names this backend makes are considered (nothing else in the directory)."""
+        found = []
+        root = self.ctx.snapshots.root
+        for path in root.iterdir():
+            name = path.name.removeprefix(".").removesuffix(".json").removesuffix(".tmp")
+            kept = path.name.endswith(".json") and name in snapshots
+            if SNAPSHOT_ID.fullmatch(name) and not kept and _mtime(path) <= cutoff:
+                found.append(path)
+        if self.ctx.groups_dir.is_dir():
+            for path in self.ctx.groups_dir.iterdir():
+                orphan = GROUP_ID.fullmatch(path.name) and path.name not in groups
+                if orphan and _mtime(path) <= cutoff:
+                    found.append(path)
+        return found
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.lstat().st_mtime
+    except FileNotFoundError:
+        return float("inf")

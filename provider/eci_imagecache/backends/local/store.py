@@ -86,6 +86,12 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     );
     """,
     _expiry_column,
+    # 4: the token of the create that made a cache: a create with the same token returns it
+    """
+    ALTER TABLE caches ADD COLUMN client_token TEXT;
+    CREATE UNIQUE INDEX caches_client_token ON caches(client_token)
+        WHERE client_token IS NOT NULL
+    """,
 ]
 
 
@@ -122,7 +128,7 @@ class Store:
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
-            db.execute("COMMIT")
+            self._commit(db)
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -131,6 +137,11 @@ class Store:
         after, self._local.after = self._local.after, []
         for action in after:
             action()
+
+    @staticmethod
+    def _commit(db: sqlite3.Connection) -> None:
+        """The commit point of every write transaction (crash tests stop the process here)."""
+        db.execute("COMMIT")
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -185,13 +196,19 @@ class Store:
         )
 
     @classmethod
-    def put_cache(cls, db: sqlite3.Connection, record: CacheRecord) -> None:
+    def put_cache(
+        cls, db: sqlite3.Connection, record: CacheRecord, client_token: str | None = None
+    ) -> None:
+        """Insert or update; a cache keeps the client token it was created with."""
         row = db.execute("SELECT record FROM caches WHERE id = ?", (record.id,)).fetchone()
         if row is None or _match_key(CacheRecord.model_validate_json(row[0])) != _match_key(record):
             cls._bump(db)  # only what matching reads invalidates the index: not use or progress
         db.execute(
-            "INSERT OR REPLACE INTO caches (id, name, kind, region, record, expires_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO caches (id, name, kind, region, record, expires_at, client_token) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name, "
+            "kind = excluded.kind, region = excluded.region, record = excluded.record, "
+            "expires_at = excluded.expires_at, "
+            "client_token = coalesce(excluded.client_token, caches.client_token)",
             (
                 record.id,
                 record.name,
@@ -199,8 +216,16 @@ class Store:
                 record.region,
                 record.model_dump_json(),
                 _expiry_key(record),
+                client_token,
             ),
         )
+
+    @staticmethod
+    def cache_for_token(db: sqlite3.Connection, client_token: str) -> CacheRecord | None:
+        row = db.execute(
+            "SELECT record FROM caches WHERE client_token = ?", (client_token,)
+        ).fetchone()
+        return CacheRecord.model_validate_json(row[0]) if row else None
 
     @staticmethod
     def get_cache(db: sqlite3.Connection, cache_id: str) -> CacheRecord | None:
