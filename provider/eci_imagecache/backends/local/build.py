@@ -85,7 +85,8 @@ class BuildPipeline:
         self.housekeeping.expire()
         if client_token and (held := self._created_with(client_token, wait)):
             return held
-        with self._client(spec) as client:
+        with contextlib.ExitStack() as owned:
+            client = owned.enter_context(self._client(spec))
             plan = self._plan(client, spec)
             ctx = self.ctx
             record = CacheRecord(
@@ -117,7 +118,7 @@ class BuildPipeline:
             if raced is not None:  # the same create ran elsewhere meanwhile: that one counts
                 ACTIVE_BUILDS.discard(record.id)
                 return self._created_with(client_token or "", wait) or raced
-            return self._finish(record, plan, client, progress, wait)
+            return self._finish(record, plan, client, owned.pop_all(), progress, wait)
 
     def _insert(
         self,
@@ -192,7 +193,8 @@ class BuildPipeline:
             return self.ctx.update(
                 cache_id, event=("Updated", f"settings of {spec.name} updated"), **settings
             )
-        with self._client(spec) as client:
+        with contextlib.ExitStack() as owned:
+            client = owned.enter_context(self._client(spec))
             plan = self._plan(client, spec)
             content = {"images": spec.images, "size_gib": spec.size_gib}
             with self.store.transaction() as db:
@@ -221,7 +223,7 @@ class BuildPipeline:
                 self.ctx.event(db, cache_id, "Rebuilding", plan.summary())
                 ACTIVE_BUILDS.add(cache_id)
                 self._claim(db, record, plan)
-            return self._finish(record, plan, client, None, wait, final=content)
+            return self._finish(record, plan, client, owned.pop_all(), None, wait, final=content)
 
     # the build ----------------------------------------------------------------------------
 
@@ -230,15 +232,19 @@ class BuildPipeline:
         record: CacheRecord,
         plan: BuildPlan,
         client: RegistryClient,
+        release: contextlib.ExitStack,
         progress: Progress | None,
         wait: bool,
         final: dict[str, Any] | None = None,
     ) -> CacheRecord:
+        """Run the claimed build here or, without ``wait``, in a thread; the build owns the
+        registry client (``release`` closes it) until it ends."""
         if wait:
-            return self._build(record, plan, client, progress, final)
+            with release:
+                return self._build(record, plan, client, progress, final)
 
         def build() -> None:
-            with contextlib.suppress(BackendError):
+            with release, contextlib.suppress(BackendError):
                 self._build(record, plan, client, progress, final)
 
         threading.Thread(target=build, name=f"build-{record.id}", daemon=True).start()
