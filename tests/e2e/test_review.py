@@ -22,7 +22,8 @@ WORKFLOW = REPO / "examples" / "ci" / "preview-review.yml"
 
 # Phase 1 is deployed; phase 2 is what the pull request proposes: web-cache rebuilt with a new
 # image, tools-cache updated in place (its retention dropped), legacy-cache and the batch group
-# deleted, and a new group that matches automatically with pull policy Always.
+# deleted, the api group replaced (any change to a group replaces it), and a new group that
+# matches automatically with pull policy Always.
 PROGRAM = textwrap.dedent(
     """
     import pulumi
@@ -43,7 +44,9 @@ PROGRAM = textwrap.dedent(
         images=[f"{registry}/demo/tools:1.0"], retention_days=30 if phase == 1 else None,
     ))
     ContainerGroup("api", ContainerGroupArgs(
-        containers=[ContainerArgs(name="web", image=f"{registry}/demo/web:1.0")],
+        containers=[ContainerArgs(
+            name="web", image=f"{registry}/demo/web:1.0", env={"PHASE": str(phase)},
+        )],
         cache_id=web.id,
     ))
     if phase == 1:
@@ -108,6 +111,10 @@ def policy_pack() -> Path:
 def test_review_of_a_real_preview_names_every_change_its_build_and_cost(
     platform: Stack, registry: Registry
 ) -> None:
+    # Prices from a file named in stack config, as a user would override the default table.
+    prices = platform.project_dir / "prices.yaml"
+    prices.write_text("ephemeralGibHour: 0.001\nregion: test-region\nasOf: test prices\n")
+    platform.run("config", "set", "eci:pricesFile", str(prices))
     preview = run_workflow_step(platform, "preview")
     assert preview.returncode == 0, preview.stderr
     data = json.loads((platform.project_dir / "preview.json").read_text())
@@ -120,7 +127,12 @@ def test_review_of_a_real_preview_names_every_change_its_build_and_cost(
         "tools-cache": "update",
         "legacy-cache": "delete",
     }
-    assert {n: g.action for n, g in groups.items()} == {"new-api": "create", "batch": "delete"}
+    assert {n: g.action for n, g in groups.items()} == {
+        "api": "replace",
+        "new-api": "create",
+        "batch": "delete",
+    }
+    assert groups["api"].cache == "explicit: " + caches["web-cache"].cache_id
 
     # The rebuild fetches only the new image's own layer: the rest is in the cache already.
     assert "fetch " in caches["web-cache"].build_plan and "reuse " in caches["web-cache"].build_plan
@@ -130,7 +142,7 @@ def test_review_of_a_real_preview_names_every_change_its_build_and_cost(
     # The new group: the cache it would use now, and its extra storage at the vendor's price.
     assert groups["new-api"].cache.startswith("would use web-cache (")
     assert groups["new-api"].extra_storage_gib == 20
-    assert groups["new-api"].monthly_delta == pytest.approx(20 * 0.0003188 * 730)
+    assert groups["new-api"].monthly_delta == pytest.approx(20 * 0.001 * 730)
     assert groups["batch"].cache.startswith("was using web-cache")
     assert review.one_off == pytest.approx(caches["web-cache"].build_once)
     assert review.monthly == pytest.approx(
@@ -147,6 +159,26 @@ def test_review_of_a_real_preview_names_every_change_its_build_and_cost(
     assert "| `legacy-cache` | delete |" in markdown
     assert "| `new-api` | create | would use web-cache (" in markdown
     assert "| `batch` | delete | was using web-cache" in markdown
+    assert "| `api` | replace | explicit: imc-" in markdown
+
+    # The same review as data, for tools.
+    as_json = subprocess.run(
+        [str(Path(sys.executable).parent / "eci-imagecache"), "--json", "review", "preview.json"],
+        cwd=platform.project_dir,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(as_json.stdout) == review.model_dump(mode="json")
     assert "cache `tools-cache` has no `retention_days`" in markdown
     assert "group `new-api` matches caches automatically but pulls with `Always` (web)" in markdown
-    assert "cn-hangzhou list prices" in markdown
+    assert "test-region list prices, test prices" in markdown
+    assert "+USD 14.60/month" in markdown  # 20 GiB x 0.001 USD/GiB-hour x 730 hours
+
+
+def test_a_bad_price_fails_the_preview_naming_it(quickstart: Stack) -> None:
+    quickstart.run("config", "set", "--path", "eci:prices.snapshotGibMonth", "cheap")
+    result = quickstart.run("preview", check=False)
+    assert result.returncode != 0
+    assert "property prices value" in result.stdout
+    assert "snapshotGibMonth: Input should be a valid number" in result.stdout

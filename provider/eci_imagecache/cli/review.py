@@ -34,6 +34,7 @@ class PreviewError(ValueError):
 class CacheChange(BaseModel):
     name: str
     action: str  # create, rebuild, update, replace, delete
+    cache_id: str | None = None  # known unless the cache is new
     detail: str = ""
     images: list[str] = []
     build_plan: str | None = None
@@ -130,6 +131,7 @@ def _cache_change(step: dict[str, Any], totals: _Totals) -> CacheChange:
     new, old = _state(step, "newState"), _state(step, "oldState")
     action = _action(op, new)
     name = _name(step["urn"])
+    cache_id = (step.get("oldState") or {}).get("id") or None
     totals.note(new.get("cost"))
     totals.note(old.get("cost"))
     new_monthly = _number(new.get("cost"), "monthly")
@@ -138,6 +140,7 @@ def _cache_change(step: dict[str, Any], totals: _Totals) -> CacheChange:
         change = CacheChange(
             name=name,
             action=action,
+            cache_id=cache_id,
             images=list(old.get("images") or []),
             monthly_delta=None if old_monthly is None else -old_monthly,
             build_once=0,
@@ -148,6 +151,7 @@ def _cache_change(step: dict[str, Any], totals: _Totals) -> CacheChange:
         change = CacheChange(
             name=name,
             action=action,
+            cache_id=cache_id,
             detail="" if action == "create" else str(new.get("change") or ""),
             images=list(new.get("images") or []),
             build_plan=new.get("build_plan") if builds else None,
