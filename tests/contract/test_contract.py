@@ -139,3 +139,34 @@ def test_unknown_image_is_a_clear_error(harness: Harness, registry: Registry) ->
     with pytest.raises(BackendError, match=r"demo/web:9\.9: not found"):
         harness.backend.create_image_cache(cache(registry, "demo/web:9.9"))
     assert harness.backend.list_image_caches() == []
+
+
+def test_eviction_is_cleared_in_place(harness: Harness, registry: Registry) -> None:
+    b = harness.backend
+    made = b.create_image_cache(cache(registry, "demo/web:1.0", eviction="LRU"))
+    cleared = b.update_image_cache(made.id, cache(registry, "demo/web:1.0", eviction=""))
+    assert cleared.eviction.value == "" and cleared.snapshot_id == made.snapshot_id
+    assert b.get_image_cache(made.id).eviction.value == ""
+
+
+def test_a_manual_cache_named_like_an_automatic_one_stays_manual(
+    harness: Harness, registry: Registry
+) -> None:
+    b = harness.backend
+    made = b.create_image_cache(
+        cache(registry, "demo/web:1.0", name="auto-create-for-eci-mine", retention_days=3)
+    )
+    got = b.get_image_cache(made.id)
+    assert (got.kind, got.retention_days) == (CacheKind.MANUAL, 3)
+    assert [c.kind for c in b.list_image_caches()] == [CacheKind.MANUAL]
+
+
+def test_a_group_reports_the_cache_it_used(harness: Harness, registry: Registry) -> None:
+    b = harness.backend
+    made = b.create_image_cache(cache(registry, "demo/web:1.0"))
+    used = b.create_container_group(
+        group(registry, "demo/web:1.0", cache="explicit", cache_id=made.id)
+    )
+    again = b.get_container_group(used.id)
+    assert again.cache_id == made.id
+    assert [g.cache_id for g in b.list_container_groups()] == [made.id]

@@ -1,8 +1,10 @@
 """The emulator's gate: signatures, replays, and no secret in its logs or answers."""
 
 import hashlib
+import json
 import logging
 import secrets
+import socket
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
@@ -191,3 +193,119 @@ def test_describe_pages_with_next_token(emulator: EmulatorServer, registry: Regi
         if not token:
             break
     assert sorted(seen) == sorted(made)
+
+
+def test_a_replay_after_a_restart_is_refused(tmp_path) -> None:
+    data = tmp_path / "data"
+    with EmulatorServer(LocalBackend(data_dir=data, region=REGION), dict([ACCESS_KEY])) as first:
+        captured = signed_request(first, "ListUsage", {"RegionId": REGION}, *ACCESS_KEY)
+        with httpx.Client() as http:
+            assert http.send(captured).status_code == 200
+        port = first.httpd.server_address[1]
+    # The same data directory and port: the captured request is valid in every other way.
+    with EmulatorServer(
+        LocalBackend(data_dir=data, region=REGION), dict([ACCESS_KEY]), port=port
+    ) as second:
+        assert second.endpoint == first.endpoint
+        with httpx.Client() as http:
+            replay = http.send(captured)
+    assert replay.status_code == 400 and replay.json()["Code"] == "SignatureNonceUsed"
+
+
+def raw_exchange(server: EmulatorServer, head: bytes, body: bytes = b"") -> tuple[int, dict]:
+    host, port = server.httpd.server_address[:2]
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(head + b"\r\n\r\n" + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    return status, json.loads(answer.partition(b"\r\n\r\n")[2] or b"{}")
+
+
+def test_bodies_are_bounded_before_anything_reads_them(emulator: EmulatorServer) -> None:
+    status, payload = raw_exchange(
+        emulator,
+        b"POST / HTTP/1.1\r\nHost: x\r\nx-acs-action: ListUsage\r\nContent-Length: 50000000000",
+    )
+    assert status == 413 and payload["Code"] == "InvalidParameter.ContentLength"
+    status, _ = raw_exchange(
+        emulator, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152", b"x" * 65536
+    )
+    assert status == 413
+    status, payload = raw_exchange(emulator, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1")
+    assert status == 400 and payload["Code"] == "InvalidParameter.Content-Length"
+
+
+def test_an_idle_connection_is_closed(tmp_path) -> None:
+    with EmulatorServer(
+        LocalBackend(data_dir=tmp_path / "data", region=REGION),
+        dict([ACCESS_KEY]),
+        connection_timeout=0.5,
+    ) as server:
+        host, port = server.httpd.server_address[:2]
+        with socket.create_connection((host, port), timeout=10) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\n")  # and then nothing
+            assert sock.recv(1024) == b""  # closed by the server, not by our timeout
+
+
+@pytest.mark.parametrize(
+    ("action", "params", "code"),
+    [
+        (
+            "CreateContainerGroup",
+            {
+                "ContainerGroupName": "web",
+                "Container.1.Name": "web",
+                "Container.1.Image": "nginx",
+                "Container.1.Port.1.Port": "abc-Pa55word",
+            },
+            "InvalidParameter.Container.Port.Port",
+        ),
+        (
+            "CreateContainerGroup",
+            {
+                "ContainerGroupName": "web",
+                "Container.1.Name": "web",
+                "Container.1.Image": "nginx",
+                "Cpu": "lots-Pa55word",
+            },
+            "InvalidParameter.Cpu",
+        ),
+        (
+            "CreateContainerGroup",
+            {"ContainerGroupName": "web", "Container.1": "web-Pa55word"},
+            "InvalidParameter.Container",
+        ),
+        ("CreateContainerGroup", {"ContainerGroupName": "web"}, "MissingParameter.Container"),
+        (
+            "DescribeContainerGroups",
+            {"ContainerGroupIds": "1-Pa55word"},
+            "InvalidParameter.ContainerGroupIds",
+        ),
+        ("DescribeContainerGroups", {"Limit": "-1"}, "InvalidParameter.Limit"),
+        ("DescribeContainerGroups", {"Limit": "100"}, "InvalidParameter.Limit"),
+        ("DescribeImageCaches", {"NextToken": "zz-Pa55word"}, "InvalidParameter.NextToken"),
+        ("DescribeImageCaches", {"Bogus": "x-Pa55word"}, "InvalidParameter.Bogus"),
+        (
+            "CreateImageCache",
+            {"ImageCacheName": "web", "Image.1": "nginx", "EliminationStrategy": "x-Pa55word"},
+            "InvalidParameter.EliminationStrategy",
+        ),
+        ("DeleteImageCache", {}, "MissingParameter.ImageCacheId"),
+    ],
+)
+def test_malformed_parameters_are_400_with_the_api_code_and_never_logged(
+    emulator: EmulatorServer, action: str, params: dict, code: str, caplog, capfd
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    request = signed_request(emulator, action, {"RegionId": REGION, **params}, *ACCESS_KEY)
+    with httpx.Client() as http:
+        answer = http.send(request)
+    assert (answer.status_code, answer.json()["Code"]) == (400, code)
+    out, err = capfd.readouterr()
+    # What the emulator logged (the test's own HTTP client logs its URL: not ours to judge).
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("eci_imagecache"))
+    assert f"{action} 400" in ours
+    for text in (answer.text, ours, out, err):
+        assert "Pa55word" not in text

@@ -110,7 +110,9 @@ class AliCloudBackend:
         poll_interval: float = 5.0,
         retries: int = 5,
         sleep: Callable[[float], None] = time.sleep,
+        client_class: type | None = None,
     ) -> None:
+        """``client_class``: the SDK client or a subclass of it (e.g. one that records calls)."""
         from alibabacloud_credentials.client import Client as CredentialClient
         from alibabacloud_eci20180808 import models
         from alibabacloud_eci20180808.client import Client
@@ -131,7 +133,7 @@ class AliCloudBackend:
             config.endpoint = f"eci.{region}.aliyuncs.com"
         config.read_timeout = 60_000
         config.connect_timeout = 10_000
-        self.client = Client(config)
+        self.client = (client_class or Client)(config)
 
     # calls --------------------------------------------------------------------------------
 

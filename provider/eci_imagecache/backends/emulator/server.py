@@ -148,6 +148,7 @@ class EmulatorServer:
         if status != 200:
             payload.setdefault("HostId", "eci.emulator.local")
         data = json.dumps(payload).encode()
+        log.info("%s %s", shown, status)
         try:
             request.send_response(status)
             request.send_header("Content-Type", "application/json;charset=utf-8")
@@ -160,7 +161,6 @@ class EmulatorServer:
             request.wfile.write(data)
         except OSError:
             log.debug("emulator: the client went away before the answer")
-        log.info("%s %s", shown, status)
 
     def start(self) -> EmulatorServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

@@ -1,0 +1,158 @@
+"""The alicloud backend as the cloud behaves: retries, tokens, lagging reads, what UpdateImageCache
+cannot do. Through the official SDK to the emulator."""
+
+from pathlib import Path
+
+import pytest
+
+from eci_imagecache.backends.alicloud import AliCloudBackend
+from eci_imagecache.backends.base import BackendError
+from eci_imagecache.engine.diff import ChangeKind, diff_cache
+from eci_imagecache.engine.models import CacheKind, ContainerGroupSpec, ImageCacheSpec
+from eci_imagecache.testing.registry import make_layer
+
+from ..conftest import Registry
+from ..contract.conftest import ACCESS_KEY, REGION, credential
+from .conftest import Wire, make_wire
+from .lossy_proxy import LossyProxy
+
+
+def spec(registry: Registry, *names: str, **fields) -> ImageCacheSpec:
+    return ImageCacheSpec(
+        name=fields.pop("name", "web"), images=[registry.ref(n) for n in names], **fields
+    )
+
+
+def test_an_update_returns_the_updated_cache_even_when_reads_lag(
+    tmp_path: Path, registry: Registry
+) -> None:
+    """The cloud may answer describes with the cache as it was just after UpdateImageCache."""
+    running = make_wire(tmp_path, stale_reads=3)
+    wire = next(running)
+    try:
+        made = wire.backend.create_image_cache(spec(registry, "demo/web:1.0", retention_days=2))
+        updated = wire.backend.update_image_cache(
+            made.id, spec(registry, "demo/web:1.0", retention_days=7, eviction="LRU")
+        )
+        assert (updated.retention_days, updated.eviction.value) == (7, "LRU")
+    finally:
+        running.close()
+
+
+def test_a_repeated_client_token_gets_the_first_cache(wire: Wire, registry: Registry) -> None:
+    first = wire.backend.create_image_cache(spec(registry, "demo/web:1.0"), client_token="t-1")
+    again = wire.backend.create_image_cache(spec(registry, "demo/web:1.0"), client_token="t-1")
+    other = wire.backend.create_image_cache(
+        spec(registry, "demo/web:1.0", name="other"), client_token="t-2"
+    )
+    assert again.id == first.id != other.id
+    assert len(wire.local.list_image_caches()) == 2
+
+
+def test_without_a_token_a_rerun_of_the_same_spec_adopts_the_first(
+    wire: Wire, registry: Registry
+) -> None:
+    first = wire.backend.create_image_cache(spec(registry, "demo/web:1.0"))
+    again = wire.backend.create_image_cache(spec(registry, "demo/web:1.0"))
+    assert again.id == first.id and len(wire.local.list_image_caches()) == 1
+    tokens = [q["ClientToken"] for a, q, _ in wire.client.calls if a == "CreateImageCache"]
+    assert len(set(tokens)) == 1
+
+
+def test_a_lost_answer_is_retried_with_the_same_token(wire: Wire, registry: Registry) -> None:
+    proxy = LossyProxy(wire.server.endpoint)
+    proxy.lose = {"CreateImageCache": 1, "CreateContainerGroup": 1}
+    backend = AliCloudBackend(
+        region=REGION,
+        endpoint=proxy.endpoint,
+        credential=credential(*ACCESS_KEY),
+        poll_interval=0.02,
+        timeout=30,
+        sleep=lambda s: None,
+    )
+    try:
+        made = backend.create_image_cache(spec(registry, "demo/web:1.0"))
+        group = backend.create_container_group(
+            ContainerGroupSpec(
+                name="grp",
+                containers=[{"name": "web", "image": registry.ref("demo/web:1.0")}],
+                cache="explicit",
+                cache_id=made.id,
+            )
+        )
+    finally:
+        proxy.close()
+    assert proxy.lost == ["CreateImageCache", "CreateContainerGroup"]
+    assert [c.id for c in wire.local.list_image_caches()] == [made.id]
+    assert [g.id for g in wire.local.list_container_groups()] == [group.id]
+    assert group.cache_id == made.id
+
+
+def test_clearing_retention_replaces_the_cache_on_the_cloud_only() -> None:
+    """UpdateImageCache has no value of RetentionDays for "never expire"."""
+    old = {"name": "web", "images": ["nginx"], "retention_days": 5}
+    new = {"name": "web", "images": ["nginx"], "retention_days": None}
+    assert diff_cache({**old, "backend": "local"}, {**new, "backend": "local"}).kind == (
+        ChangeKind.UPDATE
+    )
+    cloud = diff_cache({**old, "backend": "alicloud"}, {**new, "backend": "alicloud"})
+    assert cloud.replaced_fields == ["retention_days"]
+
+
+def test_registry_transport_changes_replace_the_cache_on_the_cloud() -> None:
+    """UpdateImageCache has no InsecureRegistry or PlainHttpRegistry: nothing would change."""
+    for field in ("insecure_registries", "plain_http_registries"):
+        old = {"images": ["nginx"], field: [], "backend": "alicloud"}
+        new = {"images": ["nginx"], field: ["registry.internal"], "backend": "alicloud"}
+        assert diff_cache(old, new).replaced_fields == [field]
+        assert diff_cache({**old, "backend": "local"}, {**new, "backend": "local"}).kind == (
+            ChangeKind.UPDATE
+        )
+
+
+def test_the_backend_refuses_to_pretend_it_cleared_retention(
+    wire: Wire, registry: Registry
+) -> None:
+    made = wire.backend.create_image_cache(spec(registry, "demo/web:1.0", retention_days=3))
+    with pytest.raises(BackendError, match=r"retention_days: .* replaces the cache"):
+        wire.backend.update_image_cache(made.id, spec(registry, "demo/web:1.0"))
+    assert wire.backend.get_image_cache(made.id).retention_days == 3
+
+
+def test_tags_are_read_back_and_cannot_silently_be_dropped(wire: Wire, registry: Registry) -> None:
+    made = wire.backend.create_image_cache(
+        spec(registry, "demo/web:1.0", tags={"team": "web"}, resource_group_id="rg-1")
+    )
+    assert made.tags == {"team": "web"} and made.resource_group_id == "rg-1"
+    more = wire.backend.update_image_cache(
+        made.id,
+        spec(registry, "demo/web:1.0", tags={"team": "web", "env": "ci"}, resource_group_id="rg-1"),
+    )
+    assert more.tags == {"team": "web", "env": "ci"}
+    with pytest.raises(BackendError, match=r"tags: .* cannot remove env"):
+        wire.backend.update_image_cache(
+            made.id, spec(registry, "demo/web:1.0", tags={"team": "web"}, resource_group_id="rg-1")
+        )
+
+
+def test_an_automatic_cache_may_hold_more_than_twenty_images(
+    wire: Wire, registry: Registry
+) -> None:
+    builder = registry.builder()
+    try:
+        refs = []
+        for i in range(21):
+            builder.push_image("demo/many", f"v{i}", [make_layer(f"many-{i}", 512)])
+            refs.append(registry.ref(f"demo/many:v{i}"))
+    finally:
+        builder.close()
+    group = wire.backend.create_container_group(
+        ContainerGroupSpec(
+            name="many",
+            containers=[{"name": f"c{i}", "image": ref} for i, ref in enumerate(refs)],
+            cache="auto-create",
+        )
+    )
+    auto = wire.backend.get_image_cache(group.auto_created_cache_id)
+    assert auto.kind == CacheKind.AUTO and len(auto.images) == 21
+    assert group.auto_created_cache_id in {c.id for c in wire.backend.list_image_caches()}

@@ -1,0 +1,137 @@
+"""Reading what the API may send, built with the SDK's own response models (never our dicts)."""
+
+import re
+
+from alibabacloud_eci20180808 import models as sdk
+
+from eci_imagecache.backends.alicloud import reading
+from eci_imagecache.engine.models import CacheKind, CacheStatus, EvictionStrategy
+
+from .sdk_shapes import shape
+
+REGION = "cn-hangzhou"
+
+
+def cache_item(**fields) -> dict:
+    base = {
+        "image_cache_id": "imc-2ze5hdcnngenmwc1jmwf",
+        "image_cache_name": "web",
+        "image_cache_size": 20,
+        "images": ["registry.cn-hangzhou.aliyuncs.com/eci_open/nginx:1.15.10"],
+        "status": "Ready",
+        "creation_time": "2026-01-01T00:00:00Z",
+        "snapshot_id": "s-2ze1example",
+    }
+    return sdk.DescribeImageCachesResponseBodyImageCaches(**{**base, **fields}).to_map()
+
+
+def test_every_documented_status_is_read_and_an_unknown_one_is_not_failed() -> None:
+    documented = {
+        "Preparing": CacheStatus.CREATING,
+        "Creating": CacheStatus.CREATING,
+        "Ready": CacheStatus.READY,
+        "Failed": CacheStatus.FAILED,
+        "Updating": CacheStatus.UPDATING,
+        "UpdateFailed": CacheStatus.UPDATE_FAILED,
+    }
+    # The list the SDK's docstring gives (DescribeImageCachesResponseBodyImageCaches.status).
+    doc = shape(sdk.DescribeImageCachesResponseBodyImageCaches).docs["Status"]
+    assert set(documented) == set(re.findall(r"\*\s+(\w+):", doc))
+    for wire, status in documented.items():
+        assert reading.cache_record(cache_item(status=wire), REGION).status == status
+    odd = reading.cache_record(cache_item(status="Deleting"), REGION)
+    assert odd.status == CacheStatus.UNKNOWN and not odd.usable
+
+
+def test_lower_case_lru_fractional_progress_and_milliseconds() -> None:
+    record = reading.cache_record(
+        cache_item(
+            elimination_strategy="lru",
+            progress="37.5%",
+            creation_time="2026-01-01T08:00:00.123+08:00",
+            expire_date_time="2026-01-06T00:00:00.456Z",
+            last_matched_time="2026-01-02T00:00:00.5Z",
+        ),
+        REGION,
+    )
+    assert record.eviction == EvictionStrategy.LRU and record.progress == 37
+    assert record.created_at.isoformat() == "2026-01-01T00:00:00.123000+00:00"
+    assert record.retention_days == 5 and record.last_used_at is not None
+
+
+def test_one_unreadable_cache_does_not_hide_the_others() -> None:
+    good = cache_item()
+    no_id = cache_item(image_cache_id=None)
+    bad_image = cache_item(image_cache_id="imc-other", images=["Not A Ref!!"])
+    records = reading.cache_records([no_id, good, bad_image], REGION)
+    assert [r.id for r in records] == ["imc-2ze5hdcnngenmwc1jmwf", "imc-other"]
+
+
+def test_kind_is_not_read_from_the_name_alone() -> None:
+    manual = reading.cache_record(
+        cache_item(
+            image_cache_name="auto-create-for-eci-mine",
+            container_group_id="eci-buildinstance",
+            expire_date_time="2026-01-04T00:00:00Z",
+        ),
+        REGION,
+    )
+    assert manual.kind == CacheKind.MANUAL and manual.retention_days == 3
+    auto = reading.cache_record(
+        cache_item(image_cache_name="auto-create-for-eci-x1", container_group_id="eci-x1"),
+        REGION,
+    )
+    assert auto.kind == CacheKind.AUTO and auto.eviction == EvictionStrategy.LRU
+
+
+def test_tags_and_resource_group_are_read_back() -> None:
+    record = reading.cache_record(
+        cache_item(
+            tags=[sdk.DescribeImageCachesResponseBodyImageCachesTags(key="team", value="web")],
+            resource_group_id="rg-aek2example",
+        ),
+        REGION,
+    )
+    assert record.tags == {"team": "web"} and record.resource_group_id == "rg-aek2example"
+
+
+def test_usage_reads_the_documented_used_counts() -> None:
+    body = sdk.ListUsageResponseBody(
+        attributes={
+            "MaxImageCacheCount": 50,
+            "UsedImageCacheCount": 7,
+            "MaxAutoImageCacheCount": 30,
+            "UsedAutoImageCacheCount": 2,
+        }
+    )
+    assert reading.usage_counts(body.attributes) == {
+        "max_manual": 50,
+        "max_auto": 30,
+        "manual": 7,
+        "auto": 2,
+    }
+
+
+def test_the_cache_hit_comes_from_the_documented_events() -> None:
+    """Event texts as ECI documents them ("Custom events of ECI") and as pods show them."""
+    Event = sdk.DescribeContainerGroupEventsResponseBodyDataEvents
+    hit = Event(
+        type="Normal",
+        reason="SuccessfulHitImageCache",
+        message="[eci.imagecache]Successfully hit image cache imc-2ze5hdcnngenmwc1jmwf, "
+        "eci will be scheduled with this image cache.",
+    ).to_map()
+    assert reading.cache_decision([hit])["cache_id"] == "imc-2ze5hdcnngenmwc1jmwf"
+    older = {**hit, "Message": "Successfully hit image cache imc-6weel91oaxj0az23sz6z."}
+    assert reading.cache_decision([older])["cache_id"] == "imc-6weel91oaxj0az23sz6z"
+    missed = Event(
+        type="Warning", reason="ImageCacheMissed", message="[eci.imagecache]Missed image cache."
+    )
+    created = Event(
+        type="Normal",
+        reason="ImageCacheAutoCreated",
+        message="[eci.imagecache]Image cache imc-2ze5hdcnngenmwc1jmwf is auto created",
+    )
+    decision = reading.cache_decision([missed.to_map(), created.to_map()])
+    assert decision["auto_created_cache_id"] == "imc-2ze5hdcnngenmwc1jmwf"
+    assert "cache_id" not in decision
