@@ -108,11 +108,16 @@ class _Totals:
         self.unknown = 0
         self.currency: str | None = None
         self.prices: str | None = None
+        self.old_prices: str | None = None  # for a preview that only deletes
 
-    def note(self, cost: Any) -> None:
+    def note(self, cost: Any, old: bool = False) -> None:
+        """The prices this preview's estimates use: the new state's, whatever the step order."""
         if isinstance(cost, dict):
             self.currency = self.currency or cost.get("currency")
-            self.prices = self.prices or cost.get("prices")
+            if old:
+                self.old_prices = self.old_prices or cost.get("prices")
+            else:
+                self.prices = self.prices or cost.get("prices")
 
     def add(self, one_off: float | None, monthly: float | None) -> None:
         if one_off is None or monthly is None:
@@ -133,7 +138,7 @@ def _cache_change(step: dict[str, Any], totals: _Totals) -> CacheChange:
     name = _name(step["urn"])
     cache_id = (step.get("oldState") or {}).get("id") or None
     totals.note(new.get("cost"))
-    totals.note(old.get("cost"))
+    totals.note(old.get("cost"), old=True)
     new_monthly = _number(new.get("cost"), "monthly")
     old_monthly = _number(old.get("cost"), "monthly")
     if action == "delete":
@@ -266,7 +271,7 @@ def review_preview(preview: dict[str, Any]) -> Review:
         caches=caches,
         groups=groups,
         currency=totals.currency or "USD",
-        prices=totals.prices,
+        prices=totals.prices or totals.old_prices,
         one_off=totals.one_off,
         monthly=totals.monthly,
         unknown_costs=totals.unknown,
