@@ -29,6 +29,10 @@ class FaultProxy:
 
     def __post_init__(self) -> None:
         proxy = self
+        # One pooled client for every forwarded request: a client per request costs a TLS
+        # context each (tens of ms), enough to time out clients that fetch several blobs at once.
+        upstream_client = httpx.Client(timeout=60)
+        self._upstream_client = upstream_client
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -52,12 +56,8 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 data = self.rfile.read(length) if length else None
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                upstream = httpx.request(
-                    self.command,
-                    proxy.upstream + self.path,
-                    headers=headers,
-                    content=data,
-                    timeout=60,
+                upstream = upstream_client.request(
+                    self.command, proxy.upstream + self.path, headers=headers, content=data
                 )
                 body = upstream.content
                 if fault and fault.corrupt and body:
@@ -109,3 +109,4 @@ class FaultProxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        self._upstream_client.close()

@@ -39,7 +39,6 @@ INDEX_TYPES = {OCI_INDEX, DOCKER_LIST}
 IMAGE_TYPES = {OCI_MANIFEST, DOCKER_MANIFEST}
 ACCEPT = ", ".join([OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST])
 DOCKER_HUB_API = "registry-1.docker.io"
-CHUNK = 1024 * 1024
 
 
 class RegistryError(RuntimeError):
@@ -352,7 +351,9 @@ class RegistryClient:
                         raise RegistryError(
                             f"{what}: {ref.registry} answered {response.status_code}"
                         )
-                    for chunk in response.iter_bytes(CHUNK):
+                    # Chunks as the connection delivers them (64 KiB): large enough for
+                    # hashlib and write() to release the GIL, and no copy to re-cut them.
+                    for chunk in response.iter_bytes():
                         hasher.update(chunk)
                         out.write(chunk)
                         written += len(chunk)

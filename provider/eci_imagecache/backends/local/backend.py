@@ -53,13 +53,19 @@ class LocalBackend:
         region: str = LOCAL_REGION,
         registry_factory: RegistryFactory = RegistryClient,
         on_phase: PhaseHook | None = None,
+        fetch_concurrency: int | None = None,
+        fsync: bool | None = None,
     ) -> None:
+        """``fetch_concurrency``: blobs a build fetches at once (``$ECI_IMAGECACHE_FETCH_
+        CONCURRENCY``, default 4); ``fsync``: flush each blob before it is named (see blobs)."""
         self.ctx = Context(
             data_dir=data_dir or default_data_dir(),
             clock=clock,
             region=region,
             registry_factory=registry_factory,
             on_phase=on_phase or (lambda phase, record: None),
+            **({"fetch_concurrency": max(1, fetch_concurrency)} if fetch_concurrency else {}),
+            **({"fsync": fsync} if fsync is not None else {}),
         )
         self.housekeeping = Housekeeping(self.ctx)
         self.build = BuildPipeline(self.ctx, self.housekeeping)

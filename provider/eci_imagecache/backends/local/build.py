@@ -14,11 +14,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
 from ...engine.diff import ChangeKind, diff_cache
 from ...engine.models import CacheKind, CacheRecord, CacheStatus, ImageCacheSpec, SnapshotKind
-from ...engine.planner import BuildPlan, PlanError, plan_build
+from ...engine.planner import BuildPlan, Layer, PlanError, plan_build
 from ...engine.refs import ImageRef
 from ...registry.client import RegistryClient
 from ...registry.client import RegistryError as ClientRegistryError
@@ -42,6 +43,10 @@ def _no_progress(done: int, total: int) -> None:
     pass
 
 
+class _Stopped(Exception):
+    """Another download of the same build failed: this one ends at its next chunk."""
+
+
 class BuildPipeline:
     def __init__(self, ctx: Context, housekeeping: Housekeeping) -> None:
         self.ctx = ctx
@@ -59,7 +64,13 @@ class BuildPipeline:
         what = f"image cache {spec.name}"
         images = self.ctx.resolve(client, spec.images, what)
         with self.store.read() as db:
-            held = {d for d in self.store.referenced_digests(db) if self.ctx.blobs.has(d)}
+            referenced = set(self.store.referenced_digests(db))
+        held = {
+            blob.digest
+            for image in images
+            for blob in image.blobs
+            if blob.digest in referenced and self.ctx.blobs.has(blob.digest, blob.size)
+        }
         try:
             return plan_build(images, spec.size_gib, held, spec.layer_reuse)
         except PlanError as err:
@@ -278,16 +289,53 @@ class BuildPipeline:
         self, plan: BuildPlan, client: RegistryClient, progress: Callable[[int], None]
     ) -> None:
         """Fetch every blob the plan does not reuse into the blob store (digests verified on
-        arrival); ``progress(n)`` after each blob with the bytes it added."""
+        arrival), ``ctx.fetch_concurrency`` at once, largest first so that the last to finish
+        is a small one. ``progress(n)`` is called in this thread with the bytes that arrived
+        since the last call; the first failure stops the other downloads and is raised."""
         refs = {image.reference: ImageRef.parse(image.reference) for image in plan.images}
         owner = {
             blob.digest: refs[image.reference] for image in plan.images for blob in image.blobs
         }
-        for blob in plan.fetch:
+        blobs = sorted(plan.fetch, key=lambda blob: blob.size, reverse=True)
+        if not blobs:
+            return
+        lock = threading.Lock()
+        arrived = 0
+        stop = threading.Event()
+
+        def count(size: int) -> None:
+            nonlocal arrived
+            if stop.is_set():
+                raise _Stopped
+            with lock:
+                arrived += size
+
+        def one(blob: Layer) -> None:
+            if stop.is_set():
+                return
             self.ctx.blobs.write(
-                blob.digest, lambda out, blob=blob: client.fetch_blob(owner[blob.digest], blob, out)
+                blob.digest, lambda out: client.fetch_blob(owner[blob.digest], blob, out, count)
             )
-            progress(blob.size)
+
+        reported = 0
+        workers = max(1, min(self.ctx.fetch_concurrency, len(blobs)))
+        with ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool:
+            pending = {pool.submit(one, blob) for blob in blobs}
+            try:
+                while pending:
+                    done, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        future.result()
+                    with lock:
+                        now = arrived
+                    if now > reported:
+                        progress(now - reported)
+                        reported = now
+            except BaseException:
+                stop.set()
+                for future in pending:
+                    future.cancel()
+                raise
 
     def _run(
         self,

@@ -7,6 +7,7 @@ import os
 import socket
 import sqlite3
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,20 @@ LOCAL_REGION = "local"
 
 # Caches this process is building right now (any backend object): never "interrupted".
 ACTIVE_BUILDS: set[str] = set()
+# Blobs fetched (and manifests resolved) at once per build. A few streams keep the registry and
+# the disk busy while one is between requests; more only share the same bandwidth.
+DEFAULT_FETCH_CONCURRENCY = 4
+
+
+def env_fetch_concurrency() -> int:
+    """``$ECI_IMAGECACHE_FETCH_CONCURRENCY`` (at least 1), else the default."""
+    value = os.environ.get("ECI_IMAGECACHE_FETCH_CONCURRENCY", "")
+    return max(1, int(value)) if value.strip().isdigit() else DEFAULT_FETCH_CONCURRENCY
+
+
+def env_fsync() -> bool:
+    """``$ECI_IMAGECACHE_FSYNC=1``: flush each blob to disk before it gets its name."""
+    return os.environ.get("ECI_IMAGECACHE_FSYNC", "") not in ("", "0")
 
 
 def default_data_dir() -> Path:
@@ -59,10 +74,12 @@ class Context:
     registry_factory: RegistryFactory
     on_phase: PhaseHook
     host: str = field(default_factory=socket.gethostname)
+    fetch_concurrency: int = field(default_factory=env_fetch_concurrency)
+    fsync: bool = field(default_factory=env_fsync)
 
     def __post_init__(self) -> None:
         self.store = Store(self.data_dir / "state.db")
-        self.blobs = BlobStore(self.data_dir / "blobs")
+        self.blobs = BlobStore(self.data_dir / "blobs", fsync=self.fsync)
         self.snapshots = SnapshotFiles(self.data_dir / "snapshots")
         self.groups_dir = self.data_dir / "groups"
 
@@ -135,9 +152,10 @@ class Context:
     def resolve(
         self, client: RegistryClient, images: list[ImageRef], what: str
     ) -> list[ResolvedImage]:
-        """Each image's manifest for this platform, every blob digest safe to store."""
-        resolved = []
-        for ref in images:
+        """Each image's manifest for this platform (all images at once, in order), every blob
+        digest safe to store."""
+
+        def one(ref: ImageRef) -> ResolvedImage:
             try:
                 image = client.resolve(ref)
             except ClientRegistryError as err:
@@ -147,5 +165,10 @@ class Context:
                     self.blobs.path(blob.digest)
                 except UnsafeDigest as err:
                     raise RegistryContentError(f"{what}: image {ref}: {err}") from None
-            resolved.append(image)
-        return resolved
+            return image
+
+        if len(images) <= 1:
+            return [one(ref) for ref in images]
+        workers = min(self.fetch_concurrency, len(images))
+        with ThreadPoolExecutor(workers, thread_name_prefix="resolve") as pool:
+            return list(pool.map(one, images))

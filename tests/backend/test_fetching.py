@@ -1,0 +1,130 @@
+"""How a build fetches: several blobs at once (bounded), progress as bytes arrive, a failure
+stopping the other downloads, and blobs cut short never taken as held."""
+
+import os
+import threading
+from collections.abc import Iterator
+from functools import partial
+
+import pytest
+
+from eci_imagecache.backends.base import BackendError
+from eci_imagecache.engine.models import CacheStatus, ImageCacheSpec
+from eci_imagecache.registry.client import RegistryClient
+from eci_imagecache.testing.registry import make_layer
+
+from ..conftest import Registry
+from ..support.fault_proxy import Fault, FaultProxy
+
+
+@pytest.fixture
+def proxy(registry: Registry) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(registry.server.url)
+    yield proxy
+    proxy.close()
+
+
+class CountingRegistry(RegistryClient):
+    """The real client, counting the blob downloads in flight at once."""
+
+    lock = threading.Lock()
+    in_flight = 0
+    most = 0
+
+    def fetch_blob(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        cls = CountingRegistry
+        with cls.lock:
+            cls.in_flight += 1
+            cls.most = max(cls.most, cls.in_flight)
+        try:
+            return super().fetch_blob(*args, **kwargs)
+        finally:
+            with cls.lock:
+                cls.in_flight -= 1
+
+
+def slow_blobs(proxy: FaultProxy) -> None:
+    # Bodies trickle in 16 KiB pieces: every download lasts long enough to overlap the others.
+    proxy.faults.append(Fault(pattern="GET /v2/demo/web/blobs/", slow_body=0.03))
+
+
+def web(proxy: FaultProxy, name: str = "cache") -> ImageCacheSpec:
+    return ImageCacheSpec(name=name, images=[f"{proxy.host}/demo/web:1.0"])
+
+
+@pytest.mark.parametrize("bound", [1, 2, 3])
+def test_blobs_are_fetched_at_once_up_to_the_bound(make_backend, registry, proxy, bound) -> None:
+    blobs = registry.samples.images["demo/web:1.0"]
+    assert len(blobs.layers) + 1 > bound  # more blobs than the bound, so the bound is what binds
+    CountingRegistry.most = 0
+    slow_blobs(proxy)
+    backend = make_backend(
+        registry_factory=partial(CountingRegistry, sleep=lambda s: None),
+        fetch_concurrency=bound,
+    )
+    record = backend.create_image_cache(web(proxy))
+    assert record.status == CacheStatus.READY
+    assert CountingRegistry.most == bound
+
+
+def test_progress_follows_bytes_as_they_arrive(make_backend, registry, proxy) -> None:
+    builder = registry.builder()
+    layers = [make_layer(f"fetching-progress-{i}", 3 * 1024 * 1024) for i in range(2)]
+    image = builder.push_image("fetching/progress", "1", layers)
+    builder.close()
+    proxy.faults.append(Fault(pattern="GET /v2/fetching/progress/blobs/", slow_body=0.004))
+    backend = make_backend(fetch_concurrency=2)
+    reports: list[tuple[int, int]] = []
+    record = backend.create_image_cache(
+        ImageCacheSpec(name="progress", images=[f"{proxy.host}/fetching/progress:1"]),
+        progress=lambda done, total: reports.append((done, total)),
+    )
+    assert record.fetched_bytes == image.content_bytes
+    assert {total for _, total in reports} == {image.content_bytes}
+    done = [d for d, _ in reports]
+    assert done == sorted(done) and done[-1] == image.content_bytes
+    # Reports come while blobs are still arriving, not only when each one is complete.
+    sizes = [blob.size for blob in [image.config, *image.layers]]
+    whole = {sum(s for i, s in enumerate(sizes) if mask >> i & 1) for mask in range(8)}
+    assert any(d not in whole for d in done)
+    assert record.progress == 100
+
+
+def test_a_failed_blob_stops_the_other_downloads(make_backend, registry, proxy) -> None:
+    image = registry.samples.images["demo/web:1.0"]
+    broken, *others = sorted([image.config, *image.layers], key=lambda b: b.size)
+    slow_blobs(proxy)
+    proxy.faults.insert(0, Fault(pattern=f"GET /v2/demo/web/blobs/{broken.digest}", status=500))
+    backend = make_backend(fetch_concurrency=4)
+    with pytest.raises(BackendError, match="answered 500"):
+        backend.create_image_cache(web(proxy))
+    [failed] = backend.list_image_caches()
+    assert failed.status == CacheStatus.FAILED
+    # The slow downloads were cut at their next chunk: none finished, none left a partial file.
+    assert not any(backend.blobs.has(b.digest) for b in others)
+    assert list(backend.blobs.tmp.iterdir()) == []
+
+
+def test_a_blob_cut_short_is_not_held_and_is_fetched_again(backend, registry) -> None:
+    image = registry.samples.images["demo/web:1.0"]
+    backend.create_image_cache(ImageCacheSpec(name="first", images=[registry.ref("demo/web:1.0")]))
+    layer = image.layers[-1]
+    path = backend.blobs.path(layer.digest)
+    # What a power cut can leave of a blob that was never flushed: a shorter file.
+    os.chmod(path, 0o644)
+    os.truncate(path, layer.size // 2)
+    second = backend.create_image_cache(
+        ImageCacheSpec(name="second", images=[registry.ref("demo/web:1.0")], layer_reuse=True)
+    )
+    assert second.status == CacheStatus.READY
+    assert second.fetched_bytes == layer.size
+    assert path.stat().st_size == layer.size
+
+
+def test_fsync_policy_builds_the_same_cache(make_backend, registry) -> None:
+    backend = make_backend(fsync=True)
+    assert backend.blobs.fsync
+    record = backend.create_image_cache(
+        ImageCacheSpec(name="durable", images=[registry.ref("demo/web:1.0")])
+    )
+    assert record.status == CacheStatus.READY
