@@ -26,7 +26,7 @@ from pulumi.dynamic import (
 )
 
 from ..backends.base import BackendError, NotFound
-from ..engine.cost import PriceError, estimate_cache
+from ..engine.cost import PriceError, Prices, estimate_cache
 from ..engine.diff import PLAN_FIELDS, diff_cache
 from ..engine.lifecycle import expires_at
 from ..engine.models import CacheRecord, ImageCacheSpec
@@ -94,6 +94,14 @@ def outputs_of(record: CacheRecord, props: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def repriced(cost: Any, spec: ImageCacheSpec, prices: Prices) -> Any:
+    """The previous estimate at today's prices (the content, hence the plan, is unchanged)."""
+    if not isinstance(cost, dict) or not {"fetch_bytes", "content_bytes"} <= cost.keys():
+        return cost
+    fetched, content = int(cost["fetch_bytes"]), int(cost["content_bytes"])
+    return estimate_cache(fetched, content, spec.size_gib, prices).as_output()
+
+
 class ImageCacheProvider(ResourceProvider):
     """Stateless: every hook opens the backend its inputs name."""
 
@@ -121,7 +129,7 @@ class ImageCacheProvider(ResourceProvider):
             inputs["change"] = "create"
         if not content_changed:
             inputs["build_plan"] = olds.get("build_plan")
-            inputs["cost"] = olds.get("cost")
+            inputs["cost"] = repriced(olds.get("cost"), spec, prices)
             return CheckResult(inputs, [])
         try:
             plan = open_backend(news).plan_image_cache(spec)

@@ -127,6 +127,8 @@ class CacheCost(BaseModel):
 
     kind: CacheKind
     currency: str
+    fetch_bytes: int  # what the estimate was made of, so that new prices can re-price it
+    content_bytes: int
     build_seconds: float
     build: float  # one-off, per build (a create, a rebuild or a replacement)
     snapshot_gib: float
@@ -152,6 +154,8 @@ class CacheCost(BaseModel):
             "monthly": self.monthly,
             "build_seconds": round(self.build_seconds, 1),
             "snapshot_gib": round(self.snapshot_gib, 4),
+            "fetch_bytes": self.fetch_bytes,
+            "content_bytes": self.content_bytes,
             "prices": self.prices,
             "summary": self.summary(),
         }
@@ -175,6 +179,8 @@ def estimate_cache(
         return CacheCost(
             kind=kind,
             currency=prices.currency,
+            fetch_bytes=fetch_bytes,
+            content_bytes=content_bytes,
             build_seconds=0,
             build=0,
             snapshot_gib=content_bytes / GIB,
@@ -191,6 +197,8 @@ def estimate_cache(
     return CacheCost(
         kind=kind,
         currency=prices.currency,
+        fetch_bytes=fetch_bytes,
+        content_bytes=content_bytes,
         build_seconds=seconds,
         build=per_second * seconds,
         snapshot_gib=snapshot_gib,
