@@ -156,3 +156,16 @@ def test_an_automatic_cache_may_hold_more_than_twenty_images(
     auto = wire.backend.get_image_cache(group.auto_created_cache_id)
     assert auto.kind == CacheKind.AUTO and len(auto.images) == 21
     assert group.auto_created_cache_id in {c.id for c in wire.backend.list_image_caches()}
+
+
+def test_a_refresh_shows_tags_changed_on_the_cloud(wire: Wire, registry: Registry) -> None:
+    from eci_imagecache.dynamic.image_cache import outputs_of
+
+    declared = {"name": "web", "images": [registry.ref("demo/web:1.0")], "tags": {"team": "web"}}
+    made = wire.backend.create_image_cache(spec(registry, "demo/web:1.0", tags={"team": "web"}))
+    # Someone adds a tag in the console (UpdateImageCache's Tag adds tags).
+    wire.backend.update_image_cache(
+        made.id, spec(registry, "demo/web:1.0", tags={"team": "web", "owner": "ops"})
+    )
+    outs = outputs_of(wire.backend.get_image_cache(made.id), declared)
+    assert outs["tags"] == {"team": "web", "owner": "ops"}

@@ -165,6 +165,14 @@ class ContainerGroupArgs:
     vswitch_id: pulumi.Input[str] | None = None
     security_group_id: pulumi.Input[str] | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    # Alibaba Cloud only: public network access (an existing EIP, or one made with the group),
+    # placement, ACR Enterprise instances pulled from without a password. Each change replaces.
+    eip_instance_id: pulumi.Input[str] | None = None
+    auto_create_eip: bool | None = None
+    eip_bandwidth_mbps: int | None = None
+    resource_group_id: pulumi.Input[str] | None = None
+    zone_id: pulumi.Input[str] | None = None
+    acr_registries: list[dict[str, Any]] = field(default_factory=list)
     backend: str | None = None
     region: str | None = None
 
@@ -211,6 +219,12 @@ class ContainerGroup(Resource, module="eci", name="ContainerGroup"):
             "vswitch_id": args.vswitch_id,
             "security_group_id": args.security_group_id,
             "tags": args.tags,
+            "eip_instance_id": args.eip_instance_id,
+            "auto_create_eip": args.auto_create_eip,
+            "eip_bandwidth_mbps": args.eip_bandwidth_mbps,
+            "resource_group_id": args.resource_group_id,
+            "zone_id": args.zone_id,
+            "acr_registries": args.acr_registries,
             "prices": price_inputs(),
         }
         props, opts = resource_inputs(type(self), props, opts)

@@ -71,6 +71,9 @@ def outputs_of(record: CacheRecord, props: dict[str, Any]) -> dict[str, Any]:
         "size_gib": record.size_gib,
         "retention_days": record.retention_days,
         "eviction": record.eviction.value,
+        # What the cloud reports back, so a refresh sees a change made elsewhere.
+        "tags": props.get("tags") if record.tags is None else record.tags,
+        "resource_group_id": record.resource_group_id or props.get("resource_group_id"),
         # Build options: not every backend reports them back, so the declared values stand.
         "instant": props.get("instant"),
         "layer_reuse": props.get("layer_reuse"),
@@ -210,6 +213,12 @@ class ImageCacheArgs:
     security_group_id: pulumi.Input[str] | None = None
     eip_instance_id: pulumi.Input[str] | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    # Alibaba Cloud only: resource group, zone (a change replaces), regular snapshot copies,
+    # ACR Enterprise instances pulled from without a password ({"instance_id", "domains", ...}).
+    resource_group_id: pulumi.Input[str] | None = None
+    zone_id: pulumi.Input[str] | None = None
+    standard_copies: pulumi.Input[int] | None = None
+    acr_registries: list[dict[str, Any]] = field(default_factory=list)
     adopt_id: str | None = None  # bring an existing cache under management
     backend: str | None = None  # default: stack config eci:backend, else "local"
     region: str | None = None  # default: stack config eci:region
@@ -261,6 +270,10 @@ class ImageCache(Resource, module="eci", name="ImageCache"):
             "security_group_id": args.security_group_id,
             "eip_instance_id": args.eip_instance_id,
             "tags": args.tags,
+            "resource_group_id": args.resource_group_id,
+            "zone_id": args.zone_id,
+            "standard_copies": args.standard_copies,
+            "acr_registries": args.acr_registries,
             "adopt_id": args.adopt_id,
             "prices": price_inputs(),
         }
