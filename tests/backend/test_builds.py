@@ -130,6 +130,46 @@ def test_quota_evicts_the_least_recently_used_lru_cache(make_backend, registry, 
     assert f"evicted old ({old.id}, LRU)" in backend.events(new.id)[0].message
 
 
+def test_the_eviction_is_told_by_the_evicted_cache_after_its_evicter_goes(
+    make_backend, registry, clock
+) -> None:
+    backend = make_backend(quota=Quota(max_manual=1))
+    first = backend.create_image_cache(spec(registry, "demo/web:1.0", name="aa", eviction="LRU"))
+    clock.advance(hours=1)
+    second = backend.create_image_cache(spec(registry, "demo/web:1.0", name="bb", eviction="LRU"))
+    clock.advance(hours=1)
+    backend.create_image_cache(spec(registry, "demo/web:1.0", name="cc"))
+    for gone, evicter in ((first, "bb"), (second, "cc")):
+        [event] = backend.events(gone.id)
+        assert event.reason == "Evicted" and f"image cache {evicter}" in event.message
+
+
+def test_a_cache_a_container_group_uses_is_never_evicted(make_backend, registry, clock) -> None:
+    from eci_imagecache.engine.models import ContainerGroupSpec
+
+    backend = make_backend(quota=Quota(max_manual=2))
+    used = backend.create_image_cache(spec(registry, "demo/web:1.0", name="used", eviction="LRU"))
+    group = backend.create_container_group(
+        ContainerGroupSpec(
+            name="group",
+            cache="explicit",
+            cache_id=used.id,
+            containers=[{"name": "c", "image": registry.ref("demo/web:1.0")}],
+        )
+    )
+    clock.advance(days=30)  # least recently used by far
+    idle = backend.create_image_cache(spec(registry, "demo/web:1.0", name="idle", eviction="LRU"))
+    clock.advance(hours=1)
+    backend.create_image_cache(spec(registry, "demo/web:1.0", name="new"))
+    assert used.id in {c.id for c in backend.list_image_caches()}
+    assert idle.id not in {c.id for c in backend.list_image_caches()}
+    with pytest.raises(QuotaExceeded, match="used by container groups: delete those groups"):
+        backend.create_image_cache(spec(registry, "demo/web:1.0", name="more"))
+    backend.delete_container_group(group.id)
+    backend.create_image_cache(spec(registry, "demo/web:1.0", name="more"))
+    assert used.id not in {c.id for c in backend.list_image_caches()}
+
+
 def test_concurrent_creates_at_the_quota_boundary(make_backend, registry: Registry) -> None:
     backend = make_backend(quota=Quota(max_manual=5))
     created, refused, other = [], [], []

@@ -6,7 +6,6 @@ result it would have had without the kill (one cache per client token)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,31 +15,9 @@ from eci_imagecache.engine.models import CacheStatus, ContainerGroupSpec, ImageC
 
 from ..conftest import Registry
 from ..support import crash
+from ..support.consistency import assert_consistent
 
 TOKEN = "stack/dev/web/1"
-
-
-def assert_consistent(backend: LocalBackend) -> None:
-    for cache in backend.list_image_caches():
-        assert cache.status in (CacheStatus.READY, CacheStatus.FAILED), (
-            f"{cache.id} left {cache.status.value} with no build running"
-        )
-        if cache.usable:
-            assert backend.snapshots.read(cache.snapshot_id) is not None, cache.id
-            with backend.store.read() as db:
-                layers = backend.store.cache_layers(db, cache.id)
-            assert layers and all(backend.blobs.has(d) for d in layers), cache.id
-    with backend.store.read() as db:
-        assert backend.store.builds(db) == []
-    backend.gc(grace=timedelta(0))
-    caches = backend.list_image_caches()
-    assert sorted(backend.snapshots.ids()) == sorted(c.snapshot_id for c in caches if c.snapshot_id)
-    assert [p.name for p in backend.snapshots.root.iterdir() if p.name.startswith(".")] == []
-    groups = {g.id for g in backend.list_container_groups()}
-    groups_dir = backend.groups_dir
-    on_disk = {p.name for p in groups_dir.iterdir()} if groups_dir.exists() else set()
-    assert on_disk == groups
-    assert list(backend.blobs.tmp.iterdir()) == []
 
 
 def cache_spec(registry: Registry, image: str, **extra: object) -> dict:

@@ -102,3 +102,25 @@ def test_a_cache_being_built_is_not_evicted() -> None:
         record("ready", ["a"], eviction=LRU, created=timedelta(days=1)),
     ]
     assert [c.id for c in make_room(caches, CacheKind.MANUAL, Quota(max_manual=2))] == ["ready"]
+
+
+def test_a_cache_named_by_a_container_group_is_not_evicted() -> None:
+    caches = [
+        record("used", ["a"], eviction=LRU),
+        record("idle", ["a"], eviction=LRU, created=timedelta(days=1)),
+    ]
+    quota = Quota(max_manual=2)
+    assert [c.id for c in make_room(caches, CacheKind.MANUAL, quota, in_use={"used"})] == ["idle"]
+    with pytest.raises(QuotaExceeded, match=r"2 LRU cache\(s\) used by container groups: delete"):
+        make_room(caches, CacheKind.MANUAL, quota, in_use={"used", "idle"})
+
+
+def test_refusal_while_every_lru_cache_is_building_says_to_wait() -> None:
+    from eci_imagecache.engine.models import CacheStatus
+
+    caches = [record(f"b{i}", ["a"], eviction=LRU, status=CacheStatus.CREATING) for i in range(2)]
+    with pytest.raises(QuotaExceeded) as info:
+        make_room(caches, CacheKind.MANUAL, Quota(max_manual=2))
+    message = str(info.value)
+    assert "2 LRU cache(s) being built: retry once they are done" in message
+    assert "set eviction to LRU" not in message  # every cache already has it

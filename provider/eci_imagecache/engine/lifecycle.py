@@ -5,7 +5,7 @@ All functions take ``now`` explicitly so callers (and tests) control the clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
@@ -78,25 +78,49 @@ def lru_order(records: Iterable[CacheRecord]) -> list[CacheRecord]:
     return sorted(records, key=lambda r: (r.last_used_at or r.created_at, r.created_at, r.id))
 
 
-def make_room(records: Sequence[CacheRecord], kind: CacheKind, quota: Quota) -> list[CacheRecord]:
+def make_room(
+    records: Sequence[CacheRecord],
+    kind: CacheKind,
+    quota: Quota,
+    in_use: Collection[str] = frozenset(),
+) -> list[CacheRecord]:
     """The caches to evict so that one more cache of ``kind`` fits its quota.
 
-    Returns an empty list when there is room. Raises :class:`QuotaExceeded`, naming the quota,
-    when the caches that would have to go are not all evictable.
+    ``in_use`` are the ids of caches that container groups name: never evicted. Returns an
+    empty list when there is room. Raises :class:`QuotaExceeded`, naming the quota and what
+    would free room, when the caches that would have to go are not all evictable.
     """
     same_kind = [r for r in records if r.kind == kind]
     limit = quota.limit(kind)
     excess = len(same_kind) + 1 - limit
     if excess <= 0:
         return []
-    victims = [r for r in lru_order(same_kind) if evictable(r)][:excess]
+    victims = [r for r in lru_order(same_kind) if evictable(r) and r.id not in in_use][:excess]
     if len(victims) < excess:
         raise QuotaExceeded(
             f"quota of {limit} {kind.value} image caches reached ({len(same_kind)} exist) and "
-            f"{'none' if not victims else 'not enough'} of them allow LRU eviction; delete a "
-            f"cache, set eviction to LRU on one, or ask for a larger quota"
+            f"{'none' if not victims else 'not enough'} of them can be evicted now; "
+            + _room_advice(same_kind, in_use)
         )
     return victims
+
+
+def _room_advice(caches: Sequence[CacheRecord], in_use: Collection[str]) -> str:
+    """What would free room, from why the LRU caches cannot go now."""
+    lru = [r for r in caches if r.kind == CacheKind.AUTO or r.eviction == EvictionStrategy.LRU]
+    building = [r for r in lru if r.status in (CacheStatus.CREATING, CacheStatus.UPDATING)]
+    used = [r for r in lru if r.id in in_use and r not in building]
+    advice = []
+    if building:
+        advice.append(f"{len(building)} LRU cache(s) being built: retry once they are done")
+    if used:
+        advice.append(f"{len(used)} LRU cache(s) used by container groups: delete those groups")
+    choices = ["delete a cache"]
+    if len(lru) < len(caches):
+        choices.append("set eviction to LRU on one")
+    choices.append("ask for a larger quota")
+    advice.append(", ".join(choices[:-1]) + (", or " if len(choices) > 2 else " or ") + choices[-1])
+    return "; ".join(advice)
 
 
 def auto_cache_name(instance_id: str) -> str:

@@ -10,6 +10,7 @@ The engine decides (plans, matching, quotas, expiry); these modules do.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from ...engine.models import (
 )
 from ...engine.planner import BuildPlan
 from ...registry.client import RegistryClient
-from ..base import GcReport, Progress, Usage
+from ..base import GcReport, Progress, StoreError, Usage
 from .blobs import BlobStore
 from .build import BuildPipeline
 from .context import (
@@ -72,7 +73,8 @@ class LocalBackend:
         self.groups = ContainerGroups(self.ctx, self.housekeeping)
         if quota is not None:
             self.set_quota(quota)
-        self.recover()
+        with contextlib.suppress(StoreError):  # a full disk still opens for reading
+            self.recover()
 
     # where things are (tests and the CLI look) ---------------------------------------------
 
@@ -142,17 +144,29 @@ class LocalBackend:
         self.recover()
         return self.build.update(cache_id, spec, wait=wait)
 
+    def _tidy(self) -> None:
+        """Recovery and expiry before a read: skipped when the store cannot be written (a
+        full disk), so that reads still answer."""
+        with contextlib.suppress(StoreError):
+            self.recover()
+            self.expire()
+
     def get_image_cache(self, cache_id: str) -> CacheRecord:
-        self.recover()
+        self._tidy()
         return self.ctx.get(cache_id)
 
     def list_image_caches(self) -> list[CacheRecord]:
-        self.recover()
-        self.expire()
+        self._tidy()
         with self.store.read() as db:
             return self.store.list_caches(db)
 
     def events(self, cache_id: str) -> list[CacheEvent]:
+        """A cache's events; for a cache evicted or expired, why it went."""
+        with self.store.read() as db:
+            exists = self.store.get_cache(db, cache_id) is not None
+            removals = [] if exists else self.store.removals(db, cache_id)
+        if removals:
+            return removals
         self.get_image_cache(cache_id)
         return self.store.events(cache_id)
 
@@ -164,8 +178,7 @@ class LocalBackend:
 
     def match(self, spec: ContainerGroupSpec) -> MatchResult:
         """Which cache ``spec`` would use now, ranked with reasons."""
-        self.recover()
-        self.expire()
+        self._tidy()
         return self.groups.match(spec)
 
     def create_container_group(self, spec: ContainerGroupSpec) -> ContainerGroupRecord:

@@ -30,6 +30,7 @@ from ..base import (
     InvalidSpec,
     NotFound,
     Progress,
+    StoreError,
     from_registry,
 )
 from .context import ACTIVE_BUILDS, Context
@@ -37,6 +38,15 @@ from .housekeeping import Housekeeping
 from .ids import new_id
 
 ADOPT_POLL_SECONDS = 0.2
+
+
+def _reason(err: Exception) -> str:
+    """One line that says what went wrong, never a traceback."""
+    if isinstance(err, ClientRegistryError | BackendError):
+        return str(err)
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.strerror}" + (f": {err.filename}" if err.filename else "")
+    return repr(err)
 
 
 def _no_progress(done: int, total: int) -> None:
@@ -272,8 +282,10 @@ class BuildPipeline:
         try:
             return self._run(record, plan, client, progress or _no_progress, final or {})
         except Exception as err:  # every failure ends in a Failed record, then re-raises
-            reason = str(err) if isinstance(err, ClientRegistryError | BackendError) else repr(err)
-            with self.store.transaction() as db:
+            reason = _reason(err)
+            # A store that cannot be written now (disk full) keeps the claim: recovery fails
+            # the build once this process has let go of it.
+            with contextlib.suppress(StoreError), self.store.transaction() as db:
                 current = self.store.get_cache(db, record.id)
                 if current is not None:
                     self.ctx.fail(db, current, reason)

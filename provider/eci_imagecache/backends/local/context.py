@@ -130,10 +130,17 @@ class Context:
         self.event(db, record.id, "BuildFailed", reason, kind="Warning")
         return record
 
-    def delete_cache(self, db: sqlite3.Connection, cache_id: str) -> None:
-        """Delete in ``db``'s transaction; the snapshot file goes once that commits."""
+    def delete_cache(
+        self, db: sqlite3.Connection, cache_id: str, why: tuple[str, str] | None = None
+    ) -> None:
+        """Delete in ``db``'s transaction; the snapshot file goes once that commits. ``why``
+        (reason, message) is kept after the cache is gone, for a removal nobody asked for."""
         record = self.store.get_cache(db, cache_id)
         self.store.delete_cache(db, cache_id)
+        if why is not None and record is not None:
+            reason, message = why
+            event = CacheEvent(at=self.clock(), kind="Warning", reason=reason, message=message)
+            self.store.add_removal(db, cache_id, event)
         if record is not None and record.snapshot_id:
             snapshot_id = record.snapshot_id
             self.store.after_commit(lambda: self.snapshots.remove(snapshot_id))

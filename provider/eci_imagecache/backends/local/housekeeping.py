@@ -3,6 +3,7 @@ what no record needs any more (failed caches, blobs)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -45,12 +46,14 @@ class Housekeeping:
         quota = self.quota
         if self.store.count_caches(db, kind) < quota.limit(kind):
             return []
+        caches = self.store.caches_of_kind(db, kind)
         try:
-            victims = lifecycle.make_room(self.store.caches_of_kind(db, kind), kind, quota)
+            victims = lifecycle.make_room(caches, kind, quota, self.store.caches_in_use(db))
         except lifecycle.QuotaExceeded as err:
             raise QuotaExceeded(f"{what}: {err}" if what else str(err)) from None
         for victim in victims:
-            self.ctx.delete_cache(db, victim.id)
+            why = f"evicted (LRU) at the quota of {quota.limit(kind)} {kind.value} caches"
+            self.ctx.delete_cache(db, victim.id, ("Evicted", f"{why}, for {what or 'a new cache'}"))
         return victims
 
     def usage(self, caches: list[CacheRecord]) -> Usage:
@@ -87,7 +90,8 @@ class Housekeeping:
                     reason = f"build interrupted: process {pid} ended before it finished"
                     self.ctx.fail(db, record, reason)
                     failed.append(cache_id)
-        self.ctx.blobs.remove_stale_temp_files(pid_alive)
+        with contextlib.suppress(OSError):  # a read-only file system keeps them for later
+            self.ctx.blobs.remove_stale_temp_files(pid_alive)
         return failed
 
     # expiry and gc ------------------------------------------------------------------------
@@ -102,7 +106,7 @@ class Housekeeping:
             due = lifecycle.due_for_deletion(self.store.due_caches(db, now), now)
             if not dry_run:
                 for expiry in due:
-                    self.ctx.delete_cache(db, expiry.cache_id)
+                    self.ctx.delete_cache(db, expiry.cache_id, ("Expired", expiry.reason))
         return [f"{e.cache_id} ({e.reason})" for e in due]
 
     def gc(self, dry_run: bool = False, grace: timedelta = timedelta(minutes=10)) -> GcReport:
@@ -115,7 +119,7 @@ class Housekeeping:
             failed = [c for c in self.store.list_caches(db) if c.status == CacheStatus.FAILED]
             if not dry_run:
                 for cache in failed:
-                    self.ctx.delete_cache(db, cache.id)
+                    self.ctx.delete_cache(db, cache.id, ("Deleted", f"gc: {cache.failure}"))
             referenced = self.store.referenced_digests(db)
             snapshots = {c.snapshot_id for c in self.store.list_caches(db) if c.snapshot_id}
             groups = {g.id for g in self.store.list_groups(db)}

@@ -7,15 +7,17 @@ readers go on meanwhile. The schema carries a version and migrates forward on op
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ...engine.lifecycle import expires_at
 from ...engine.models import MAX_EVENTS, CacheEvent, CacheKind, CacheRecord, ContainerGroupRecord
+from ..base import StoreError
 
 
 def _expiry_column(db: sqlite3.Connection) -> None:
@@ -92,7 +94,18 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     CREATE UNIQUE INDEX caches_client_token ON caches(client_token)
         WHERE client_token IS NOT NULL
     """,
+    # 5: why caches went that nobody deleted (evicted, expired), kept after the cache is gone
+    """
+    CREATE TABLE removals (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        cache_id TEXT NOT NULL,
+        event TEXT NOT NULL
+    );
+    CREATE INDEX removals_cache ON removals(cache_id)
+    """,
 ]
+
+MAX_REMOVALS = 1000  # removal events kept, most recent first
 
 
 class Store:
@@ -100,18 +113,53 @@ class Store:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self.transaction() as db:
-            self._migrate(db)
+        with self.read() as db:
+            version = self._version(db)
+        if version != len(MIGRATIONS):  # only then a write: a full disk still opens the store
+            with self.transaction() as db:
+                self._migrate(db)
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=30000")
+            try:
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("PRAGMA busy_timeout=30000")
+            except sqlite3.OperationalError as err:
+                db = self._read_only(err)
             self._local.db = db
         return db
+
+    def _read_only(self, err: sqlite3.OperationalError) -> sqlite3.Connection:
+        """Open for reading only when a normal open fails because nothing can be written
+        (WAL needs its side files): reads go on; writes raise :class:`StoreError`."""
+        if not self.path.exists():
+            raise self._error(err, "opened") from None
+        uri = self.path.resolve().as_uri() + "?immutable=1"
+        try:
+            db = sqlite3.connect(uri, uri=True, isolation_level=None)
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            raise self._error(err, "opened") from None
+        self._local.cause = self._why(err)
+        return db
+
+    def _error(self, err: Exception, doing: str) -> StoreError:
+        return StoreError(f"the store at {self.path.parent} cannot be {doing}: {self._why(err)}")
+
+    def _why(self, err: Exception) -> str:
+        """SQLite says "disk I/O error" for several causes: name the one that applies."""
+        try:
+            fs = os.statvfs(self.path.parent)
+        except OSError:
+            return str(err)
+        if fs.f_flag & os.ST_RDONLY:
+            return "read-only file system"
+        if fs.f_bavail == 0:
+            return "no space left on device"
+        return str(err)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -119,20 +167,28 @@ class Store:
 
         A transaction opened inside another on the same thread joins the outer one. Work
         registered with :meth:`after_commit` (file removals) runs only once the commit is done.
+        A store that cannot be written (disk full, read-only) raises :class:`StoreError` and
+        keeps its state: the transaction is rolled back whole.
         """
         db = self._connect()
         if db.in_transaction:
             yield db
             return
+        cause = getattr(self._local, "cause", None)
+        if cause is not None:
+            raise StoreError(f"the store at {self.path.parent} cannot be written: {cause}")
         self._local.after = []
-        db.execute("BEGIN IMMEDIATE")
         try:
+            db.execute("BEGIN IMMEDIATE")
             yield db
             self._commit(db)
-        except BaseException:
+        except BaseException as err:
             if db.in_transaction:
-                db.execute("ROLLBACK")
+                with suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
             self._local.after = []
+            if isinstance(err, sqlite3.OperationalError):
+                raise self._error(err, "written") from None
             raise
         after, self._local.after = self._local.after, []
         for action in after:
@@ -150,22 +206,34 @@ class Store:
         if db.in_transaction:
             yield db
             return
-        db.execute("BEGIN")
+        try:
+            db.execute("BEGIN")
+        except sqlite3.OperationalError as err:
+            raise self._error(err, "read") from None
         try:
             yield db
+        except sqlite3.OperationalError as err:
+            raise self._error(err, "read") from None
         finally:
-            db.execute("COMMIT")
+            with suppress(sqlite3.Error):
+                db.execute("COMMIT")
 
     def after_commit(self, action: Callable[[], object]) -> None:
         self._local.after.append(action)
 
     @staticmethod
-    def _migrate(db: sqlite3.Connection) -> None:
-        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    def _version(db: sqlite3.Connection) -> int:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
+            return 0
         row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else 0
+        return int(row[0]) if row else 0
+
+    @classmethod
+    def _migrate(cls, db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        version = cls._version(db)
         if version > len(MIGRATIONS):
-            raise RuntimeError(
+            raise StoreError(
                 f"the store at schema version {version} is newer than this eci-imagecache "
                 f"(knows {len(MIGRATIONS)}); upgrade the package"
             )
@@ -292,6 +360,24 @@ class Store:
         )
         return [CacheEvent.model_validate_json(r[0]) for r in rows]
 
+    @staticmethod
+    def add_removal(db: sqlite3.Connection, cache_id: str, event: CacheEvent) -> None:
+        db.execute(
+            "INSERT INTO removals (cache_id, event) VALUES (?, ?)",
+            (cache_id, event.model_dump_json()),
+        )
+        db.execute(
+            "DELETE FROM removals WHERE seq <= (SELECT max(seq) FROM removals) - ?",
+            (MAX_REMOVALS,),
+        )
+
+    @staticmethod
+    def removals(db: sqlite3.Connection, cache_id: str) -> list[CacheEvent]:
+        rows = db.execute(
+            "SELECT event FROM removals WHERE cache_id = ? ORDER BY seq", (cache_id,)
+        ).fetchall()
+        return [CacheEvent.model_validate_json(r[0]) for r in rows]
+
     # layers -----------------------------------------------------------------------------
 
     @staticmethod
@@ -347,6 +433,15 @@ class Store:
     def list_groups(db: sqlite3.Connection) -> list[ContainerGroupRecord]:
         rows = db.execute("SELECT record FROM container_groups ORDER BY id").fetchall()
         return [ContainerGroupRecord.model_validate_json(r[0]) for r in rows]
+
+    @staticmethod
+    def caches_in_use(db: sqlite3.Connection) -> set[str]:
+        """Caches that container groups name (a group holds its cache until it is deleted)."""
+        rows = db.execute(
+            "SELECT DISTINCT json_extract(record, '$.cache_id') FROM container_groups "
+            "WHERE json_extract(record, '$.cache_id') IS NOT NULL"
+        )
+        return {r[0] for r in rows.fetchall()}
 
     @staticmethod
     def delete_group(db: sqlite3.Connection, group_id: str) -> None:
