@@ -11,7 +11,7 @@ from eci_imagecache.backends.emulator.server import EmulatorServer
 from eci_imagecache.backends.local.backend import LocalBackend
 
 from ..backend.conftest import Clock, FastRegistry
-from ..contract.conftest import ACCESS_KEY, REGION, credential
+from ..contract.conftest import ACCESS_KEY, REGION, cloud_backend
 from .sdk_shapes import RecordingClient
 
 
@@ -28,14 +28,7 @@ def make_wire(tmp_path: Path, **server_options: object) -> Iterator[Wire]:
         data_dir=tmp_path / "cloud", region=REGION, clock=Clock(), registry_factory=FastRegistry
     )
     with EmulatorServer(local, dict([ACCESS_KEY]), **server_options) as server:
-        backend = AliCloudBackend(
-            region=REGION,
-            endpoint=server.endpoint,
-            credential=credential(*ACCESS_KEY),
-            poll_interval=0.02,
-            timeout=30,
-            client_class=RecordingClient,
-        )
+        backend = cloud_backend(server.endpoint, client_class=RecordingClient)
         yield Wire(backend, backend.client, local, server)
 
 

@@ -5,14 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from eci_imagecache.backends.alicloud import AliCloudBackend
 from eci_imagecache.backends.base import BackendError
 from eci_imagecache.engine.diff import ChangeKind, diff_cache
 from eci_imagecache.engine.models import CacheKind, ContainerGroupSpec, ImageCacheSpec
 from eci_imagecache.testing.registry import make_layer
 
 from ..conftest import Registry
-from ..contract.conftest import ACCESS_KEY, REGION, credential
+from ..contract.conftest import cloud_backend
 from .conftest import Wire, make_wire
 from .lossy_proxy import LossyProxy
 
@@ -62,14 +61,7 @@ def test_without_a_token_a_rerun_of_the_same_spec_adopts_the_first(
 def test_a_lost_answer_is_retried_with_the_same_token(wire: Wire, registry: Registry) -> None:
     proxy = LossyProxy(wire.server.endpoint)
     proxy.lose = {"CreateImageCache": 1, "CreateContainerGroup": 1}
-    backend = AliCloudBackend(
-        region=REGION,
-        endpoint=proxy.endpoint,
-        credential=credential(*ACCESS_KEY),
-        poll_interval=0.02,
-        timeout=30,
-        sleep=lambda s: None,
-    )
+    backend = cloud_backend(proxy.endpoint, sleep=lambda s: None)
     try:
         made = backend.create_image_cache(spec(registry, "demo/web:1.0"))
         group = backend.create_container_group(
@@ -169,3 +161,17 @@ def test_a_refresh_shows_tags_changed_on_the_cloud(wire: Wire, registry: Registr
     )
     outs = outputs_of(wire.backend.get_image_cache(made.id), declared)
     assert outs["tags"] == {"team": "web", "owner": "ops"}
+
+
+def test_a_rebuild_carries_the_build_settings(wire: Wire, registry: Registry) -> None:
+    """Images changed: the build's settings travel with them (they are not reported back)."""
+    first = spec(registry, "demo/web:1.0", vswitch_id="vsw-1", layer_reuse=True)
+    made = wire.backend.create_image_cache(first)
+    rebuilt = wire.backend.update_image_cache(
+        made.id, spec(registry, "demo/web:1.1", vswitch_id="vsw-1", layer_reuse=True)
+    )
+    assert [str(i) for i in rebuilt.images] == [registry.ref("demo/web:1.1")]
+    (query,) = [q for a, q, _ in wire.client.calls if a == "UpdateImageCache"]
+    assert query["Image.1"] == registry.ref("demo/web:1.1") and query["VSwitchId"] == "vsw-1"
+    assert query["AutoMatchImageCache"].lower() == "true"
+    assert "ImageCacheName" not in query and "ImageCacheSize" not in query

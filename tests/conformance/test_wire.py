@@ -34,32 +34,24 @@ SERVED = set(ACTIONS)
 
 def deploy_like_run(wire: Wire, registry: Registry) -> None:
     b = wire.backend
-    made = b.create_image_cache(
-        ImageCacheSpec(
-            name="web",
-            images=[registry.ref("demo/web:1.0"), registry.ref("demo/worker:1.0")],
-            retention_days=5,
-            eviction="LRU",
-            tags={"team": "web", "env": "ci"},
-            resource_group_id="rg-aek2example",
-            zone_id="cn-hangzhou-h",
-            standard_copies=2,
-            acr_registries=[{"instance_id": "cri-example", "domains": ["example.cr.aliyuncs.com"]}],
-            vswitch_id="vsw-example",
-            security_group_id="sg-example",
-        )
+    web = ImageCacheSpec(
+        name="web",
+        images=[registry.ref("demo/web:1.0"), registry.ref("demo/worker:1.0")],
+        retention_days=5,
+        eviction="LRU",
+        tags={"team": "web", "env": "ci"},
+        resource_group_id="rg-aek2example",
+        zone_id="cn-hangzhou-h",
+        standard_copies=2,
+        instant=True,
+        layer_reuse=True,
+        acr_registries=[{"instance_id": "cri-example", "domains": ["example.cr.aliyuncs.com"]}],
+        vswitch_id="vsw-example",
+        security_group_id="sg-example",
     )
-    b.update_image_cache(
-        made.id,
-        ImageCacheSpec(
-            name="web",
-            images=[registry.ref("demo/web:1.0"), registry.ref("demo/worker:1.0")],
-            retention_days=9,
-            eviction="LRU",
-            tags={"team": "web", "env": "ci"},
-            resource_group_id="rg-aek2example",
-        ),
-    )
+    made = b.create_image_cache(web)
+    # The same declaration with a longer retention: only RetentionDays may travel.
+    b.update_image_cache(made.id, web.model_copy(update={"retention_days": 9}))
     b.list_image_caches()
     b.events(made.id)
     b.usage()

@@ -26,6 +26,18 @@ def credential(key_id: str, secret: str) -> CredentialClient:
     )
 
 
+def cloud_backend(endpoint: str, **options: Any) -> AliCloudBackend:
+    """The alicloud backend on the official SDK, polling fast, signed with the test key."""
+    return AliCloudBackend(
+        region=REGION,
+        endpoint=endpoint,
+        credential=credential(*ACCESS_KEY),
+        poll_interval=0.02,
+        timeout=30,
+        **options,
+    )
+
+
 @dataclass
 class Harness:
     backend: Any  # the backend under test
@@ -44,11 +56,4 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]
         yield Harness(local, local, clock)
         return
     with EmulatorServer(local, dict([ACCESS_KEY])) as server:
-        backend = AliCloudBackend(
-            region=REGION,
-            endpoint=server.endpoint,
-            credential=credential(*ACCESS_KEY),
-            poll_interval=0.02,
-            timeout=30,
-        )
-        yield Harness(backend, local, clock, server)
+        yield Harness(cloud_backend(server.endpoint), local, clock, server)

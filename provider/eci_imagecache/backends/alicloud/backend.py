@@ -339,22 +339,27 @@ class AliCloudBackend:
         )
 
     def _changes(self, current: CacheRecord, spec: ImageCacheSpec) -> dict[str, Any]:
-        """UpdateImageCache's fields for what differs from what the API reports; fields it does
-        not report (build settings, credentials, network) are sent when the spec sets them."""
+        """UpdateImageCache's fields: those DescribeImageCaches reports and that differ, and,
+        when the update rebuilds (images or size changed), every setting the build uses. The
+        build settings are not reported back, so they cannot be compared; alone they would
+        change nothing the cache holds, and the next rebuild sends them anyway."""
         fields = self._cache_fields(self.models.UpdateImageCacheRequest, spec)
-        reported = {
+        same = {
             "image_cache_name": current.name == spec.name,
             "image": sorted(map(str, current.images)) == sorted(map(str, spec.images)),
             "image_cache_size": current.size_gib == spec.size_gib,
             "retention_days": current.retention_days == spec.retention_days,
             "elimination_strategy": current.eviction == spec.eviction,
-            "flash": current.instant == spec.instant,
             "tag": current.tags is not None and current.tags == spec.tags,
-            "resource_group_id": current.resource_group_id == spec.resource_group_id
-            or spec.resource_group_id is None,
+            "resource_group_id": spec.resource_group_id in (None, current.resource_group_id),
         }
-        changes = {k: v for k, v in fields.items() if v is not None and not reported.get(k)}
-        if not reported["elimination_strategy"]:
+        rebuild = not (same["image"] and same["image_cache_size"])
+        changes = {
+            k: v
+            for k, v in fields.items()
+            if v is not None and (not same[k] if k in same else rebuild)
+        }
+        if not same["elimination_strategy"]:
             # "" is the documented value for "never evicted": sent, so LRU can be turned off.
             changes["elimination_strategy"] = spec.eviction.value
         removed = sorted(set(current.tags or {}) - set(spec.tags))
@@ -363,10 +368,6 @@ class AliCloudBackend:
                 f"tags: UpdateImageCache adds tags and cannot remove {', '.join(removed)}; "
                 "remove them in the console or replace the cache"
             )
-        if "image" not in changes and "image_cache_size" not in changes:
-            # Without a rebuild, the build-only settings change nothing the cloud keeps.
-            for build_only in ("flash_copy_count", "auto_match_image_cache"):
-                changes.pop(build_only, None)
         return changes
 
     def update_image_cache(
