@@ -5,6 +5,7 @@ import json
 import logging
 import secrets
 import socket
+import time
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
@@ -309,3 +310,32 @@ def test_malformed_parameters_are_400_with_the_api_code_and_never_logged(
     assert f"{action} 400" in ours
     for text in (answer.text, ours, out, err):
         assert "Pa55word" not in text
+
+
+def test_connections_beyond_the_bound_are_closed_at_once(tmp_path) -> None:
+    with EmulatorServer(
+        LocalBackend(data_dir=tmp_path / "data", region=REGION),
+        dict([ACCESS_KEY]),
+        max_connections=2,
+    ) as server:
+        host, port = server.httpd.server_address[:2]
+        idle = [socket.create_connection((host, port), timeout=10) for _ in range(2)]
+        try:
+            time.sleep(0.2)  # both accepted and waiting for a request line
+            with socket.create_connection((host, port), timeout=10) as third:
+                third.sendall(b"POST / HTTP/1.1\r\n")
+                assert third.recv(1024) == b""
+        finally:
+            for sock in idle:
+                sock.close()
+        # Once they are gone (the server notices the close), requests are served again.
+        deadline = time.monotonic() + 10
+        while True:
+            good = signed_request(server, "ListUsage", {"RegionId": REGION}, *ACCESS_KEY)
+            try:
+                with httpx.Client() as http:
+                    assert http.send(good).status_code == 200
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)

@@ -6,7 +6,8 @@ the signature and date are checked, the nonce is spent (nonces persist across re
 the parameters are read through the SDK's request model (``params``) and the action answers
 (``actions``). Errors (``errors``) are mapped here, once. Passwords travel in the query string,
 so no request value is ever logged or echoed: logs name a served action and the status only.
-Idle connections are closed after ``connection_timeout`` seconds.
+Idle connections are closed after ``connection_timeout`` seconds, and at most
+``max_connections`` are served at once.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class EmulatorServer:
         connection_timeout: float = 30.0,
         max_body: int = MAX_BODY,
         stale_reads: int = 0,
+        max_connections: int = 64,
     ) -> None:
         if not access_keys:
             raise ValueError("the emulator needs at least one access key to verify requests")
@@ -76,8 +78,24 @@ class EmulatorServer:
 
             do_GET = do_POST
 
+        slots = threading.BoundedSemaphore(max_connections)
+
         class Server(ThreadingHTTPServer):
             daemon_threads = True
+
+            def process_request(self, request: Any, client_address: Any) -> None:
+                # A thread per connection, up to a bound: past it a connection is closed at
+                # once, so idle or slow clients cannot hold every thread.
+                if not slots.acquire(blocking=False):
+                    self.shutdown_request(request)
+                    return
+                super().process_request(request, client_address)
+
+            def process_request_thread(self, request: Any, client_address: Any) -> None:
+                try:
+                    super().process_request_thread(request, client_address)
+                finally:
+                    slots.release()
 
             def handle_error(self, request: Any, client_address: Any) -> None:
                 # A connection that broke (or timed out) mid-request: nothing of it is logged.
