@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -64,14 +63,12 @@ def timed(fn) -> float:
 
 
 def crane_binary() -> str | None:
-    """crane from its cached build: `make bench` builds it (BENCH_CRANE=1), quick runs only use
-    a build that is already there."""
-    root = Path(__file__).parent.parent
-    env_build = os.environ.get("BENCH_CRANE", "") not in ("", "0")
-    if not env_build:
+    """crane, built once from the Go module proxy by the full benchmark; the quick one (CI)
+    uses a build only if one is already there."""
+    if quick():
         cached = sorted(Path.home().glob(".cache/eci-imagecache/crane-*/bin/crane"))
         return str(cached[-1]) if cached else None
-    done = subprocess.run([root / CRANE], capture_output=True, text=True)
+    done = subprocess.run([Path(__file__).parent.parent / CRANE], capture_output=True, text=True)
     return done.stdout.strip() if done.returncode == 0 else None
 
 

@@ -19,15 +19,19 @@ BENCHMARKS = {
     "matcher": "benchmarks.bench_matcher",
     "local_backend": "benchmarks.bench_local",
     "provider_overhead": "benchmarks.bench_overhead",
+    "scaling": "benchmarks.bench_scaling",
 }
 TARGETS = {
     "match_p99_ms_100k": "<= 1 ms",
     "speedup_vs_scan_100k": ">= 100x",
     "prep_ratio_cached_vs_uncached": "<= 0.02",
-    "build_throughput_vs_skopeo": ">= 0.8",
+    "build_vs_raw_copy": ">= 0.7",
+    "build_throughput_vs_skopeo": ">= 1.5",
     "reuse_fetches_exactly_new_bytes": "= 1 (yes)",
-    "preview_ratio_ours_vs_noop": "<= 1.5",
-    "up_ratio_ours_vs_noop": "<= 1.5",
+    "preview_ratio_ours_vs_noop": "<= 1.15",
+    "up_ratio_ours_vs_noop": "<= 1.15",
+    "build_s_with_nothing_new": "~ 0",
+    "build_linear_fit_r2": "~ 1 (linear)",
 }
 
 
@@ -81,6 +85,56 @@ def plot(matcher: dict[str, float], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_scaling(scaling: dict[str, float], path: Path) -> None:
+    """Hook latency and `caches list` against caches in the store; build time against new
+    bytes with its least-squares line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = sorted({int(k.rsplit("_", 1)[1]) for k in scaling if k.startswith("cache_read_ms_")})
+    hooks = sorted({k.rsplit("_ms_", 1)[0] for k in scaling if "_ms_" in k})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4), dpi=110)
+    left.set_prop_cycle(color=plt.get_cmap("tab20").colors)
+    for hook in hooks:
+        style = "s--" if hook.startswith("caches_list") else "o-"
+        left.plot(counts, [scaling[f"{hook}_ms_{n}"] for n in counts], style, label=hook)
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("image caches in the store")
+    left.set_ylabel("milliseconds (median)")
+    left.set_title("Provider hooks touching one cache, and `caches list`")
+    left.legend(fontsize=7, ncol=2)
+    left.grid(True, which="both", alpha=0.3)
+    points = sorted(
+        (int(k.removeprefix("build_s_new_").removesuffix("mb")), v)
+        for k, v in scaling.items()
+        if k.startswith("build_s_new_")
+    )
+    xs = [x for x, _ in points]
+    right.plot(xs, [y for _, y in points], "o", label="build (median)")
+    slope = scaling["build_s_per_new_gb"] / 1024
+    intercept = points[0][1]
+    if len(points) > 1:
+        mean_x = sum(xs) / len(xs)
+        intercept = sum(y for _, y in points) / len(points) - slope * mean_x
+    right.plot(
+        xs,
+        [intercept + slope * x for x in xs],
+        "-",
+        label=f"fit: {scaling['build_s_per_new_gb']} s/GB, r2 {scaling['build_linear_fit_r2']}",
+    )
+    right.set_xlabel("new MB in the image set (the rest reused)")
+    right.set_ylabel("build seconds")
+    right.set_title("Build time against new bytes")
+    right.legend()
+    right.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def report(results: dict[str, dict[str, float]]) -> str:
     lines = [
         "# Benchmark report",
@@ -103,6 +157,8 @@ def report(results: dict[str, dict[str, float]]) -> str:
         lines.append("")
     if "matcher" in results:
         lines += ["![matching latency](matching_latency.png)", ""]
+    if "scaling" in results:
+        lines += ["![cost grows only with work](scaling.png)", ""]
     return "\n".join(lines)
 
 
@@ -114,6 +170,8 @@ def main() -> None:
         results[name] = json.loads((RESULTS / f"{name}.json").read_text())
     if "matcher" in results:
         plot(results["matcher"], RESULTS / "matching_latency.png")
+    if "scaling" in results:
+        plot_scaling(results["scaling"], RESULTS / "scaling.png")
     (RESULTS / "REPORT.md").write_text(report(results))
     print(f"wrote {RESULTS / 'REPORT.md'}")
 

@@ -62,18 +62,26 @@ class ContainerGroups:
 
     # matching -----------------------------------------------------------------------------
 
-    def _current_index(self) -> CacheIndex:
+    def match(self, spec: ContainerGroupSpec) -> MatchResult:
+        """Which cache ``spec`` would use now, ranked with reasons (no housekeeping).
+
+        The index is kept in this process and brought up to date with only the caches changed
+        since it was last read (by any process), so a match costs the same with ten caches in
+        the store or ten thousand."""
         with self._lock:
             with self.store.read() as db:
                 version = self.store.caches_version(db)
-                if version != self._index_version:
+                if self._index_version < 0:
                     self._index = CacheIndex(self.store.list_caches(db))
-                    self._index_version = version
-            return self._index
-
-    def match(self, spec: ContainerGroupSpec) -> MatchResult:
-        """Which cache ``spec`` would use now, ranked with reasons (no housekeeping)."""
-        return self._current_index().match(spec.images, self.ctx.region, spec.ephemeral_storage_gib)
+                elif version != self._index_version:
+                    changed, deleted = self.store.cache_changes_since(db, self._index_version)
+                    for cache_id in deleted:
+                        self._index.remove(cache_id)
+                    for record in changed:
+                        self._index.add(record)
+                self._index_version = version
+            # Matched under the lock: the index changes in place.
+            return self._index.match(spec.images, self.ctx.region, spec.ephemeral_storage_gib)
 
     def _select_cache(self, spec: ContainerGroupSpec) -> tuple[CacheRecord | None, str, str]:
         if spec.cache == CacheSelection.NONE:

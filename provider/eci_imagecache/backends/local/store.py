@@ -103,6 +103,14 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     );
     CREATE INDEX removals_cache ON removals(cache_id)
     """,
+    # 6: the caches_version of each cache's last change matching sees, and of each delete: a
+    # reader holding a match index at some version reads only what changed since
+    """
+    ALTER TABLE caches ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX caches_version ON caches(version);
+    CREATE TABLE deleted_caches (id TEXT PRIMARY KEY, version INTEGER NOT NULL);
+    CREATE INDEX deleted_caches_version ON deleted_caches(version)
+    """,
 ]
 
 MAX_REMOVALS = 1000  # removal events kept, most recent first
@@ -257,10 +265,25 @@ class Store:
         return int(row[0]) if row else 0
 
     @staticmethod
-    def _bump(db: sqlite3.Connection) -> None:
-        db.execute(
+    def _bump(db: sqlite3.Connection) -> int:
+        """The next caches_version, which the change being made is stamped with."""
+        row = db.execute(
             "INSERT INTO meta (key, value) VALUES ('caches_version', '1') ON CONFLICT(key) "
-            "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+            "DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value"
+        ).fetchone()
+        return int(row[0])
+
+    @staticmethod
+    def cache_changes_since(
+        db: sqlite3.Connection, version: int
+    ) -> tuple[list[CacheRecord], list[str]]:
+        """Caches changed (in what matching sees) and ids deleted after ``version``: what a
+        match index built at ``version`` needs to catch up, without reading every cache."""
+        rows = db.execute("SELECT record FROM caches WHERE version > ?", (version,)).fetchall()
+        deleted = db.execute("SELECT id FROM deleted_caches WHERE version > ?", (version,))
+        return (
+            [CacheRecord.model_validate_json(r[0]) for r in rows],
+            [r[0] for r in deleted.fetchall()],
         )
 
     @classmethod
@@ -268,15 +291,19 @@ class Store:
         cls, db: sqlite3.Connection, record: CacheRecord, client_token: str | None = None
     ) -> None:
         """Insert or update; a cache keeps the client token it was created with."""
-        row = db.execute("SELECT record FROM caches WHERE id = ?", (record.id,)).fetchone()
+        row = db.execute("SELECT record, version FROM caches WHERE id = ?", (record.id,)).fetchone()
         if row is None or _match_key(CacheRecord.model_validate_json(row[0])) != _match_key(record):
-            cls._bump(db)  # only what matching reads invalidates the index: not use or progress
+            # Only what matching reads invalidates the index: not use or progress.
+            version = cls._bump(db)
+        else:
+            version = row[1]
         db.execute(
-            "INSERT INTO caches (id, name, kind, region, record, expires_at, client_token) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name, "
-            "kind = excluded.kind, region = excluded.region, record = excluded.record, "
-            "expires_at = excluded.expires_at, "
-            "client_token = coalesce(excluded.client_token, caches.client_token)",
+            "INSERT INTO caches (id, name, kind, region, record, expires_at, client_token, "
+            "version) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+            "name = excluded.name, kind = excluded.kind, region = excluded.region, "
+            "record = excluded.record, expires_at = excluded.expires_at, "
+            "client_token = coalesce(excluded.client_token, caches.client_token), "
+            "version = excluded.version",
             (
                 record.id,
                 record.name,
@@ -285,6 +312,7 @@ class Store:
                 record.model_dump_json(),
                 _expiry_key(record),
                 client_token,
+                version,
             ),
         )
 
@@ -329,7 +357,11 @@ class Store:
 
     @classmethod
     def delete_cache(cls, db: sqlite3.Connection, cache_id: str) -> None:
-        cls._bump(db)
+        db.execute(
+            "INSERT INTO deleted_caches (id, version) VALUES (?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET version = excluded.version",
+            (cache_id, cls._bump(db)),
+        )
         for table, column in (
             ("builds", "cache_id"),
             ("caches", "id"),
