@@ -394,6 +394,9 @@ def emulator_serve(
     if not keys:
         fail("give at least one --access-key ID:SECRET (or ECI_EMULATOR_ACCESS_KEYS)", EXIT_USAGE)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    # The registry client's request lines hold image names from the requests served: the
+    # emulator logs only the action and the status.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     server = EmulatorServer(
         LocalBackend(data_dir=options.data_dir, region=region), keys, host=host, port=port
     )
