@@ -8,9 +8,11 @@ fi
 # The stack's Python (with pulumi and eci_imagecache) must come first: the language host and the
 # dynamic-provider plugin run `python3` from PATH.
 export PATH="$_eci_root/.venv/bin:$PATH"
-export PULUMI_BACKEND_URL="${PULUMI_BACKEND_URL:-file://$_eci_root/.pulumi-state}"
+if [[ -z "${PULUMI_BACKEND_URL:-}" ]]; then
+  export PULUMI_BACKEND_URL="file://$_eci_root/.pulumi-state"
+  mkdir -p "$_eci_root/.pulumi-state"
+fi
 export PULUMI_CONFIG_PASSPHRASE="${PULUMI_CONFIG_PASSPHRASE-quickstart}"
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
-mkdir -p "$_eci_root/.pulumi-state"
 unset _eci_root

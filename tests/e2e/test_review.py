@@ -180,5 +180,20 @@ def test_a_bad_price_fails_the_preview_naming_it(quickstart: Stack) -> None:
     quickstart.run("config", "set", "--path", "eci:prices.snapshotGibMonth", "cheap")
     result = quickstart.run("preview", check=False)
     assert result.returncode != 0
-    assert "property prices value" in result.stdout
-    assert "snapshotGibMonth: Input should be a valid number" in result.stdout
+    output = result.stdout + result.stderr
+    assert "eci:prices: prices: snapshotGibMonth: Input should be a valid number" in output
+    assert "Traceback" not in output
+    # A price file that is not there, or that holds an infinite price, names the file.
+    missing = quickstart.work / "nope.yaml"
+    quickstart.run("config", "rm", "--path", "eci:prices.snapshotGibMonth")
+    quickstart.run("config", "set", "eci:pricesFile", str(missing))
+    result = quickstart.run("preview", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"eci:pricesFile {missing}: No such file or directory" in output
+    assert "Traceback" not in output
+    missing.write_text("snapshotGibMonth: 1e400\nasOf: 2026-11-01\n")
+    result = quickstart.run("preview", check=False)
+    output = result.stdout + result.stderr
+    assert f"eci:pricesFile {missing}: prices: snapshotGibMonth" in output
+    assert "Traceback" not in output

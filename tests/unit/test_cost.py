@@ -85,6 +85,8 @@ def test_overrides_replace_single_prices_in_either_key_style() -> None:
         ({"buildBytesPerSecond": 0}, "buildBytesPerSecond"),
         ({"vcpuPrice": 1}, "vcpuPrice"),
         ({"essdPl1GibHour": "cheap"}, "essdPl1GibHour"),
+        ({"snapshotGibMonth": float("inf")}, "snapshotGibMonth"),
+        ({"vcpuPerSecond": float("nan")}, "vcpuPerSecond"),
     ],
 )
 def test_bad_overrides_fail_naming_the_price(overrides: dict, named: str) -> None:
@@ -106,3 +108,21 @@ def test_money_keeps_cents_visible_for_small_amounts() -> None:
     assert money(4.65448, "USD") == "USD 4.65"
     assert money(0.00000018, "USD") == "USD <0.0001"
     assert money(0, "USD") == "USD 0.0000"
+
+
+def test_a_date_read_from_yaml_names_the_table() -> None:
+    import datetime
+
+    prices = prices_from({"asOf": datetime.date(2026, 11, 1), "region": "cn-shanghai"})
+    assert prices.source == "cn-shanghai list prices, 2026-11-01"
+
+
+def test_the_label_names_the_prices_the_user_changed() -> None:
+    changed = prices_from({"snapshotGibMonth": 0.02, "region": "cn-shanghai"})
+    assert changed.source.endswith("; overridden: snapshotGibMonth")
+    assert estimate_cache(0, GIB, 20, changed).prices == changed.source
+    assert "overridden" not in DEFAULT_PRICES.source
+
+
+def test_a_build_under_a_second_reads_as_such() -> None:
+    assert "(<1 s of a 2 vCPU" in estimate_cache(1000, 1000, size_gib=20).summary()

@@ -61,6 +61,7 @@ class Review(BaseModel):
     monthly: float = 0
     unknown_costs: int = 0
     warnings: list[str]
+    errors: list[str] = []  # the preview failed: what it said
 
 
 def load_preview(text: str) -> dict[str, Any]:
@@ -68,8 +69,16 @@ def load_preview(text: str) -> dict[str, Any]:
         preview = json.loads(text)
     except json.JSONDecodeError as err:
         raise PreviewError(f"not JSON ({err.msg} at line {err.lineno})") from None
-    if not isinstance(preview, dict) or not isinstance(preview.get("steps", []), list):
-        raise PreviewError("not the output of `pulumi preview --json` (no list of steps)")
+    # Every preview has a change summary (steps are left out when there are none); stack outputs
+    # or an exported state must not pass for a preview that changes nothing.
+    if (
+        not isinstance(preview, dict)
+        or not ("steps" in preview or "changeSummary" in preview)
+        or not isinstance(preview.get("steps", []), list)
+    ):
+        raise PreviewError(
+            "not the output of `pulumi preview --json` (no steps and no change summary)"
+        )
     return preview
 
 
@@ -235,13 +244,18 @@ def _warnings(steps: list[dict[str, Any]], preview: dict[str, Any]) -> list[str]
                     f"group `{name}` matches caches automatically but pulls with `Always` "
                     f"({', '.join(always)}): layers are downloaded again; use `IfNotPresent`"
                 )
-    for diagnostic in preview.get("diagnostics") or []:
-        severity = diagnostic.get("severity")
-        if severity in ("warning", "error"):
-            where = f" (`{_name(diagnostic['urn'])}`)" if diagnostic.get("urn") else ""
-            message = " ".join(str(diagnostic.get("message") or "").split())
-            warnings.append(f"preview {severity}{where}: {message}")
+    warnings += _diagnostics(preview, "warning")
     return warnings
+
+
+def _diagnostics(preview: dict[str, Any], severity: str) -> list[str]:
+    found = []
+    for diagnostic in preview.get("diagnostics") or []:
+        if diagnostic.get("severity") == severity:
+            where = f"`{_name(diagnostic['urn'])}`: " if diagnostic.get("urn") else ""
+            message = " ".join(str(diagnostic.get("message") or "").split())
+            found.append(f"{where}{message}")
+    return found
 
 
 def review_preview(preview: dict[str, Any]) -> Review:
@@ -268,14 +282,15 @@ def review_preview(preview: dict[str, Any]) -> Review:
         else:
             groups.append(_group_change(step, totals))
     return Review(
-        caches=caches,
-        groups=groups,
+        caches=sorted(caches, key=lambda c: (c.name, c.action)),
+        groups=sorted(groups, key=lambda g: (g.name, g.action)),
         currency=totals.currency or "USD",
         prices=totals.prices or totals.old_prices,
         one_off=totals.one_off,
         monthly=totals.monthly,
         unknown_costs=totals.unknown,
         warnings=_warnings(ours, preview),
+        errors=_diagnostics(preview, "error"),
     )
 
 
@@ -293,7 +308,16 @@ def _signed(amount: float | None, currency: str, suffix: str = "") -> str:
 def render_markdown(review: Review) -> str:
     cur = review.currency
     lines = ["## Image caches and container groups in this preview", ""]
-    if not review.caches and not review.groups:
+    if review.errors:
+        # A failed preview lists only what it planned before it stopped: never read as clean.
+        lines += [
+            f"> [!CAUTION]\n> **The preview failed** ({len(review.errors)} error(s)); the changes "
+            "below are only those planned before it stopped.",
+            "",
+        ]
+        lines += [f"- {_cell(e)}" for e in review.errors]
+        lines.append("")
+    elif not review.caches and not review.groups:
         lines += ["No image cache or container group changes.", ""]
     cost = (
         f"**Estimated cost change** (an estimate): **{_signed(review.one_off, cur)} one-off**, "
@@ -368,6 +392,9 @@ def review_command(
         return
     markdown = render_markdown(review)
     if output is not None:
-        output.write_text(markdown)
+        try:
+            output.write_text(markdown)
+        except OSError as err:
+            fail(f"cannot write {output}: {err.strerror}", EXIT_USAGE)
     else:
         sys.stdout.write(markdown)  # as is: no console markup or emoji codes

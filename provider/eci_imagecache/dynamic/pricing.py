@@ -19,19 +19,38 @@ from .settings import CONFIG_NAMESPACE
 
 
 def price_inputs() -> dict[str, Any] | None:
+    """The overrides of this stack, checked here so that an error names the file or key it is
+    in; a :class:`pulumi.RunError` is reported as one line, without a traceback."""
     config = pulumi.Config(CONFIG_NAMESPACE)
     prices: dict[str, Any] = {}
     path = config.get("pricesFile")
     if path:
         try:
             loaded = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError) as err:
-            raise ValueError(f"eci:pricesFile {path!r} cannot be read: {err}") from None
+        except OSError as err:
+            raise pulumi.RunError(f"eci:pricesFile {path}: {err.strerror}") from None
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            at = f" (line {where.line + 1})" if where is not None else ""
+            raise pulumi.RunError(f"eci:pricesFile {path}: not YAML or JSON{at}") from None
         if not isinstance(loaded, dict):
-            raise ValueError(f"eci:pricesFile {path!r} must hold a map of price names to numbers")
+            raise pulumi.RunError(
+                f"eci:pricesFile {path}: must hold a map of price names to numbers"
+            )
+        _check(loaded, f"eci:pricesFile {path}")
         prices.update(loaded)
-    prices.update(config.get_object("prices") or {})
+    overrides = config.get_object("prices") or {}
+    _check(overrides, "eci:prices")
+    prices.update(overrides)
+    prices = {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in prices.items()}
     return prices or None
+
+
+def _check(overrides: Any, where: str) -> None:
+    try:
+        prices_from(overrides)
+    except PriceError as err:
+        raise pulumi.RunError(f"{where}: {err}") from None
 
 
 def prices_of(props: dict[str, Any]) -> Prices:

@@ -18,9 +18,10 @@ default table below (or the user's overrides). Pure: no I/O; the caller reads an
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from .models import BASE_EPHEMERAL_STORAGE_GIB, GIB, CacheKind
@@ -34,7 +35,11 @@ class Prices(BaseModel):
     """Unit prices and the build-time model. Keys may be given in snake_case or camelCase."""
 
     model_config = ConfigDict(
-        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        allow_inf_nan=False,  # an infinite price is a typo, not a price
     )
 
     currency: str = "USD"
@@ -50,6 +55,22 @@ class Prices(BaseModel):
     build_bytes_per_second: float = Field(gt=0)
     build_overhead_seconds: float = Field(default=0, ge=0)
     hours_per_month: float = Field(default=730, gt=0)
+    # Prices the user changed from the table named by region and as_of: the label says so.
+    overridden: tuple[str, ...] = ()
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _date_as_text(cls, value: Any) -> Any:
+        # YAML reads an unquoted 2026-11-01 as a date.
+        return value.isoformat() if isinstance(value, date) else value
+
+    @property
+    def source(self) -> str:
+        """Where the figures come from, as the estimates' label shows it."""
+        text = f"{self.region} list prices, {self.as_of}"
+        if self.overridden:
+            text += f"; overridden: {', '.join(to_camel(name) for name in self.overridden)}"
+        return text
 
 
 # The vendor's published list prices (pay-as-you-go, USD, international site), read 2026-11-29:
@@ -92,8 +113,12 @@ def prices_from(overrides: Mapping[str, Any] | None, base: Prices = DEFAULT_PRIC
         raise PriceError("prices: must be a map of price names to numbers")
     by_alias = {field.alias: name for name, field in Prices.model_fields.items() if field.alias}
     named = {by_alias.get(str(key), str(key)): value for key, value in overrides.items()}
+    named.pop("overridden", None)
+    # Naming the table (region, date) describes every price; changing single prices does not.
+    describes = {"currency", "region", "as_of"}
+    changed = tuple(sorted(k for k in named if k not in describes and k in Prices.model_fields))
     try:
-        return Prices.model_validate({**base.model_dump(), **named})
+        return Prices.model_validate({**base.model_dump(), **named, "overridden": changed})
     except ValidationError as err:
         problems = [
             f"{to_camel('.'.join(str(p) for p in e['loc'])) or '(prices)'}: {e['msg']}"
@@ -110,14 +135,17 @@ def money(amount: float, currency: str) -> str:
 
 
 def _duration(seconds: float) -> str:
+    """About how long, for people: a build of a few small layers takes "<1 s"."""
+    if seconds < 1:
+        return "<1 s"
     seconds = round(seconds)
     if seconds < 60:
-        return f"{seconds} s"
+        return f"~{seconds} s"
     minutes, rest = divmod(seconds, 60)
     if minutes < 60:
-        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+        return f"~{minutes} min {rest} s" if rest else f"~{minutes} min"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
+    return f"~{hours} h {minutes} min"
 
 
 class CacheCost(BaseModel):
@@ -140,7 +168,7 @@ class CacheCost(BaseModel):
             return f"{LABEL}: automatic cache, free to create and keep"
         return (
             f"{LABEL}: build {money(self.build, self.currency)} once "
-            f"(~{_duration(self.build_seconds)} of a {BUILD_INSTANCE_VCPU} vCPU / "
+            f"({_duration(self.build_seconds)} of a {BUILD_INSTANCE_VCPU} vCPU / "
             f"{BUILD_INSTANCE_MEMORY_GIB} GiB instance and its ESSD PL1 disk), "
             f"snapshot {money(self.monthly, self.currency)}/month ({self.snapshot_gib:.2f} GiB)"
         )
@@ -174,7 +202,7 @@ def estimate_cache(
     Reused layers are not fetched, so layer reuse shortens (and cheapens) the build, not the
     snapshot. Snapshots are billed on the data they hold, not on the declared size.
     """
-    source = f"{prices.region} list prices, {prices.as_of}"
+    source = prices.source
     if kind == CacheKind.AUTO:
         return CacheCost(
             kind=kind,
@@ -253,5 +281,5 @@ def estimate_group(extra_storage_gib: int, prices: Prices = DEFAULT_PRICES) -> G
         extra_storage_gib=extra_storage_gib,
         hourly=hourly,
         monthly=hourly * prices.hours_per_month,
-        prices=f"{prices.region} list prices, {prices.as_of}",
+        prices=prices.source,
     )
