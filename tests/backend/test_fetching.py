@@ -128,3 +128,30 @@ def test_fsync_policy_builds_the_same_cache(make_backend, registry) -> None:
         ImageCacheSpec(name="durable", images=[registry.ref("demo/web:1.0")])
     )
     assert record.status == CacheStatus.READY
+
+
+def manifest_requests(proxy: FaultProxy) -> int:
+    return sum(1 for line in proxy.hits if line.startswith("GET /v2/demo/web/manifests/"))
+
+
+def test_plans_reuse_a_manifest_just_resolved_and_builds_ask_again(backend, proxy) -> None:
+    spec = web(proxy)
+    first = backend.plan_image_cache(spec)
+    assert manifest_requests(proxy) == 1
+    # A preview plans many caches of the same images: they come from the one just resolved.
+    for _ in range(3):
+        assert backend.plan_image_cache(spec) == first
+    assert manifest_requests(proxy) == 1
+    backend.create_image_cache(spec)
+    assert manifest_requests(proxy) == 2
+
+
+def test_plans_with_credentials_always_ask_the_registry(backend, proxy) -> None:
+    spec = ImageCacheSpec(
+        name="private",
+        images=[f"{proxy.host}/demo/web:1.0"],
+        credentials=[{"server": proxy.host, "username": "someone", "password": "unused-here"}],
+    )
+    for expected in (1, 2):
+        backend.plan_image_cache(spec)
+        assert manifest_requests(proxy) == expected

@@ -33,7 +33,7 @@ from ..base import (
     StoreError,
     from_registry,
 )
-from .context import ACTIVE_BUILDS, Context
+from .context import ACTIVE_BUILDS, PLAN_RESOLVED_SECONDS, Context
 from .housekeeping import Housekeeping
 from .ids import new_id
 
@@ -70,9 +70,9 @@ class BuildPipeline:
             spec.credentials, spec.plain_http_registries, spec.insecure_registries
         )
 
-    def _plan(self, client: RegistryClient, spec: ImageCacheSpec) -> BuildPlan:
+    def _plan(self, client: RegistryClient, spec: ImageCacheSpec, recent: float = 0.0) -> BuildPlan:
         what = f"image cache {spec.name}"
-        images = self.ctx.resolve(client, spec.images, what)
+        images = self.ctx.resolve(client, spec.images, what, recent)
         with self.store.read() as db:
             referenced = set(self.store.referenced_digests(db))
         held = {
@@ -87,9 +87,10 @@ class BuildPipeline:
             raise InvalidSpec(f"{what}: {err}") from None
 
     def plan(self, spec: ImageCacheSpec) -> BuildPlan:
-        """What building ``spec`` would fetch and reuse now; nothing is written."""
+        """What building ``spec`` would fetch and reuse now; nothing is written. Manifests
+        resolved in the last seconds are reused (see ``Context.resolve``); a build asks again."""
         with self._client(spec) as client:
-            return self._plan(client, spec)
+            return self._plan(client, spec, recent=PLAN_RESOLVED_SECONDS)
 
     # create and update --------------------------------------------------------------------
 

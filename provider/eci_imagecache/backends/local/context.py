@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,6 +36,10 @@ ACTIVE_BUILDS: set[str] = set()
 # Blobs fetched (and manifests resolved) at once per build. A few streams keep the registry and
 # the disk busy while one is between requests; more only share the same bandwidth.
 DEFAULT_FETCH_CONCURRENCY = 4
+# How long a preview may plan from a manifest this process resolved (one `pulumi preview`
+# plans every cache within it), and how many resolutions are kept.
+PLAN_RESOLVED_SECONDS = 30.0
+RESOLVED_KEPT = 1000
 
 
 def env_fetch_concurrency() -> int:
@@ -82,6 +88,8 @@ class Context:
         self.blobs = BlobStore(self.data_dir / "blobs", fsync=self.fsync)
         self.snapshots = SnapshotFiles(self.data_dir / "snapshots")
         self.groups_dir = self.data_dir / "groups"
+        self._resolved: dict[tuple, tuple[float, ResolvedImage]] = {}
+        self._resolved_lock = threading.Lock()
 
     # records ------------------------------------------------------------------------------
 
@@ -157,12 +165,29 @@ class Context:
         )
 
     def resolve(
-        self, client: RegistryClient, images: list[ImageRef], what: str
+        self, client: RegistryClient, images: list[ImageRef], what: str, recent: float = 0.0
     ) -> list[ResolvedImage]:
         """Each image's manifest for this platform (all images at once, in order), every blob
-        digest safe to store."""
+        digest safe to store.
+
+        ``recent``: seconds within which an image this process resolved anonymously may be
+        answered again without asking the registry (previews plan many caches of the same
+        images; builds always ask). Images read with credentials are never reused, so a
+        resource without access to an image never plans from one that had it."""
 
         def one(ref: ImageRef) -> ResolvedImage:
+            anonymous = ref.registry not in getattr(client, "credentials", {})
+            key = (
+                str(ref),
+                getattr(client, "platform", ""),
+                ref.registry in getattr(client, "plain_http", ()),
+                ref.registry in getattr(client, "insecure", ()),
+            )
+            if recent and anonymous:
+                with self._resolved_lock:
+                    seen = self._resolved.get(key)
+                if seen is not None and time.monotonic() - seen[0] < recent:
+                    return seen[1]
             try:
                 image = client.resolve(ref)
             except ClientRegistryError as err:
@@ -172,6 +197,11 @@ class Context:
                     self.blobs.path(blob.digest)
                 except UnsafeDigest as err:
                     raise RegistryContentError(f"{what}: image {ref}: {err}") from None
+            if anonymous:
+                with self._resolved_lock:
+                    if len(self._resolved) >= RESOLVED_KEPT:
+                        self._resolved.clear()
+                    self._resolved[key] = (time.monotonic(), image)
             return image
 
         if len(images) <= 1:
