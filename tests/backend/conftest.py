@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from eci_imagecache.backends.local.backend import LocalBackend
-from eci_imagecache.registry.client import RegistryClient
+from eci_imagecache.registry.client import Limits, RegistryClient
+from eci_imagecache.retry import RetryPolicy
 
 
 class Clock:
@@ -26,7 +27,9 @@ def clock() -> Clock:
 
 
 # Retries without waiting and short timeouts keep fault tests fast.
-FastRegistry = partial(RegistryClient, sleep=lambda s: None, timeout=3.0, retries=2)
+FAST_RETRY = RetryPolicy.immediate(attempts=3)
+SHORT_LIMITS = Limits(connect_timeout=3.0, read_timeout=3.0)
+FastRegistry = partial(RegistryClient, retry=FAST_RETRY, limits=SHORT_LIMITS)
 
 
 @pytest.fixture

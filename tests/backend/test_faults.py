@@ -21,6 +21,7 @@ from eci_imagecache.engine.models import (
     ImageCacheSpec,
     SnapshotKind,
 )
+from eci_imagecache.registry.client import Limits
 
 from ..conftest import REGISTRY_USER, Registry
 from ..support.fault_proxy import Fault, FaultProxy
@@ -111,7 +112,9 @@ def test_blob_fault_leaves_a_failed_cache_and_no_partial_blob(
     make_backend, registry, proxy, fault, message
 ) -> None:
     # A short client timeout makes the injected delay a timeout.
-    backend = make_backend(registry_factory=partial(FastRegistry, timeout=0.4))
+    backend = make_backend(
+        registry_factory=partial(FastRegistry, limits=Limits(connect_timeout=0.4, read_timeout=0.4))
+    )
     digest = web_layer(registry)
     fault.pattern += digest
     proxy.faults.append(fault)

@@ -15,6 +15,7 @@ from eci_imagecache.testing.registry import make_layer
 
 from ..conftest import Registry
 from ..support.fault_proxy import Fault, FaultProxy
+from .conftest import FAST_RETRY
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ def test_blobs_are_fetched_at_once_up_to_the_bound(make_backend, registry, proxy
     CountingRegistry.most = 0
     slow_blobs(proxy)
     backend = make_backend(
-        registry_factory=partial(CountingRegistry, sleep=lambda s: None),
+        registry_factory=partial(CountingRegistry, retry=FAST_RETRY),
         fetch_concurrency=bound,
     )
     record = backend.create_image_cache(web(proxy))

@@ -8,6 +8,7 @@ from pydantic import SecretStr
 from eci_imagecache.engine.refs import parse_image_ref
 from eci_imagecache.registry import client as client_module
 from eci_imagecache.registry.client import AuthenticationError, Credentials, RegistryClient
+from eci_imagecache.retry import RetryPolicy
 
 MANIFEST = (
     b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",'
@@ -43,7 +44,7 @@ def fake(monkeypatch):
     def install(realm: str) -> FakeRegistry:
         registry = FakeRegistry(realm)
         http = httpx.Client(transport=httpx.MockTransport(registry))
-        monkeypatch.setattr(client_module, "_shared_client", lambda verify, timeout: http)
+        monkeypatch.setattr(client_module, "_shared_client", lambda verify, max_redirects: http)
         return registry
 
     return install
@@ -51,7 +52,7 @@ def fake(monkeypatch):
 
 def client() -> RegistryClient:
     creds = {"registry.example.com": Credentials("user", SecretStr("pw"))}
-    return RegistryClient(credentials=creds, sleep=lambda s: None)
+    return RegistryClient(credentials=creds, retry=RetryPolicy.immediate())
 
 
 def test_bearer_token_is_fetched_and_renewed_when_it_expires(fake) -> None:

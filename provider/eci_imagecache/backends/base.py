@@ -91,6 +91,7 @@ _REGISTRY_KINDS: list[tuple[type[registry.RegistryError], type[RegistryError]]] 
     (registry.AuthenticationError, RegistryAuthError),
     (registry.RegistryUnavailable, RegistryUnavailable),
     (registry.DigestMismatch, RegistryContentError),
+    (registry.MalformedManifest, RegistryContentError),
 ]
 
 
