@@ -20,6 +20,7 @@ BENCHMARKS = {
     "local_backend": "benchmarks.bench_local",
     "provider_overhead": "benchmarks.bench_overhead",
     "scaling": "benchmarks.bench_scaling",
+    "startup": "benchmarks.bench_startup",
 }
 TARGETS = {
     "match_p99_ms_100k": "<= 1 ms",
@@ -32,6 +33,9 @@ TARGETS = {
     "up_ratio_ours_vs_noop": "<= 1.15",
     "build_s_with_nothing_new": "~ 0",
     "build_linear_fit_r2": "~ 1 (linear)",
+    "startup_ratio_cached_vs_uncached": "<= 0.05",
+    "startup_cached_400mb_vs_10mb": "<= 1.5",
+    "build_with_unpack_vs_without": ">= 0.8",
 }
 
 

@@ -17,3 +17,19 @@ pulumi config set registry "127.0.0.1:$port" --stack "$stack"
 pulumi up --yes --non-interactive --stack "$stack"
 echo
 .venv/bin/eci-imagecache caches list
+.venv/bin/eci-imagecache groups list
+# The web server the stack started, answering on its address.
+address="$(pulumi stack output web_address --stack "$stack")"
+echo "GET http://$address/"
+.venv/bin/python - "$address" <<'PY'
+import sys, time, httpx
+for _ in range(100):
+    try:
+        page = httpx.get(f"http://{sys.argv[1]}/", timeout=2)
+        break
+    except httpx.TransportError:
+        time.sleep(0.1)
+else:
+    sys.exit(f"nothing answers at {sys.argv[1]}")
+print(page.status_code, page.text.strip())
+PY

@@ -1,5 +1,8 @@
+import contextlib
 import os
 import shutil
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +14,7 @@ from eci_imagecache.testing.registry import (
     SampleImages,
     push_samples,
 )
+from eci_imagecache.testing.runnable import BusyboxMissing, RunnableImages, push_runnable
 
 REGISTRY_USER = ("ci-user", "registry-pass-7Qx!")
 
@@ -24,11 +28,24 @@ def missing(what: str) -> None:
 
 class Registry:
     def __init__(
-        self, server: RegistryServer, samples: SampleImages, auth: tuple[str, str] | None = None
+        self,
+        server: RegistryServer,
+        samples: SampleImages,
+        auth: tuple[str, str] | None = None,
+        runnable: RunnableImages | None = None,
     ) -> None:
         self.server = server
         self.samples = samples
         self.auth = auth
+        self._runnable = runnable
+
+    @property
+    def runnable(self) -> RunnableImages:
+        """The images that really run (built from busybox-static)."""
+        if self._runnable is None:
+            missing("busybox-static is not installed: run scripts/install-system-deps.sh")
+        assert self._runnable is not None
+        return self._runnable
 
     @property
     def host(self) -> str:
@@ -49,7 +66,11 @@ def _start(root: Path, users: dict[str, str] | None = None) -> Iterator[Registry
         auth = next(iter(users.items())) if users else None
         builder = ImageBuilder(server.url, auth=auth)
         try:
-            yield Registry(server, push_samples(builder), auth)
+            try:
+                runnable = push_runnable(builder)
+            except BusyboxMissing:
+                runnable = None
+            yield Registry(server, push_samples(builder), auth, runnable)
         finally:
             builder.close()
 
@@ -64,3 +85,32 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """The same with htpasswd Basic auth (user ``REGISTRY_USER``)."""
     yield from _start(tmp_path_factory.mktemp("private-registry"), dict([REGISTRY_USER]))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_containers_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Groups a failed test did not delete are stopped when the session ends: their
+    supervisors (shims), started under this session's temporary directory, get SIGTERM (they
+    stop their containers), then SIGKILL."""
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    shims = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"eci_imagecache.runtime.shim" in cmdline and any(
+            arg.decode(errors="replace").startswith(base) for arg in cmdline
+        ):
+            shims.append(int(proc.name))
+    for pid in shims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while shims and time.monotonic() < deadline:
+        shims = [pid for pid in shims if Path(f"/proc/{pid}").exists()]
+        time.sleep(0.1)
+    for pid in shims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

@@ -2,7 +2,10 @@
 
 A cache for two images of the demo registry (``make demo`` starts one on 127.0.0.1:5055 with
 generated images), a container group that finds it by automatic matching, one that names it
-explicitly, and one that uses no cache, to show the preparation time the cache saves.
+explicitly, and one that uses no cache, to show the preparation time the cache saves. The
+generated images hold data, not programs: those groups are prepared, and report that their
+containers could not start. The last group runs a real web server (``demo/httpd``, built from
+busybox) that answers on ``web_address`` (port ``serverPort``, 8080 unless set).
 """
 
 import pulumi
@@ -48,6 +51,23 @@ uncached = ContainerGroup(
     opts=pulumi.ResourceOptions(depends_on=[cache]),
 )
 
+port = config.get_int("serverPort") or 8080
+server = ContainerGroup(
+    "web-server",
+    ContainerGroupArgs(
+        containers=[
+            ContainerArgs(
+                name="httpd",
+                image=f"{registry}/demo/httpd:1.0",
+                env={"PORT": str(port)},
+                ports=[port],
+            )
+        ],
+        restart_policy="Always",
+        cache="auto",  # use a cache if one holds the image; create none for it
+    ),
+)
+
 pulumi.export("cache_id", cache.cache_id)
 pulumi.export("cache_status", cache.status)
 pulumi.export("build_plan", cache.build_plan)
@@ -71,3 +91,7 @@ pulumi.export(
         lambda t: round(t[0] - t[1], 3)
     ),
 )
+pulumi.export("web_address", server.address)
+pulumi.export("web_status", server.status)
+pulumi.export("web_containers", server.containers_state)
+pulumi.export("web_phases", server.phases)

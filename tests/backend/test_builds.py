@@ -40,7 +40,7 @@ def test_build_pulls_every_blob_and_verifies_it(backend: LocalBackend, registry:
         on_disk = backend.blobs.path(digest).read_bytes()
         assert "sha256:" + hashlib.sha256(on_disk).hexdigest() == digest == blob.digest
     reasons = [e.reason for e in backend.events(record.id)]
-    assert reasons == ["Created", "Building", "Ready"]
+    assert reasons == ["Created", "Building", "Unpacked", "Ready"]
 
 
 def test_multi_arch_index_selects_linux_amd64(backend: LocalBackend, registry: Registry) -> None:

@@ -26,9 +26,8 @@ def test_matching_cache_prepares_images_without_the_registry(backend, registry, 
     web = registry.samples.images["demo/web:1.0"]
     assert (made.bytes_fetched, made.bytes_from_cache) == (0, web.content_bytes)
     assert backend.get_image_cache(cache.id).last_used_at == clock.now
-    # The group's images are really on disk, linked from the cache's blobs.
-    files = sorted(p.name for p in (backend.groups_dir / made.id).rglob("sha256-*"))
-    assert files == sorted(b.digest.replace(":", "-") for b in [web.config, *web.layers])
+    # The image's layers are on disk, unpacked once for the cache and shared with the group.
+    assert all(backend.ctx.layers.has(layer.digest) for layer in web.layers)
 
 
 def test_same_repository_other_version_reuses_shared_layers(backend, registry) -> None:
@@ -115,8 +114,15 @@ def test_automatic_caches_expire_when_unused(backend, registry, clock) -> None:
 
 
 def test_delete_group_removes_its_files(backend, registry) -> None:
-    made = backend.create_container_group(group(registry, "demo/web:1.0", cache="none"))
-    assert (backend.groups_dir / made.id).exists()
+    spec = ContainerGroupSpec(
+        name="job",
+        cache="none",
+        restart_policy="Never",
+        containers=[{"name": "job", "image": registry.runnable.job_ok.reference(registry.host)}],
+    )
+    made = backend.create_container_group(spec)
+    workdir = backend.ctx.runtime.groups_dir / made.id
+    assert workdir.exists()
     backend.delete_container_group(made.id)
-    assert not (backend.groups_dir / made.id).exists()
+    assert not workdir.exists()
     assert backend.list_container_groups() == []

@@ -53,7 +53,7 @@ def test_build_list_show_events(cli, registry: Registry) -> None:
         [registry.ref("demo/web:1.0"), registry.ref("demo/worker:1.0")]
     )
     events = json.loads(cli("--json", "caches", "events", cache["id"]).stdout)
-    assert [e["reason"] for e in events] == ["Created", "Building", "Ready"]
+    assert [e["reason"] for e in events] == ["Created", "Building", "Unpacked", "Ready"]
     assert "Building" in cli("caches", "events", cache["id"]).stdout
 
 

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from eci_imagecache.testing.registry import free_port
 from tests.conftest import Registry, missing
 
 from .pulumi_cli import REPO, Stack, find_pulumi_bin
@@ -19,7 +20,8 @@ def pulumi_bin() -> Path:
 def quickstart(pulumi_bin: Path, tmp_path: Path, registry: Registry) -> Stack:
     """The quickstart stack, initialized, pointed at the test registry."""
     stack = Stack(project_dir=REPO / "examples" / "quickstart", work=tmp_path)
-    return stack.init({"registry": registry.host})
+    # The stack's web server listens on the host: a free port, not the default 8080.
+    return stack.init({"registry": registry.host, "serverPort": str(free_port())})
 
 
 @pytest.fixture

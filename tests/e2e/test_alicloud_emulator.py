@@ -33,13 +33,13 @@ def test_quickstart_on_the_alicloud_backend(pulumi_bin, tmp_path, registry: Regi
             }
         )
         up = stack.run("up", "--yes", "--skip-preview")
-        assert "5 created" in up.stdout
+        assert "6 created" in up.stdout
         out = stack.outputs()
         assert out["cache_status"] == "Ready"
         assert [c.id for c in cloud.list_image_caches()] == [out["cache_id"]]
         assert out["auto_match"].startswith(f"{out['cache_id']} (exact)")
         assert out["explicit_match"] == out["cache_id"]
-        assert len(cloud.list_container_groups()) == 3
+        assert len(cloud.list_container_groups()) == 4
         stack.run("preview", "--expect-no-changes")
         stack.run("refresh", "--yes", "--skip-preview", "--expect-no-changes")
         stack.run("destroy", "--yes", "--skip-preview")

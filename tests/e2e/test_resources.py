@@ -31,7 +31,7 @@ def test_quickstart_lifecycle(quickstart: Stack, registry: Registry) -> None:
     assert "~ pulumi-python:dynamic/eci:ImageCache: (update)" in preview
     assert re.search(r"\+ retention_days\s*: 7", preview)
     assert '"update in place: retention_days None -> 7"' in preview
-    assert "~ 1 to update" in preview and "4 unchanged" in preview
+    assert "~ 1 to update" in preview and "5 unchanged" in preview
     assert "replace" not in preview
     quickstart.run("up", "--yes", "--skip-preview")
     assert quickstart.outputs()["cache_id"] == out["cache_id"]

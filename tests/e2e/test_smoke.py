@@ -12,16 +12,16 @@ pytestmark = pytest.mark.e2e
 def test_preview_up_preview_destroy(quickstart: Stack) -> None:
     preview = quickstart.run("preview", "--diff")
     assert "pulumi-python:dynamic/eci:ImageCache" in preview.stdout
-    assert "+ 5 to create" in preview.stdout
+    assert "+ 6 to create" in preview.stdout
 
     up = quickstart.run("up", "--yes", "--skip-preview")
-    assert "5 created" in up.stdout
+    assert "6 created" in up.stdout
     outputs = quickstart.outputs()
     backend = LocalBackend(data_dir=quickstart.work / "eci-data")
     assert [c.id for c in backend.list_image_caches()] == [outputs["cache_id"]]
 
     again = quickstart.run("preview", "--expect-no-changes")
-    assert "5 unchanged" in again.stdout
+    assert "6 unchanged" in again.stdout
 
     quickstart.run("destroy", "--yes", "--skip-preview")
     assert backend.list_image_caches() == []

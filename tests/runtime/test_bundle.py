@@ -57,3 +57,23 @@ def test_limits_only_where_the_kernel_offers_them():
         "memory": {"limit": 1 << 30},
         "cpu": {"quota": 50_000, "period": 100_000},
     }
+
+
+def test_the_program_must_be_in_the_image_through_links_and_whiteouts(tmp_path):
+    import os
+
+    from eci_imagecache.runtime.bundle import check_executable
+
+    base, top = tmp_path / "base", tmp_path / "top"
+    (base / "usr/bin").mkdir(parents=True)
+    (base / "usr/bin/tool").write_text("#!/bin/sh\n")
+    (base / "usr/bin/gone").write_text("#!/bin/sh\n")
+    os.symlink("usr/bin", base / "bin")  # a merged /usr, as Debian images have
+    (top / "usr/bin").mkdir(parents=True)
+    os.mknod(top / "usr/bin/gone", 0o020000, os.makedev(0, 0))  # whited out by the top layer
+    layers = [top, base]
+    check_executable("/bin/tool", [], layers)
+    check_executable("tool", ["PATH=/bin"], layers)
+    for missing_program in ("/bin/gone", "/usr/bin/none", "none"):
+        with pytest.raises(BundleError, match="is not in the image"):
+            check_executable(missing_program, ["PATH=/bin:/usr/bin"], layers)

@@ -344,6 +344,7 @@ def registry_serve(
     import threading
 
     from ..testing.registry import ImageBuilder, RegistryServer, default_registry_root, push_samples
+    from ..testing.runnable import BusyboxMissing, push_runnable
 
     server = RegistryServer(root or default_registry_root(), port=port)
     try:
@@ -354,9 +355,16 @@ def registry_serve(
         if seed:
             builder = ImageBuilder(server.url)
             samples = push_samples(builder, layer_size=layer_mib * 1024 * 1024)
-            builder.close()
             for name in samples.images:
                 out.print(f"{server.host}/{name}", highlight=False)
+            try:  # runnable images (busybox-static), for groups that really run
+                runnable = push_runnable(builder)
+            except BusyboxMissing as e:
+                err.print(f"warning: no runnable demo images: {e}", highlight=False)
+            else:
+                for ref in runnable.references(server.host).values():
+                    out.print(ref, highlight=False)
+            builder.close()
         out.print(f"registry at {server.url} (Ctrl-C stops it)", highlight=False)
         sys.stdout.flush()
         stop = threading.Event()
@@ -415,6 +423,9 @@ def emulator_serve(
 
 
 def main() -> None:
+    from .groups import groups_app
+
+    app.add_typer(groups_app, name="groups")
     app()
 
 

@@ -72,6 +72,23 @@ def outputs_of(record: ContainerGroupRecord, props: dict[str, Any]) -> dict[str,
         "bytes_fetched": record.bytes_fetched,
         "bytes_from_cache": record.bytes_from_cache,
         "preparation_seconds": record.preparation_seconds,
+        # What runs (the local backend runs containers; the cloud reports its own).
+        "status_reason": record.status_reason,
+        "containers_state": [
+            {
+                "name": c.name,
+                "state": c.state,
+                "exit_code": c.exit_code,
+                "restart_count": c.restart_count,
+                "reason": c.reason,
+            }
+            for c in record.containers
+        ],
+        "address": record.address,
+        "phases": {
+            "image_preparation_seconds": record.preparation_seconds,
+            "container_start_seconds": record.container_start_seconds,
+        },
     }
 
 
@@ -135,6 +152,7 @@ class ContainerArgs:
     cpu: float | None = None
     memory_gib: float | None = None
     image_pull_policy: str = "IfNotPresent"
+    working_dir: str | None = None
 
     def to_input(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -194,6 +212,10 @@ class ContainerGroup(Resource, module="eci", name="ContainerGroup"):
     bytes_from_cache: pulumi.Output[int]
     preparation_seconds: pulumi.Output[float]
     cost: pulumi.Output[dict[str, Any] | None]  # an estimate: extra ephemeral storage
+    status_reason: pulumi.Output[str]
+    containers_state: pulumi.Output[list[dict[str, Any]]]
+    address: pulumi.Output[str | None]
+    phases: pulumi.Output[dict[str, float | None]]
 
     def __init__(
         self,

@@ -178,6 +178,7 @@ class ContainerSpec(BaseModel):
     ports: list[int] = Field(default_factory=list)
     cpu: float | None = Field(default=None, gt=0, le=64)
     memory_gib: float | None = Field(default=None, gt=0, le=512)
+    working_dir: str | None = Field(default=None, pattern=r"^/")
 
     @field_validator("image", mode="before")
     @classmethod
@@ -334,7 +335,21 @@ def validation_failures(exc: ValidationError) -> list[tuple[str, str]]:
 class GroupStatus(StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+
+
+class ContainerStatus(BaseModel):
+    """A container's state as ECI reports it (Waiting, Running, Terminated)."""
+
+    name: str
+    init: bool = False
+    state: str = "Waiting"
+    exit_code: int | None = None
+    restart_count: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    reason: str = ""
 
 
 class ContainerGroupRecord(BaseModel):
@@ -356,3 +371,9 @@ class ContainerGroupRecord(BaseModel):
     bytes_from_cache: int = 0
     preparation_seconds: float = 0.0
     failure: str | None = None
+    # Where it runs: why it is not running, its containers, where its ports answer, and the
+    # time from the request to start containers to the first container's process running.
+    status_reason: str = ""
+    containers: list[ContainerStatus] = Field(default_factory=list)
+    address: str | None = None
+    container_start_seconds: float | None = None

@@ -17,6 +17,7 @@ CPU and memory limits become cgroup limits when the kernel offers the controller
 from __future__ import annotations
 
 import json
+import os
 import resource
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,65 @@ def environment(image_config: dict[str, Any], settings: ContainerSettings) -> li
     return [f"{k}={v}" for k, v in merged.items()]
 
 
+def _find(layers_top_first: list[Path], path: str, hops: int = 0) -> Path | None:
+    """Where the absolute ``path`` is in the image (top layer first), following symbolic links
+    as the container would see them; None when the image does not hold it."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        here = "/".join([*resolved, part])
+        found = next(
+            (
+                layer / here
+                for layer in layers_top_first
+                if (layer / here).is_symlink() or (layer / here).exists()
+            ),
+            None,
+        )
+        if found is None or (found.is_char_device() and not found.is_symlink()):
+            return None  # absent, or a whiteout
+        if found.is_symlink():
+            if hops > 40:
+                return None
+            target = os.readlink(found)
+            rest = "/".join(parts)
+            base = "" if target.startswith("/") else "/".join(resolved)
+            return _find(layers_top_first, f"/{base}/{target}/{rest}", hops + 1)
+        resolved.append(part)
+    return (
+        layers_top_first[0]
+        if not resolved
+        else next(
+            (
+                layer / "/".join(resolved)
+                for layer in layers_top_first
+                if (layer / "/".join(resolved)).exists()
+            ),
+            None,
+        )
+    )
+
+
+def check_executable(argv0: str, env: list[str], layers_top_first: list[Path]) -> None:
+    """Refuse to start a container whose program is not in its image (crun would fail it at
+    every restart)."""
+    if "/" in argv0:
+        candidates = [argv0 if argv0.startswith("/") else f"/{argv0}"]
+    else:
+        path = next((e[5:] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
+        candidates = [f"{d.rstrip('/')}/{argv0}" for d in path.split(":") if d.startswith("/")]
+    for candidate in candidates:
+        found = _find(layers_top_first, candidate)
+        if found is not None and found.is_file():
+            return
+    raise BundleError(f"{argv0} is not in the image (looked for {', '.join(candidates[:4])})")
+
+
 def _lookup(layers_top_first: list[Path], file: str, name: str) -> tuple[int, int] | None:
     """``name`` in the image's ``/etc/passwd`` or ``/etc/group``: (id, primary gid)."""
     for layer in layers_top_first:
@@ -158,13 +218,17 @@ def runtime_config(
     if not cwd.startswith("/"):
         raise BundleError(f"container {settings.name}: working directory {cwd!r} is not absolute")
     caps = DEFAULT_CAPS
+    args = process_args(image_config, settings)
+    env = environment(image_config, settings)
+    if layers_top_first:
+        check_executable(args[0], env, layers_top_first)
     spec: dict[str, Any] = {
         "ociVersion": "1.0.2",
         "process": {
             "terminal": False,
             "user": {"uid": uid, "gid": gid},
-            "args": process_args(image_config, settings),
-            "env": environment(image_config, settings),
+            "args": args,
+            "env": env,
             "cwd": cwd,
             "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
             "rlimits": [_nofile()],

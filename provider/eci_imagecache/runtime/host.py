@@ -115,3 +115,18 @@ def alive(pid: int | None, start: str | None = None) -> bool:
     if state == "Z":
         return False
     return start is None or current == start
+
+
+def session_processes(sid: int) -> list[int]:
+    """Live processes of session ``sid`` (a shim's: it leads its own session)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[3]) == sid:
+            found.append(int(proc.name))
+    return found

@@ -70,6 +70,7 @@ class Shim:
         self.lock = threading.Lock()
         self.procs: dict[str, subprocess.Popen] = {}
         self.mounted: list[Path] = []
+        self.last_end: dict[str, str] = {}
 
     # set-up -------------------------------------------------------------------------------
 
@@ -126,7 +127,8 @@ class Shim:
                 started_at=started,
                 finished_at=None,
                 exit_code=None,
-                reason="",
+                # After a restart, why the previous run ended (Kubernetes' lastState).
+                reason=self.last_end.get(name, ""),
                 first_process=not container["init"],
             )
         code = proc.wait()
@@ -154,6 +156,7 @@ class Shim:
         )
         if restart:
             delay = min(BACKOFF_MAX, BACKOFF_START * 2**restarts)
+            self.last_end[name] = f"restarted; the previous run ended: {reason.strip()}"
             self.state.set_container(
                 self.group_id,
                 name,

@@ -257,13 +257,19 @@ class Runtime:
             while host.alive(group.shim_pid, group.shim_start) and time.monotonic() < deadline:
                 time.sleep(0.01)
             if host.alive(group.shim_pid, group.shim_start):
+                # The shim and what it started (its session's process group: crun run).
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(group.shim_pid, signal.SIGKILL)
+                    os.killpg(group.shim_pid, signal.SIGKILL)
         names = [c.name for c in group.containers] if group else []
         if not names and (directory / "containers").is_dir():
             names = [p.name for p in (directory / "containers").iterdir()]
         for name in names:
             self._force_delete(f"{group_id}-{name}")
+        if group is not None and group.shim_pid:
+            # Nothing of the group's session outlives the stop (a crun run reaping its child).
+            deadline = time.monotonic() + 10
+            while host.session_processes(group.shim_pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
         shutil.rmtree(directory, ignore_errors=True)
         self.state.remove_group(group_id)
 
@@ -300,11 +306,13 @@ class Runtime:
                 continue
             if group.owner_pid is not None and host.alive(group.owner_pid):
                 continue  # being started by a live process
-            if group.owner_pid is not None or not known(group_id):
+            if not known(group_id):
                 self.stop(group_id)
                 removed.append(group_id)
-            else:
-                self.group(group_id)
+                continue
+            if group.owner_pid is not None:
+                self.adopt(group_id)  # recorded, then its creator died before saying so
+            self.group(group_id)
         # Directories with no state row: left by a removal that was interrupted.
         if self.groups_dir.is_dir():
             ids = set(self.state.group_ids())

@@ -522,8 +522,8 @@ class AliCloudBackend:
             lambda: self.get_container_group(body.container_group_id),
             lambda g: g.status != GroupStatus.PENDING,
         )
-        if record.status == GroupStatus.FAILED:
-            raise BackendError(f"container group {spec.name} ({record.id}) failed")
+        # A group that ran and failed (a job's non-zero exit, an image with nothing to run) is
+        # a result read from its status, as on the local backend, not an error of the create.
         update: dict[str, Any] = {}
         if decided is not None:
             update = {

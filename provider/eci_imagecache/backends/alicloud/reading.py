@@ -48,7 +48,7 @@ GROUP_STATUS = {
     "restarting": GroupStatus.PENDING,
     "updating": GroupStatus.PENDING,
     "running": GroupStatus.RUNNING,
-    "succeeded": GroupStatus.RUNNING,
+    "succeeded": GroupStatus.SUCCEEDED,
     "failed": GroupStatus.FAILED,
     "schedulefailed": GroupStatus.FAILED,
     "terminating": GroupStatus.FAILED,

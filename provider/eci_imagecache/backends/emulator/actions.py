@@ -509,6 +509,21 @@ class Actions:
         at = api_time(record.created_at)
         m = sdk
 
+        # What runs (the local backend's containers), in ECI's words.
+        observed = {c.name: c for c in record.containers}
+
+        def current(name: str) -> Any:
+            c = observed.get(name)
+            if c is None:
+                return None
+            return m.DescribeContainerGroupsResponseBodyContainerGroupsContainersCurrentState(
+                state=c.state,
+                exit_code=c.exit_code,
+                start_time=api_time(c.started_at),
+                finish_time=api_time(c.finished_at),
+                reason=c.reason,
+            )
+
         def containers(items: list[dict[str, Any]]) -> list[Any]:
             out = []
             for c in items:
@@ -523,6 +538,12 @@ class Actions:
                             cpu=c.get("Cpu") or 0.0,
                             memory=c.get("Memory") or 0.0,
                             ready=record.status.value == "Running",
+                            current_state=current(c.get("Name", "")),
+                            restart_count=(
+                                observed[c["Name"]].restart_count
+                                if c.get("Name") in observed
+                                else 0
+                            ),
                             ports=[
                                 m.DescribeContainerGroupsResponseBodyContainerGroupsContainersPorts(
                                     port=p.get("Port"), protocol=p.get("Protocol") or "TCP"

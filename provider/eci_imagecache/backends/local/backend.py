@@ -112,7 +112,10 @@ class LocalBackend:
         self.housekeeping.set_quota(quota)
 
     def recover(self) -> list[str]:
-        return self.housekeeping.recover()
+        """Fail builds whose process died; stop containers no group record claims."""
+        failed = self.housekeeping.recover()
+        self.groups.reconcile()
+        return failed
 
     def expire(self, dry_run: bool = False) -> list[str]:
         return self.housekeeping.expire(dry_run=dry_run)
@@ -192,5 +195,11 @@ class LocalBackend:
     def list_container_groups(self) -> list[ContainerGroupRecord]:
         return self.groups.list()
 
+    def container_logs(self, group_id: str, container: str, tail: int | None = None) -> bytes:
+        """A container's output (bounded: the most recent part is kept)."""
+        return self.groups.logs(group_id, container, tail)
+
     def delete_container_group(self, group_id: str) -> None:
+        """Stop the containers (SIGTERM, then SIGKILL after the grace period), unmount, and
+        remove the group's directories and record."""
         self.groups.delete(group_id)

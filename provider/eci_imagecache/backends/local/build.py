@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any
 
 from ...engine.diff import ChangeKind, diff_cache
@@ -23,6 +24,7 @@ from ...engine.planner import BuildPlan, Layer, PlanError, plan_build
 from ...engine.refs import ImageRef
 from ...registry.client import RegistryClient
 from ...registry.client import RegistryError as ClientRegistryError
+from ...runtime.layers import UnsafeLayer, UnsupportedLayer
 from ..base import (
     BackendError,
     BuildFailed,
@@ -30,6 +32,7 @@ from ..base import (
     InvalidSpec,
     NotFound,
     Progress,
+    RegistryContentError,
     StoreError,
     from_registry,
 )
@@ -51,6 +54,28 @@ def _reason(err: Exception) -> str:
 
 def _no_progress(done: int, total: int) -> None:
     pass
+
+
+@dataclass
+class Unpacking:
+    """What unpacking the layers of a build did (for its event)."""
+
+    layers: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+    def unpack(self, ctx: Context, digest: str) -> None:
+        try:
+            done = ctx.layers.unpack(digest, ctx.blobs.path(digest))
+        except (UnsafeLayer, UnsupportedLayer) as err:
+            raise RegistryContentError(str(err)) from None
+        if not done.reused:
+            self.layers += 1
+            self.bytes += done.bytes
+            self.seconds += done.seconds
+
+    def summary(self) -> str:
+        return f"unpacked {self.layers} layers ({self.bytes / 1e6:.1f} MB) in {self.seconds:.2f} s"
 
 
 class _Stopped(Exception):
@@ -299,12 +324,17 @@ class BuildPipeline:
             ACTIVE_BUILDS.discard(record.id)
 
     def fetch(
-        self, plan: BuildPlan, client: RegistryClient, progress: Callable[[int], None]
+        self,
+        plan: BuildPlan,
+        client: RegistryClient,
+        progress: Callable[[int], None],
+        arrived_blob: Callable[[str], None] | None = None,
     ) -> None:
         """Fetch every blob the plan does not reuse into the blob store (digests verified on
         arrival), ``ctx.fetch_concurrency`` at once, largest first so that the last to finish
         is a small one. ``progress(n)`` is called in this thread with the bytes that arrived
-        since the last call; the first failure stops the other downloads and is raised."""
+        since the last call; ``arrived_blob(digest)`` as each blob is in the store; the first
+        failure stops the other downloads and is raised."""
         refs = {image.reference: ImageRef.parse(image.reference) for image in plan.images}
         owner = {
             blob.digest: refs[image.reference] for image in plan.images for blob in image.blobs
@@ -329,6 +359,8 @@ class BuildPipeline:
             self.ctx.blobs.write(
                 blob.digest, lambda out: client.fetch_blob(owner[blob.digest], blob, out, count)
             )
+            if arrived_blob is not None:
+                arrived_blob(blob.digest)
 
         reported = 0
         workers = max(1, min(self.ctx.fetch_concurrency, len(blobs)))
@@ -349,6 +381,30 @@ class BuildPipeline:
                 for future in pending:
                     future.cancel()
                 raise
+
+    def fetch_and_unpack(
+        self, plan: BuildPlan, client: RegistryClient, progress: Callable[[int], None]
+    ) -> Unpacking:
+        """Fetch, and unpack each layer into the layer store as soon as it has arrived (one
+        worker beside the downloads), so a group starting from the cache only mounts."""
+        layer_digests = {layer.digest for image in plan.images for layer in image.layers}
+        unpacking = Unpacking()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unpack") as worker:
+            pending = []
+            lock = threading.Lock()
+
+            def unpack(digest: str) -> None:
+                if digest in layer_digests:
+                    with lock:
+                        pending.append(worker.submit(unpacking.unpack, self.ctx, digest))
+
+            self.fetch(plan, client, progress, arrived_blob=unpack)
+            fetched = {blob.digest for blob in plan.fetch}
+            for digest in sorted(layer_digests - fetched):
+                unpack(digest)  # reused blobs: unpacked already unless an older build did not
+            for future in pending:
+                future.result()
+        return unpacking
 
     def _run(
         self,
@@ -373,7 +429,8 @@ class BuildPipeline:
                 ctx.update(record.id, progress=min(90, 90 * done // total))
                 last_report = time.monotonic()
 
-        self.fetch(plan, client, fetched)
+        unpacking = self.fetch_and_unpack(plan, client, fetched)
+        ctx.update(record.id, event=("Unpacked", unpacking.summary()))
         layers = {blob.digest: blob.size for image in plan.images for blob in image.blobs}
         if record.instant and record.status == CacheStatus.CREATING:
             # First build of an instant cache: usable now, from the blobs on local disk.

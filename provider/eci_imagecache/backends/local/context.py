@@ -21,6 +21,8 @@ from ...engine.planner import ResolvedImage
 from ...engine.refs import ImageRef
 from ...registry.client import Credentials, RegistryClient
 from ...registry.client import RegistryError as ClientRegistryError
+from ...runtime.layers import LayerStore
+from ...runtime.supervisor import Runtime
 from ..base import NotFound, RegistryContentError, from_registry
 from .blobs import BlobStore, UnsafeDigest
 from .snapshots import SnapshotFiles
@@ -90,6 +92,10 @@ class Context:
         self.groups_dir = self.data_dir / "groups"
         self._resolved: dict[tuple, tuple[float, ResolvedImage]] = {}
         self._resolved_lock = threading.Lock()
+        # Unpacked layers (shared by caches and groups) and the containers running on them.
+        self.layers = LayerStore(self.data_dir / "layers")
+        # A group's directory (bundles, writable layers, logs) is the runtime's.
+        self.runtime = Runtime(self.groups_dir, self.data_dir / "state.db", self.layers)
 
     # records ------------------------------------------------------------------------------
 

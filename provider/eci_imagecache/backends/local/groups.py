@@ -7,12 +7,13 @@ an automatic cache from what it pulled when it matched none.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ...engine.lifecycle import auto_cache_name, auto_cache_size_gib
@@ -24,17 +25,24 @@ from ...engine.models import (
     CacheStatus,
     ContainerGroupRecord,
     ContainerGroupSpec,
+    ContainerStatus,
     EvictionStrategy,
     GroupStatus,
     SnapshotKind,
 )
 from ...engine.planner import ResolvedImage
 from ...registry.client import RegistryError as ClientRegistryError
-from ..base import InvalidSpec, NotFound, QuotaExceeded, from_registry
+from ...runtime.bundle import BundleError, ContainerSettings
+from ...runtime.layers import UnsafeLayer, UnsupportedLayer
+from ...runtime.supervisor import ContainerRun, RuntimeUnavailable, StartError
+from ..base import InvalidSpec, NotFound, QuotaExceeded, RegistryContentError, from_registry
 from .context import Context
 from .housekeeping import Housekeeping
 from .ids import GROUP_ID, new_id
 from .snapshots import Snapshot
+
+# Containers share the host's network namespace: a port answers on this machine's loopback.
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass
@@ -45,6 +53,7 @@ class Prepared:
     layers: dict[str, int] = field(default_factory=dict)
     fetched: int = 0
     from_cache: int = 0
+    unpacked_bytes: int = 0
     seconds: float = 0.0
 
 
@@ -115,7 +124,6 @@ class ContainerGroups:
         ctx = self.ctx
         started = time.perf_counter()
         prepared = Prepared()
-        workdir = self.workdir(group_id)
         snapshot = ctx.snapshots.read(cache.snapshot_id) if cache else None
         with self.store.read() as db:
             held = self.store.cache_layers(db, cache.id) if cache else {}
@@ -123,13 +131,12 @@ class ContainerGroups:
             with ctx.registry(
                 spec.credentials, spec.plain_http_registries, spec.insecure_registries
             ) as client:
-                for n, ref in enumerate(spec.images):
+                for ref in spec.images:
                     from_snapshot = snapshot.find(ref) if snapshot else None
                     cached = spec.pull_policy(ref) == "IfNotPresent"
                     image = from_snapshot if from_snapshot and cached else client.resolve(ref)
                     prepared.images.append(image)
                     for blob in image.blobs:
-                        target = workdir / "images" / str(n) / blob.digest.replace(":", "-")
                         if cached and blob.digest in held and ctx.blobs.has(blob.digest):
                             prepared.from_cache += blob.size
                         else:
@@ -137,11 +144,15 @@ class ContainerGroups:
                                 blob.digest, lambda out, b=blob, r=ref: client.fetch_blob(r, b, out)
                             )
                             prepared.fetched += blob.size
-                        ctx.blobs.link_into(blob.digest, target)
                         prepared.layers[blob.digest] = blob.size
+                    # Layers a cache holds were unpacked when it was built: these are reused.
+                    for layer in image.layers:
+                        unpacked = ctx.layers.unpack(layer.digest, ctx.blobs.path(layer.digest))
+                        prepared.unpacked_bytes += unpacked.bytes
         except ClientRegistryError as err:
-            shutil.rmtree(workdir, ignore_errors=True)
             raise from_registry(f"container group {spec.name}", err) from None
+        except (UnsafeLayer, UnsupportedLayer) as err:
+            raise RegistryContentError(f"container group {spec.name}: {err}") from None
         prepared.seconds = time.perf_counter() - started
         return prepared
 
@@ -161,7 +172,7 @@ class ContainerGroups:
             id=group_id,
             name=spec.name,
             region=self.ctx.region,
-            status=GroupStatus.RUNNING,
+            status=GroupStatus.PENDING,
             images=spec.images,
             created_at=now,
             ephemeral_storage_gib=spec.ephemeral_storage_gib,
@@ -173,6 +184,7 @@ class ContainerGroups:
             bytes_from_cache=prepared.from_cache,
             preparation_seconds=round(prepared.seconds, 6),
         )
+        record = self._start(record, spec, prepared)
         with self.store.transaction() as db:
             if cache is not None:
                 current = self.store.get_cache(db, cache.id)
@@ -187,15 +199,97 @@ class ContainerGroups:
                         update={"match_reason": f"no matching cache; not created: {err}"}
                     )
                     self.store.put_group(db, record)
-                    return record
-                record = record.model_copy(
-                    update={
-                        "auto_created_cache_id": auto.id,
-                        "match_reason": f"no matching cache; created {auto.name} ({auto.id})",
-                    }
-                )
+                    auto_snapshot = None
+                else:
+                    record = record.model_copy(
+                        update={
+                            "auto_created_cache_id": auto.id,
+                            "match_reason": f"no matching cache; created {auto.name} ({auto.id})",
+                        }
+                    )
             self.store.put_group(db, record)
+        # Recorded: from now on recovery keeps the group's containers.
+        self.ctx.runtime.adopt(group_id)
         return record
+
+    # running ------------------------------------------------------------------------------
+
+    def _runs(self, spec: ContainerGroupSpec, prepared: Prepared) -> list[ContainerRun]:
+        by_ref = {str(ref): image for ref, image in zip(spec.images, prepared.images, strict=True)}
+        runs = []
+        for init, containers in ((True, spec.init_containers), (False, spec.containers)):
+            for container in containers:
+                image = by_ref[str(container.image)]
+                config = json.loads(self.ctx.blobs.path(image.config.digest).read_bytes())
+                settings = ContainerSettings(
+                    name=container.name,
+                    command=list(container.command),
+                    args=list(container.args),
+                    env=dict(container.env),
+                    working_dir=container.working_dir,
+                    ports=list(container.ports),
+                    cpu=container.cpu,
+                    memory_gib=container.memory_gib,
+                )
+                layers = [layer.digest for layer in image.layers]
+                runs.append(ContainerRun(settings, config, layers, init=init))
+        return runs
+
+    def _start(
+        self, record: ContainerGroupRecord, spec: ContainerGroupSpec, prepared: Prepared
+    ) -> ContainerGroupRecord:
+        """Start the containers; where none can start here, say so and stay Pending."""
+        try:
+            self.ctx.runtime.start(
+                record.id, spec.name, self._runs(spec, prepared), spec.restart_policy
+            )
+        except RuntimeUnavailable as err:
+            return record.model_copy(update={"status_reason": f"prepared; not started: {err}"})
+        except (StartError, BundleError, ValueError) as err:
+            return record.model_copy(
+                update={"status": GroupStatus.FAILED, "status_reason": f"not started: {err}"}
+            )
+        return self._observed(record)
+
+    def _observed(self, record: ContainerGroupRecord) -> ContainerGroupRecord:
+        """The record with its containers as the runtime sees them now."""
+        state = self.ctx.runtime.group(record.id)
+        if state is None:
+            return record
+        containers = [
+            ContainerStatus(
+                name=c.name,
+                init=c.init,
+                state=c.state,
+                exit_code=c.exit_code,
+                restart_count=c.restart_count,
+                started_at=_time(c.started_at),
+                finished_at=_time(c.finished_at),
+                reason=c.reason,
+            )
+            for c in state.containers
+        ]
+        ports = sorted({p for c in state.containers for p in c.ports})
+        seconds = state.first_process_seconds
+        return record.model_copy(
+            update={
+                "status": GroupStatus(state.status),
+                "status_reason": state.reason,
+                "containers": containers,
+                "address": f"{LOOPBACK}:{ports[0]}" if ports else LOOPBACK,
+                "container_start_seconds": round(seconds, 6) if seconds is not None else None,
+            }
+        )
+
+    def reconcile(self) -> list[str]:
+        """Stop and remove containers of groups no record claims (a creator killed mid-start,
+        an interrupted delete)."""
+
+        def known(group_id: str) -> bool:
+            with self.store.read() as db:
+                return self.store.get_group(db, group_id) is not None
+
+        return self.ctx.runtime.reconcile(known)
 
     def _auto_cache(
         self,
@@ -237,16 +331,34 @@ class ContainerGroups:
             record = self.store.get_group(db, group_id)
         if record is None:
             raise NotFound(f"container group {group_id} not found")
-        return record
+        return self._observed(record)
 
     def list(self) -> list[ContainerGroupRecord]:
         with self.store.read() as db:
-            return self.store.list_groups(db)
+            records = self.store.list_groups(db)
+        return [self._observed(r) for r in records]
+
+    def logs(self, group_id: str, container: str, tail: int | None = None) -> bytes:
+        record = self.get(group_id)
+        names = [c.name for c in record.containers]
+        if container not in names:
+            raise NotFound(
+                f"container group {group_id} has no container {container!r} "
+                f"(has {', '.join(names) or 'none running'})"
+            )
+        return self.ctx.runtime.logs(group_id, container, tail)
 
     def delete(self, group_id: str) -> None:
-        with self.store.transaction() as db:
+        with self.store.read() as db:
             known = self.store.get_group(db, group_id) is not None
+        # Only a group this backend made: an id from outside never becomes a path.
+        if not known or not GROUP_ID.fullmatch(group_id):
+            return
+        self.ctx.runtime.stop(group_id)
+        with self.store.transaction() as db:
             self.store.delete_group(db, group_id)
-        # Only a directory this backend made: an id from outside never becomes a path.
-        if known and GROUP_ID.fullmatch(group_id):
-            shutil.rmtree(self.workdir(group_id), ignore_errors=True)
+        shutil.rmtree(self.workdir(group_id), ignore_errors=True)
+
+
+def _time(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value is not None else None

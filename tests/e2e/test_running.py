@@ -1,0 +1,133 @@
+"""Containers that really run, under the real Pulumi CLI: the quickstart's web server answers
+on its address, jobs end with their exit codes, refresh sees a container die, and destroy
+leaves no process, mount or directory behind."""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from eci_imagecache.runtime import host
+
+from ..conftest import Registry, missing
+from .pulumi_cli import Stack
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def runtime_here() -> None:
+    reason = host.unavailable()
+    if reason:
+        missing(f"containers cannot run here: {reason}")
+
+
+def traces(group_ids: list[str]) -> list[str]:
+    """Processes and mounts (in any mount namespace) of these groups, and crun's state."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            mounts = (proc / "mountinfo").read_text()
+        except OSError:
+            continue
+        for group_id in group_ids:
+            if group_id in cmdline:
+                found.append(f"process {proc.name} of {group_id}")
+            if group_id in mounts:
+                found.append(f"a mount of {group_id} seen by process {proc.name}")
+    found += [
+        f"crun state {p.name}"
+        for p in Path("/run/crun").glob("*")
+        if any(p.name.startswith(g) for g in group_ids)
+    ]
+    return found
+
+
+def get_page(address: str) -> httpx.Response:
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            return httpx.get(f"http://{address}/", timeout=2)
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, f"nothing answers at {address}"
+            time.sleep(0.1)
+
+
+def test_quickstart_serves_http_refresh_sees_a_death_destroy_leaves_nothing(
+    quickstart: Stack,
+) -> None:
+    quickstart.run("up", "--yes", "--skip-preview")
+    out = quickstart.outputs()
+    assert out["web_status"] == "Running"
+    assert out["web_containers"][0]["state"] == "Running"
+    page = get_page(out["web_address"])
+    assert page.status_code == 200 and "eci-imagecache demo" in page.text
+    assert out["web_phases"]["container_start_seconds"] > 0
+
+    # The container's process dies: the group restarts it (Always), and refresh shows it.
+    backend = quickstart.backend()
+    groups = backend.list_container_groups()
+    [server] = [g for g in groups if g.name.startswith("web-server")]
+    pid = int((backend.ctx.runtime.groups_dir / server.id / "containers/httpd/pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while backend.get_container_group(server.id).containers[0].restart_count < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    quickstart.run("refresh", "--yes", "--skip-preview")
+    [refreshed] = [
+        r["outputs"]
+        for r in json.loads(quickstart.export())["deployment"]["resources"]
+        if r["urn"].endswith("::web-server")
+    ]
+    assert refreshed["containers_state"][0]["restart_count"] >= 1
+    assert refreshed["containers_state"][0]["reason"].endswith("killed by signal 9")
+    # Stack outputs come from the program: an up (nothing to change) shows the refreshed state.
+    quickstart.run("up", "--yes", "--skip-preview")
+    after = quickstart.outputs()
+    assert after["web_containers"][0]["restart_count"] >= 1
+    get_page(after["web_address"])
+
+    ids = [g.id for g in groups]
+    assert traces(ids)
+    quickstart.run("destroy", "--yes", "--skip-preview")
+    assert traces(ids) == []
+    assert list(backend.ctx.runtime.groups_dir.iterdir()) == []
+    assert backend.list_container_groups() == []
+
+
+def test_jobs_end_succeeded_and_failed_with_their_exit_codes(example, registry: Registry) -> None:
+    stack = example("jobs", {"registry": registry.host, "failCode": "7"})
+    stack.run("up", "--yes", "--skip-preview")
+    backend = stack.backend()
+    deadline = time.monotonic() + 30
+    while any(g.status.value in ("Pending", "Running") for g in backend.list_container_groups()):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    # The jobs were running when up returned; refresh reads how they ended (and an up with
+    # nothing to change brings the stack's outputs up to date).
+    stack.run("refresh", "--yes", "--skip-preview")
+    stack.run("up", "--yes", "--skip-preview")
+    out = stack.outputs()
+    assert out["ok_status"] == "Succeeded"
+    assert out["ok_containers"][0] | {"reason": ""} == {
+        "name": "job",
+        "state": "Terminated",
+        "exit_code": 0,
+        "restart_count": 0,
+        "reason": "",
+    }
+    assert (out["failing_status"], out["failing_containers"][0]["exit_code"]) == ("Failed", 7)
+    assert backend.container_logs(out["ok_id"], "job") == b"job ran: report written\n"
+    assert out["ok_phases"]["image_preparation_seconds"] > 0
+    ids = [out["ok_id"], out["failing_id"]]
+    stack.run("destroy", "--yes", "--skip-preview")
+    assert traces(ids) == []
+    assert list(backend.ctx.runtime.groups_dir.iterdir()) == []
