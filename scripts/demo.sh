@@ -14,6 +14,7 @@ grep -q "^registry at" .pulumi-state/registry.log || { cat .pulumi-state/registr
 stack="${STACK:-dev}"
 pulumi stack select "$stack" --non-interactive 2>/dev/null || pulumi stack init "$stack" --non-interactive
 pulumi config set registry "127.0.0.1:$port" --stack "$stack"
+pulumi config set serverPort "${DEMO_SERVER_PORT:-8080}" --stack "$stack"
 pulumi up --yes --non-interactive --stack "$stack"
 echo
 .venv/bin/eci-imagecache caches list
