@@ -95,14 +95,25 @@ class RuntimeState:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self.write() as db:
-            for statement in filter(str.strip, SCHEMA.split(";")):
-                db.execute(statement)
+        with self.read() as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"runtime_groups", "runtime_containers"} <= tables:  # reads work on a full disk
+            with self.write() as db:
+                for statement in filter(str.strip, SCHEMA.split(";")):
+                    db.execute(statement)
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA busy_timeout=30000")
+        try:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.OperationalError:
+            if not self.path.exists():
+                raise
+            # Nothing can be written here (a full disk, a read-only file system): reads go on,
+            # as the backend's own store does; a write then fails with SQLite's reason.
+            uri = self.path.resolve().as_uri() + "?immutable=1"
+            db = sqlite3.connect(uri, uri=True, isolation_level=None)
         return db
 
     @contextmanager
