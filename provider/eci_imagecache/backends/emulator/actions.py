@@ -349,7 +349,8 @@ class Actions:
                 if self.state.extra("cache", c.id).get("resource_group_id") == r.resource_group_id
             ]
         if r.image:
-            caches = [c for c in caches if any(str(i) == r.image for i in c.images)]
+            image = parse_image_ref(r.image)
+            caches = [c for c in caches if image in c.images]
         wanted = [parse_image_ref(i) for i in r.match_image or []]
         if wanted:
             scored = [(c, score(c.images, wanted)) for c in caches]
