@@ -8,6 +8,7 @@ import pytest
 from eci_imagecache.backends.base import BackendError
 from eci_imagecache.engine.diff import ChangeKind, diff_cache
 from eci_imagecache.engine.models import CacheKind, ContainerGroupSpec, ImageCacheSpec
+from eci_imagecache.retry import RetryPolicy
 from eci_imagecache.testing.registry import make_layer
 
 from ..conftest import Registry
@@ -61,7 +62,7 @@ def test_without_a_token_a_rerun_of_the_same_spec_adopts_the_first(
 def test_a_lost_answer_is_retried_with_the_same_token(wire: Wire, registry: Registry) -> None:
     proxy = LossyProxy(wire.server.endpoint)
     proxy.lose = {"CreateImageCache": 1, "CreateContainerGroup": 1}
-    backend = cloud_backend(proxy.endpoint, sleep=lambda s: None)
+    backend = cloud_backend(proxy.endpoint, retry=RetryPolicy.immediate())
     try:
         made = backend.create_image_cache(spec(registry, "demo/web:1.0"))
         group = backend.create_container_group(
@@ -175,3 +176,17 @@ def test_a_rebuild_carries_the_build_settings(wire: Wire, registry: Registry) ->
     assert query["Image.1"] == registry.ref("demo/web:1.1") and query["VSwitchId"] == "vsw-1"
     assert query["AutoMatchImageCache"].lower() == "true"
     assert "ImageCacheName" not in query and "ImageCacheSize" not in query
+
+
+def test_throttling_is_retried_with_the_same_token(tmp_path: Path, registry: Registry) -> None:
+    running = make_wire(tmp_path, throttle={"CreateImageCache": 2, "DescribeImageCaches": 1})
+    wire = next(running)
+    try:
+        wire.backend.retry = RetryPolicy.immediate(attempts=4)
+        made = wire.backend.create_image_cache(spec(registry, "demo/web:1.0"))
+        assert [c.id for c in wire.local.list_image_caches()] == [made.id]
+        wire.server.throttle = {"ListUsage": 9}
+        with pytest.raises(BackendError, match=r"Throttling\.User"):
+            wire.backend.usage()
+    finally:
+        running.close()

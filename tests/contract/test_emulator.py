@@ -19,6 +19,7 @@ from eci_imagecache.backends.emulator.server import EmulatorServer
 from eci_imagecache.backends.emulator.signing import sign, string_to_sign
 from eci_imagecache.backends.local.backend import LocalBackend
 from eci_imagecache.engine.models import ImageCacheSpec
+from eci_imagecache.retry import RetryPolicy
 
 from ..conftest import REGISTRY_USER, Registry
 from .conftest import ACCESS_KEY, REGION, credential
@@ -156,7 +157,10 @@ def test_parameters_unflatten_like_the_sdk_flattens() -> None:
 def test_unreachable_api_error_holds_no_password(private_registry: Registry) -> None:
     user, password = REGISTRY_USER
     unreachable = AliCloudBackend(
-        region=REGION, endpoint="http://127.0.0.1:9", credential=credential(*ACCESS_KEY), retries=0
+        region=REGION,
+        endpoint="http://127.0.0.1:9",
+        credential=credential(*ACCESS_KEY),
+        retry=RetryPolicy.immediate(attempts=2),
     )
     with pytest.raises(BackendError) as info:
         unreachable.create_image_cache(

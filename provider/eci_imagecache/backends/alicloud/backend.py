@@ -6,7 +6,8 @@
   carry only documented fields within documented limits (tests/conformance checks both).
 - Every create carries a ClientToken: the caller's, or one derived from the spec, so a retry
   after a lost answer and a re-run of the same deploy get the first cache or group back.
-  Throttling and network failures are retried with the same request, hence the same token.
+  Throttling and network failures are retried (the project's one retry policy, ``retry.py``)
+  with the same request, hence the same token.
 - Long operations are waited for by polling DescribeImageCaches / DescribeContainerGroups
   until the cache shows what was asked (never the record from before an update) and is usable
   or failed, and until the group runs, within a timeout the caller sets.
@@ -40,6 +41,7 @@ from ...engine.models import (
 )
 from ...engine.planner import BuildPlan, plan_build
 from ...registry.client import Credentials, RegistryClient, RegistryError
+from ...retry import RetryPolicy
 from ..base import BackendError, NotFound, QuotaExceeded, Usage, from_registry
 from . import reading
 
@@ -108,7 +110,7 @@ class AliCloudBackend:
         credential: Any = None,
         timeout: float = 1800.0,
         poll_interval: float = 5.0,
-        retries: int = 5,
+        retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         client_class: type | None = None,
     ) -> None:
@@ -121,8 +123,8 @@ class AliCloudBackend:
         self.region = region
         self.timeout = timeout
         self.poll_interval = poll_interval
-        self.retries = retries
-        self.sleep = sleep
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep  # between polls
         self.models = models
         config = openapi.Config(credential=credential or CredentialClient(), region_id=region)
         if endpoint:
@@ -138,28 +140,30 @@ class AliCloudBackend:
     # calls --------------------------------------------------------------------------------
 
     def _call(self, what: str, method: str, request: Any) -> Any:
-        """One API call. Throttling and network failures are retried with backoff, sending the
-        same request again (so the same ClientToken); errors are made actionable."""
+        """One API call under the project's retry policy: throttling and network failures are
+        tried again with the same request (so the same ClientToken); errors are made
+        actionable."""
         from darabonba.exceptions import DaraException
         from Tea.exceptions import TeaException, UnretryableException
 
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
-            try:
-                return getattr(self.client, method)(request).body
-            except UnretryableException:
-                # A transport failure: the request may or may not have arrived. Its text holds
-                # the request URL, and with it any registry password, so none of it is kept.
-                if last:
-                    raise BackendError(
-                        f"{what}: the ECI API could not be reached ({self.retries + 1} attempts)"
-                    ) from None
-            except (DaraException, TeaException) as err:
-                code = str(getattr(err, "code", "") or "")
-                if code not in THROTTLED or last:
-                    raise self._translate(what, code, err) from None
-            self.sleep(min(30.0, 0.5 * 2**attempt))
-        raise AssertionError("unreachable")
+        def worth_retrying(err: Exception) -> bool:
+            if isinstance(err, UnretryableException):
+                return True  # a transport failure: the request may or may not have arrived
+            if isinstance(err, (DaraException, TeaException)):
+                return str(getattr(err, "code", "") or "") in THROTTLED
+            return False
+
+        try:
+            return self.retry.call(
+                worth_retrying, lambda: getattr(self.client, method)(request).body
+            )
+        except UnretryableException:
+            # Its text holds the request URL, and with it any registry password: none of it kept.
+            raise BackendError(
+                f"{what}: the ECI API could not be reached ({self.retry.attempts} attempts)"
+            ) from None
+        except (DaraException, TeaException) as err:
+            raise self._translate(what, str(getattr(err, "code", "") or ""), err) from None
 
     @staticmethod
     def _translate(what: str, code: str, err: Any) -> BackendError:

@@ -75,6 +75,13 @@ class SignatureNonceUsed(EciError):
         super().__init__("the signature nonce was used already")
 
 
+class Throttled(EciError):
+    code = "Throttling.User"
+
+    def __init__(self) -> None:
+        super().__init__("the request was denied due to request throttling")
+
+
 class BodyTooLarge(EciError):
     status = 413
     code = "InvalidParameter.ContentLength"

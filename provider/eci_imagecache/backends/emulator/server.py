@@ -54,13 +54,18 @@ class EmulatorServer:
         max_body: int = MAX_BODY,
         stale_reads: int = 0,
         max_connections: int = 64,
+        throttle: dict[str, int] | None = None,
     ) -> None:
+        """``throttle``: answer this many calls of an action with ``Throttling.User`` first,
+        as a busy service does (for testing clients' retries)."""
         if not access_keys:
             raise ValueError("the emulator needs at least one access key to verify requests")
         self.state = EmulatorState(state_path or backend.data_dir / "emulator.db")
         self.actions = Actions(backend, self.state, stale_reads=stale_reads)
         self.access_keys = dict(access_keys)
         self.max_body = max_body
+        self.throttle = dict(throttle or {})
+        self._throttle_lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -137,6 +142,10 @@ class EmulatorServer:
             raise errors.InvalidVersion(f"only version {API_VERSION} of the ECI API is served")
         if action not in REQUESTS:
             raise errors.InvalidAction()
+        with self._throttle_lock:
+            if self.throttle.get(action, 0) > 0:
+                self.throttle[action] -= 1
+                raise errors.Throttled()
         pairs = list(query)
         if body and "form" in headers.get("content-type", ""):
             try:
