@@ -51,6 +51,8 @@ THROTTLED = ("Throttling", "Throttling.User", "Throttling.Api", "ServiceUnavaila
 # DescribeContainerGroupEvents takes up to 20 ids too. Image caches use the same page size.
 PAGE_SIZE = 20
 MAX_IDS = 20
+# DescribeImageCaches.MatchImage: "a maximum of 100 container images" (the SDK's docstring).
+MAX_MATCH_IMAGES = 100
 # ClientToken: ASCII, at most 64 characters (the reference).
 TOKEN_LENGTH = 64
 # What users can do about the errors they are most likely to meet.
@@ -434,8 +436,11 @@ class AliCloudBackend:
     # matching and container groups --------------------------------------------------------
 
     def match(self, spec: ContainerGroupSpec) -> MatchResult:
-        """Rank the caches the API finds for these images (MatchImage narrows the listing)."""
-        items = self._describe_caches("image caches", match_image=[str(i) for i in spec.images])
+        """Rank the caches the API finds for these images (MatchImage narrows the listing; it
+        takes at most 100 images, so a group with more lists every cache)."""
+        images = [str(i) for i in spec.images]
+        narrowed = {"match_image": images} if len(images) <= MAX_MATCH_IMAGES else {}
+        items = self._describe_caches("image caches", **narrowed)
         index = CacheIndex(reading.cache_records(items, self.region))
         return index.match(spec.images, self.region, spec.ephemeral_storage_gib)
 
