@@ -262,3 +262,22 @@ def test_the_good_image_of_the_fault_registry_builds(backend, a) -> None:
     a.image("demo/app", "1.0", [b"one", b"two"])
     made = backend.create_image_cache(ImageCacheSpec(name="web", images=[a.ref("demo/app:1.0")]))
     assert made.status == CacheStatus.READY and made.layer_count == 3
+
+
+def test_a_group_whose_second_image_is_malformed_leaves_no_directory(backend, a) -> None:
+    from eci_imagecache.engine.models import ContainerGroupSpec
+
+    a.image("demo/app", "1.0", [b"good layer"])
+    a.manifest("demo/bad", "1.0", {"config": GOOD, "layers": [{"digest": "../x", "size": 1}]})
+    spec = ContainerGroupSpec(
+        name="group",
+        cache="none",
+        containers=[
+            {"name": "good", "image": a.ref("demo/app:1.0")},
+            {"name": "bad", "image": a.ref("demo/bad:1.0")},
+        ],
+    )
+    with pytest.raises(RegistryContentError, match="container group group: image"):
+        backend.create_container_group(spec)
+    assert backend.list_container_groups() == []
+    assert not backend.groups_dir.exists() or list(backend.groups_dir.iterdir()) == []

@@ -332,20 +332,8 @@ class RegistryClient:
 
         def once() -> tuple[httpx.Response, bytes]:
             request = client.build_request(method, url, timeout=self._timeout(deadline), **kwargs)
+            response = self._open(client, request, registry, what, follow=follow, auth=auth)
             try:
-                response = client.send(request, stream=True, follow_redirects=follow, auth=auth)
-            except httpx.TooManyRedirects:
-                raise RegistryError(
-                    f"{what}: {registry} redirected more than {self.limits.max_redirects} times"
-                ) from None
-            except (httpx.TimeoutException, httpx.TransportError) as err:
-                raise Retryable(f"did not answer ({type(err).__name__})") from None
-            try:
-                if response.status_code == 429 or response.status_code >= 500:
-                    raise Retryable(
-                        f"answered {response.status_code}",
-                        retry_after_seconds(response.headers.get("Retry-After")),
-                    )
                 body = b"" if method == "HEAD" else self._read(response, max_body, what, deadline)
             except (httpx.TimeoutException, httpx.TransportError) as err:
                 raise Retryable(f"did not answer ({type(err).__name__})") from None
@@ -357,6 +345,33 @@ class RegistryClient:
             return self.retry.within(deadline - time.monotonic()).call(default_hook, once)
         except Retryable as err:
             raise RegistryUnavailable(f"{what}: {registry} {err}") from None
+
+    def _open(
+        self,
+        client: httpx.Client,
+        request: httpx.Request,
+        registry: str,
+        what: str,
+        follow: bool = True,
+        auth: httpx.Auth | None = None,
+    ) -> httpx.Response:
+        """Send and return the open (streaming) answer; what is worth another try (no answer,
+        throttling, 5xx) raises :class:`Retryable`."""
+        try:
+            response = client.send(request, stream=True, follow_redirects=follow, auth=auth)
+        except httpx.TooManyRedirects:
+            raise RegistryError(
+                f"{what}: {registry} redirected more than {self.limits.max_redirects} times"
+            ) from None
+        except (httpx.TimeoutException, httpx.TransportError) as err:
+            raise Retryable(f"did not answer ({type(err).__name__})") from None
+        if response.status_code == 429 or response.status_code >= 500:
+            response.close()
+            raise Retryable(
+                f"answered {response.status_code}",
+                retry_after_seconds(response.headers.get("Retry-After")),
+            )
+        return response
 
     def _read(self, response: httpx.Response, cap: int, what: str, deadline: float) -> bytes:
         declared = response.headers.get("Content-Length", "")
@@ -519,21 +534,9 @@ class RegistryClient:
                 headers=self._auth_header(ref.registry, scope),
                 timeout=self._timeout(deadline),
             )
-            try:
-                response = client.send(request, stream=True)
-            except httpx.TooManyRedirects:
-                raise RegistryError(
-                    f"{what}: {ref.registry} redirected more than {self.limits.max_redirects} times"
-                ) from None
-            except (httpx.TimeoutException, httpx.TransportError) as err:
-                raise Retryable(f"failed ({type(err).__name__})") from None
+            response = self._open(client, request, ref.registry, what)
             try:
                 status = response.status_code
-                if status == 429 or status >= 500:
-                    raise Retryable(
-                        f"failed (answered {status})",
-                        retry_after_seconds(response.headers.get("Retry-After")),
-                    )
                 if status == 401:
                     self._check_origin(ref.registry, response, what)
                 if status == 404:
@@ -558,7 +561,7 @@ class RegistryClient:
                     raise RegistryUnavailable(
                         f"{what}: download from {ref.registry} failed ({type(err).__name__})"
                     ) from None
-                raise Retryable(f"failed ({type(err).__name__})") from None
+                raise Retryable(f"did not answer ({type(err).__name__})") from None
             finally:
                 response.close()
 
@@ -569,7 +572,8 @@ class RegistryClient:
                 raise RegistryUnavailable(
                     self._too_slow(what, ref, blob, written, started)
                 ) from None
-            raise RegistryUnavailable(f"{what}: download from {ref.registry} {err}") from None
+            message = f"{what}: download from {ref.registry} failed ({err})"
+            raise RegistryUnavailable(message) from None
         if written != blob.size or hasher.hexdigest() != blob.digest.removeprefix("sha256:"):
             raise DigestMismatch(
                 f"{what}: content does not match its digest ({written} of {blob.size} bytes)"

@@ -36,6 +36,7 @@ from ...runtime.bundle import BundleError, ContainerSettings
 from ...runtime.layers import UnsafeLayer, UnsupportedLayer
 from ...runtime.supervisor import ContainerRun, RuntimeUnavailable, StartError
 from ..base import InvalidSpec, NotFound, QuotaExceeded, RegistryContentError, from_registry
+from .blobs import UnsafeDigest
 from .context import Context
 from .housekeeping import Housekeeping
 from .ids import GROUP_ID, new_id
@@ -151,7 +152,7 @@ class ContainerGroups:
                         prepared.unpacked_bytes += unpacked.bytes
         except ClientRegistryError as err:
             raise from_registry(f"container group {spec.name}", err) from None
-        except (UnsafeLayer, UnsupportedLayer) as err:
+        except (UnsafeLayer, UnsupportedLayer, UnsafeDigest) as err:
             raise RegistryContentError(f"container group {spec.name}: {err}") from None
         prepared.seconds = time.perf_counter() - started
         return prepared
