@@ -13,9 +13,12 @@ request is recorded with its headers, so a test can check what reached which hos
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import re
+import tarfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +46,16 @@ class Answer:
 
 
 Handler = Callable[[Seen], Answer]
+
+
+def tar_layer(name: str, data: bytes) -> bytes:
+    """A layer archive holding one file (fixed times, so the same input gives the same digest)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), mtime=0)
 
 
 def digest_of(data: bytes) -> str:
@@ -161,9 +174,11 @@ class FaultRegistry:
             )
         return digest
 
-    def image(self, repository: str, tag: str, layers: list[bytes]) -> dict:
-        """A well-formed single-platform image; returns its manifest."""
+    def image(self, repository: str, tag: str, files: list[bytes]) -> dict:
+        """A well-formed single-platform image, one tar+gzip layer per file; returns its
+        manifest."""
         config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+        layers = [tar_layer(f"file{n}", data) for n, data in enumerate(files)]
         manifest = {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
