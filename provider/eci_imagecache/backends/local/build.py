@@ -99,7 +99,9 @@ class BuildPipeline:
         what = f"image cache {spec.name}"
         images = self.ctx.resolve(client, spec.images, what, recent)
         with self.store.read() as db:
-            referenced = set(self.store.referenced_digests(db))
+            referenced = self.store.referenced_among(
+                db, (blob.digest for image in images for blob in image.blobs)
+            )
         held = {
             blob.digest
             for image in images

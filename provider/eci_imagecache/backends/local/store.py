@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -336,10 +336,11 @@ class Store:
     @staticmethod
     def due_caches(db: sqlite3.Connection, now: datetime) -> list[CacheRecord]:
         """Caches whose expiry is at or before ``now`` (through the expiry index)."""
+        # Sorted here, not by SQL: ORDER BY id would walk the primary key over every cache.
         rows = db.execute(
-            "SELECT record FROM caches WHERE expires_at <= ? ORDER BY id", (_time_key(now),)
+            "SELECT record FROM caches WHERE expires_at <= ?", (_time_key(now),)
         ).fetchall()
-        return [CacheRecord.model_validate_json(r[0]) for r in rows]
+        return sorted((CacheRecord.model_validate_json(r[0]) for r in rows), key=lambda c: c.id)
 
     @staticmethod
     def caches_named(db: sqlite3.Connection, name: str) -> list[CacheRecord]:
@@ -419,6 +420,20 @@ class Store:
             "INSERT INTO cache_layers (cache_id, digest, size) VALUES (?, ?, ?)",
             [(cache_id, d, s) for d, s in layers.items()],
         )
+
+    @staticmethod
+    def referenced_among(db: sqlite3.Connection, digests: Iterable[str]) -> set[str]:
+        """Which of ``digests`` some cache holds (one index lookup each, not a scan)."""
+        wanted = sorted(set(digests))
+        held: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            rows = db.execute(
+                f"SELECT DISTINCT digest FROM cache_layers WHERE digest IN ({marks})", batch
+            )
+            held.update(r[0] for r in rows)
+        return held
 
     @staticmethod
     def referenced_digests(db: sqlite3.Connection) -> set[str]:
