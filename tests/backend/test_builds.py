@@ -216,6 +216,21 @@ def test_retention_expires_and_changing_it_moves_the_expiry(backend, registry, c
     assert backend.list_image_caches() == []
 
 
+def test_reads_hide_an_expired_cache_and_only_a_write_deletes_it(backend, registry, clock):
+    from eci_imagecache.backends.base import NotFound
+
+    record = backend.create_image_cache(spec(registry, "demo/web:1.0", retention_days=1))
+    clock.advance(days=1)
+    rows = "SELECT count(*) FROM caches"
+    assert backend.list_image_caches() == []
+    with pytest.raises(NotFound, match="retention of 1 days elapsed"):
+        backend.get_image_cache(record.id)
+    assert backend.store._connect().execute(rows).fetchone() == (1,)  # nothing written
+    assert backend.gc().expired == [f"{record.id} (retention of 1 days elapsed)"]
+    assert backend.store._connect().execute(rows).fetchone() == (0,)
+    assert backend.events(record.id)[-1].reason == "Expired"
+
+
 def test_update_of_settings_does_not_rebuild(backend, registry) -> None:
     record = backend.create_image_cache(spec(registry, "demo/web:1.0"))
     updated = backend.update_image_cache(

@@ -14,6 +14,7 @@ import contextlib
 from datetime import timedelta
 from pathlib import Path
 
+from ...engine.lifecycle import expires_at, expiry_reason
 from ...engine.matcher import MatchResult
 from ...engine.models import (
     CacheEvent,
@@ -25,7 +26,7 @@ from ...engine.models import (
 )
 from ...engine.planner import BuildPlan
 from ...registry.client import RegistryClient
-from ..base import GcReport, Progress, StoreError, Usage
+from ..base import GcReport, NotFound, Progress, StoreError, Usage
 from .blobs import BlobStore
 from .build import BuildPipeline
 from .context import (
@@ -148,20 +149,28 @@ class LocalBackend:
         return self.build.update(cache_id, spec, wait=wait)
 
     def _tidy(self) -> None:
-        """Recovery and expiry before a read: skipped when the store cannot be written (a
-        full disk), so that reads still answer."""
+        """Recovery of builds whose process died, before a read: skipped when the store
+        cannot be written (a full disk), so that reads still answer."""
         with contextlib.suppress(StoreError):
             self.recover()
-            self.expire()
+
+    def _expired(self, record: CacheRecord) -> bool:
+        """Past its expiry: gone for every read, deleted by the next write (reads never
+        delete)."""
+        at = expires_at(record)
+        return at is not None and at <= self.ctx.clock()
 
     def get_image_cache(self, cache_id: str) -> CacheRecord:
         self._tidy()
-        return self.ctx.get(cache_id)
+        record = self.ctx.get(cache_id)
+        if self._expired(record):
+            raise NotFound(f"image cache {cache_id} not found ({expiry_reason(record)})")
+        return record
 
     def list_image_caches(self) -> list[CacheRecord]:
         self._tidy()
         with self.store.read() as db:
-            return self.store.list_caches(db)
+            return [c for c in self.store.list_caches(db) if not self._expired(c)]
 
     def events(self, cache_id: str) -> list[CacheEvent]:
         """A cache's events; for a cache evicted or expired, why it went."""
@@ -180,8 +189,11 @@ class LocalBackend:
     # matching and container groups --------------------------------------------------------
 
     def match(self, spec: ContainerGroupSpec) -> MatchResult:
-        """Which cache ``spec`` would use now, ranked with reasons."""
+        """Which cache ``spec`` would use now, ranked with reasons. Expired caches are deleted
+        first (when the store can be written) so that the index never ranks one."""
         self._tidy()
+        with contextlib.suppress(StoreError):
+            self.expire()
         return self.groups.match(spec)
 
     def create_container_group(self, spec: ContainerGroupSpec) -> ContainerGroupRecord:
