@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
+
+from .loopback import serve
 
 
 @dataclass
@@ -85,15 +86,7 @@ class FaultProxy:
 
             do_GET = do_HEAD = do_POST = do_PUT = _handle
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: object, client_address: object) -> None:
-                pass  # clients hanging up on injected delays are expected
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server, self.thread = serve(Handler)
 
     def _fault_for(self, line: str) -> Fault | None:
         for fault in self.faults:

@@ -22,7 +22,9 @@ import tarfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from .loopback import serve
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -108,15 +110,7 @@ class FaultRegistry:
 
             do_GET = do_HEAD = _handle
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: object, client_address: object) -> None:
-                pass  # clients hanging up on slow answers are expected
-
-        self.server = Server(("127.0.0.1", 0), Handler_)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server, self.thread = serve(Handler_)
 
     # where it is ------------------------------------------------------------------------
 
