@@ -146,6 +146,8 @@ def report(results: dict[str, dict[str, float]]) -> str:
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}"
         + (" — short mode (BENCH_QUICK=1)." if quick() else "."),
         "Every ratio compares two things measured side by side in the same run.",
+        f"Load average when the report was written: {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores (other work on the machine inflates wall-clock figures).",
         "",
     ]
     for name, figures in results.items():
