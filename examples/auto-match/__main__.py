@@ -8,8 +8,10 @@ config = pulumi.Config()
 group = ContainerGroup(
     "api",
     ContainerGroupArgs(
+        name=config.get("groupName"),
         containers=[ContainerArgs(name="api", image=config.require("image"))],
-        cache=config.get("cache") or "auto-create",
+        cache=config.get("cache") or ("explicit" if config.get("cacheId") else "auto-create"),
+        cache_id=config.get("cacheId"),
         extra_ephemeral_storage_gib=config.get_int("extraStorageGib"),
     ),
 )

@@ -29,7 +29,7 @@ cache = ImageCache(
         size_gib=config.get_int("sizeGib"),
         retention_days=config.get_int("retentionDays"),
         eviction="LRU",
-        layer_reuse=True,
+        layer_reuse=config.get_bool("layerReuse") if config.get("layerReuse") else True,
         # An existing cache (e.g. made by hand) to bring under management instead of a new one.
         adopt_id=config.get("adoptCacheId"),
     ),

@@ -95,3 +95,34 @@ def test_errors_are_one_line_with_exit_codes(cli) -> None:
     unreachable = cli("caches", "build", "web", "127.0.0.1:9/demo/web:1.0", code=1)
     assert unreachable.stderr.startswith("error: image cache web: image 127.0.0.1:9/demo/web:1.0")
     assert cli("--backend", "nope", "usage", code=1).stderr.startswith("error: backend: unknown")
+
+
+def test_options_after_the_subcommand_and_reads_never_write(
+    cli, registry: Registry, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from eci_imagecache.backends.local.backend import LocalBackend
+    from eci_imagecache.engine.models import ImageCacheSpec
+
+    # A cache whose retention ran out a day ago: due for deletion, not yet deleted.
+    three_days_ago = datetime.now(UTC) - timedelta(days=3)
+    old = LocalBackend(data_dir=tmp_path / "data", clock=lambda: three_days_ago)
+    expired = old.create_image_cache(
+        ImageCacheSpec(name="old", images=[registry.ref("demo/web:1.0")], retention_days=2)
+    )
+    for args in (
+        ("caches", "list", "--json"),
+        ("caches", "list"),
+        ("--json", "caches", "list"),
+        ("caches", "list", "--data-dir", str(tmp_path / "data"), "--json"),
+    ):
+        cli(*args)
+    assert cli("caches", "list", "--json").stdout.strip().startswith("[")
+    # Reads left the expired cache in the store; `gc`, a write, deletes it.
+    with old.store.read() as db:
+        assert [c.id for c in old.store.list_caches(db)] == [expired.id]
+    report = json.loads(cli("gc", "--json").stdout)
+    assert report["expired"] == [f"{expired.id} (retention of 2 days elapsed)"]
+    with old.store.read() as db:
+        assert old.store.list_caches(db) == []

@@ -57,16 +57,26 @@ class Stack:
         env.update(self.extra_env)
         return env
 
-    def run(
-        self, *args: str, check: bool = True, timeout: float = 600
-    ) -> subprocess.CompletedProcess:
+    def command(self, *args: str) -> list[str]:
         command = ["pulumi", *args, "--non-interactive", "--color", "never"]
-        if args[0] not in ("stack", "login", "version"):
+        if args[0] == "cancel":
+            command += ["--stack", self.name]
+        elif args[0] not in ("stack", "login", "version"):
             command += ["--stack", self.name, "--config-file", str(self.config_file)]
+        return command
+
+    def run(
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 600,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess:
+        command = self.command(*args)
         result = subprocess.run(
             command,
             cwd=self.project_dir,
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -77,6 +87,19 @@ class Stack:
                 f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
             )
         return result
+
+    def start(self, *args: str) -> subprocess.Popen:
+        """Run a command in the background, in a session of its own (so it can be killed)."""
+        log = (self.work / "background.log").open("w")
+        return subprocess.Popen(
+            self.command(*args),
+            cwd=self.project_dir,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
     @property
     def config_file(self) -> Path:
@@ -100,8 +123,29 @@ class Stack:
 
         return LocalBackend(data_dir=self.work / "eci-data")
 
+    def state(self) -> dict:
+        return json.loads(self.export())["deployment"]
+
     def outputs(self) -> dict:
         return json.loads(self.run("stack", "output", "--json", "--show-secrets").stdout)
 
     def export(self) -> str:
         return self.run("stack", "export").stdout
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc), children first."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, queue = [], [pid]
+    while queue:
+        for child in parents.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found

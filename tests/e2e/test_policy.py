@@ -61,6 +61,15 @@ def bad_stack(pulumi_bin: Path, tmp_path: Path, registry: Registry) -> Stack:
         "runtime:\n  name: python\n  options:\n"
         f"    toolchain: pip\n    virtualenv: {Path(sys.executable).parents[1]}\n"
     )
+    # The 21 images of "too-many" exist: a missing image fails the preview before any policy.
+    from eci_imagecache.testing.registry import make_layer
+
+    builder = registry.builder()
+    try:
+        for i in range(21):
+            builder.push_image("demo/web", f"v{i}", [make_layer(f"policy-v{i}", 1024)])
+    finally:
+        builder.close()
     # The group on the alicloud backend is only previewed (no cache to match): nothing reaches
     # the cloud, and no cloud credentials are needed.
     stack = Stack(project_dir=project, work=tmp_path / "work")

@@ -139,8 +139,9 @@ def test_review_of_a_real_preview_names_every_change_its_build_and_cost(
     assert caches["web-cache"].build_once > 0
     assert caches["tools-cache"].build_once == 0 and caches["tools-cache"].build_plan is None
     assert caches["legacy-cache"].monthly_delta < 0
-    # The new group: the cache it would use now, and its extra storage at the vendor's price.
-    assert groups["new-api"].cache.startswith("would use web-cache (")
+    # The new group: the cache it will use (rebuilt in the same update, which it waits for),
+    # and its extra storage at the vendor's price.
+    assert groups["new-api"].cache.startswith("will use web-cache (being built in this update)")
     assert groups["new-api"].extra_storage_gib == 20
     assert groups["new-api"].monthly_delta == pytest.approx(20 * 0.001 * 730)
     assert groups["batch"].cache.startswith("was using web-cache")
@@ -157,7 +158,7 @@ def test_review_of_a_real_preview_names_every_change_its_build_and_cost(
     assert "| `web-cache` | rebuild: images +" in markdown
     assert "| `tools-cache` | update: retention_days 30 -> None |" in markdown
     assert "| `legacy-cache` | delete |" in markdown
-    assert "| `new-api` | create | would use web-cache (" in markdown
+    assert "| `new-api` | create | will use web-cache (being built in this update)" in markdown
     assert "| `batch` | delete | was using web-cache" in markdown
     assert "| `api` | replace | explicit: imc-" in markdown
 

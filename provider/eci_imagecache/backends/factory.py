@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .base import Backend, BackendError
 
@@ -15,6 +16,7 @@ def make_backend(
     endpoint: str | None = None,
     data_dir: str | Path | None = None,
     timeout_seconds: float | None = None,
+    credential: Any = None,
 ) -> Backend:
     if kind == "local":
         from .local.backend import LocalBackend
@@ -28,6 +30,7 @@ def make_backend(
         return AliCloudBackend(
             region=region,
             endpoint=endpoint,
+            credential=credential,
             **({"timeout": float(timeout_seconds)} if timeout_seconds else {}),
         )
     raise BackendError(

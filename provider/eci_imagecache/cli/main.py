@@ -422,11 +422,48 @@ def emulator_serve(
         server.httpd.server_close()
 
 
+# The options of the whole command, and whether each takes a value.
+GLOBAL_OPTIONS = {"--json": False, "--backend": True, "--region": True, "--endpoint": True}
+GLOBAL_OPTIONS["--data-dir"] = True
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Global options typed after the subcommand (``caches list --json``) move before it, as
+    users type them either way; a command's own option of the same name (``emulator serve
+    --region``) stays with it."""
+    group: Any = typer.main.get_command(app)
+    options: list[str] = []
+    commands: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        name = token.split("=", 1)[0]
+        # The options of the command reached so far (the root's are the global ones).
+        own = {opt for param in getattr(group, "params", []) for opt in param.opts}
+        own = own if commands else set()
+        if token == "--":
+            rest += argv[index:]
+            break
+        if name in GLOBAL_OPTIONS and name not in own:
+            takes = GLOBAL_OPTIONS[name] and "=" not in token
+            options += argv[index : index + 1 + takes]
+            index += 1 + takes
+            continue
+        if not rest and token in getattr(group, "commands", {}):
+            commands.append(token)
+            group = group.commands[token]
+        else:
+            rest.append(token)
+        index += 1
+    return [*options, *commands, *rest]
+
+
 def main() -> None:
     from .groups import groups_app
 
     app.add_typer(groups_app, name="groups")
-    app()
+    app(args=hoist_global_options(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -4,17 +4,33 @@ arguments."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 
+from ..dynamic.common import args_from
 from ..dynamic.container_group import ContainerArgs, ContainerGroup, ContainerGroupArgs
 from ..dynamic.image_cache import ImageCache, ImageCacheArgs, RegistryCredentialArgs
 
 
 @dataclass
 class CachedContainerGroupsArgs:
-    groups: dict[str, list[ContainerArgs]]  # group name -> its containers
-    extra_images: list[str] = field(default_factory=list)  # cached too, used by no group yet
+    """Arguments of :class:`CachedContainerGroups`.
+
+    - ``groups``: group name -> its :class:`ContainerArgs`; each becomes a ``ContainerGroup``
+      named ``<component>-<group>`` that uses the cache explicitly.
+    - ``extra_images``: cached too, used by no group yet.
+    - ``size_gib``, ``retention_days``, ``eviction``, ``instant``, ``layer_reuse``: the
+      cache's settings, as in :class:`ImageCacheArgs`.
+    - ``extra_ephemeral_storage_gib``: every group's storage beyond the 30 GiB included.
+    - ``credentials``, ``plain_http_registries``, ``insecure_registries``: for the cache's
+      build and the groups' pulls alike.
+    - ``vswitch_id``, ``security_group_id``, ``tags``: cloud placement of the cache's build
+      instance and of the groups.
+    """
+
+    groups: dict[str, list[ContainerArgs]]
+    extra_images: list[str] = field(default_factory=list)
     size_gib: int | None = None
     retention_days: int | None = None
     eviction: str | None = None
@@ -24,7 +40,6 @@ class CachedContainerGroupsArgs:
     credentials: list[RegistryCredentialArgs] = field(default_factory=list)
     plain_http_registries: list[str] = field(default_factory=list)
     insecure_registries: list[str] = field(default_factory=list)
-    # Cloud placement of the cache's build instance and of the groups.
     vswitch_id: pulumi.Input[str] | None = None
     security_group_id: pulumi.Input[str] | None = None
     tags: dict[str, str] = field(default_factory=dict)
@@ -38,8 +53,13 @@ class CachedContainerGroups(pulumi.ComponentResource):
     groups: dict[str, ContainerGroup]
 
     def __init__(
-        self, name: str, args: CachedContainerGroupsArgs, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        args: CachedContainerGroupsArgs | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+        **kwargs: Any,
     ) -> None:
+        args = args_from(CachedContainerGroupsArgs, args, kwargs)
         super().__init__("eci-imagecache:index:CachedContainerGroups", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         images = sorted(

@@ -1,16 +1,26 @@
-"""Helpers shared by the providers: unknown values, input coercion, clean check failures."""
+"""Helpers shared by the providers: unknown values, input coercion, clean check failures,
+the identity of a resource, and arguments given as an object or as keywords."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import hashlib
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import pulumi
 from pulumi.dynamic import CheckFailure
 from pydantic import BaseModel, ValidationError
 
+from ..backends import base
 from ..engine.models import validation_failures
 from ..engine.refs import ImageRefError
+from ..registry import client
+
+# A registry's answers, as the registry client or a backend reports them.
+NOT_FOUND = (client.ImageNotFound, base.ImageNotFound)
+REFUSED = (client.AuthenticationError, base.RegistryAuthError)
+UNAVAILABLE = (client.RegistryUnavailable, base.RegistryUnavailable)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -45,12 +55,96 @@ def validate(build: Callable[[], M]) -> tuple[M | None, list[CheckFailure]]:
         return None, [CheckFailure("images", str(err))]
 
 
+def _field(item: Any, *names: str) -> Any:
+    for name in names:
+        if isinstance(item, Mapping) and item.get(name) is not None:
+            return item[name]
+        value = getattr(item, name, None)
+        if value is None and not isinstance(item, Mapping):
+            try:  # pulumi input types (e.g. pulumi-alicloud's) keep their values behind pulumi.get
+                value = pulumi.get(item, name)
+            except (AttributeError, KeyError, TypeError):
+                value = None
+        if value is not None:
+            return value
+    return None
+
+
 def secret_credentials(credentials: list[Any]) -> list[dict[str, Any]]:
-    """Registry credentials as inputs, the password always a secret (encrypted in state)."""
+    """Registry credentials as inputs, the password always a secret (encrypted in state).
+
+    Items may be our ``RegistryCredentialArgs``, dicts, or pulumi-alicloud's credential args
+    (``user_name`` for ``username``)."""
     return [
-        {"server": c.server, "username": c.username, "password": pulumi.Output.secret(c.password)}
+        {
+            "server": _field(c, "server"),
+            "username": _field(c, "username", "user_name"),
+            "password": pulumi.Output.secret(_field(c, "password")),
+        }
         for c in credentials
     ]
+
+
+def resource_key(type_name: str, resource_name: str, opts: pulumi.ResourceOptions | None) -> str:
+    """What identifies a resource across deployments: organization, project, stack, parent,
+    type and name (the parts of its URN that a program controls)."""
+    parent = getattr(opts.parent, "_name", "") if opts and opts.parent else ""
+    parts = [pulumi.get_organization(), pulumi.get_project(), pulumi.get_stack(), parent]
+    return "/".join([*(str(p or "") for p in parts), type_name, resource_name])
+
+
+def client_token(key: str, generation: int) -> str:
+    """The idempotency token of a create: the same resource and generation give the same token,
+    so a create repeated after an interrupted deployment finds what the first one made."""
+    digest = hashlib.sha256(f"{key}#{generation}".encode()).hexdigest()
+    return f"pulumi-{digest[:40]}"
+
+
+def next_generation(olds: Mapping[str, Any]) -> int:
+    """0 for a first create. Every later deployment of the resource moves it on, so a create
+    that replaces the resource never finds the cache it replaces."""
+    if not olds:
+        return 0
+    try:
+        return int(olds.get("generation") or 0) + 1
+    except (TypeError, ValueError):
+        return 1
+
+
+A = TypeVar("A")
+
+
+def args_from(
+    cls: type[A],
+    args: A | Mapping[str, Any] | None,
+    kwargs: dict[str, Any],
+    aliases: Mapping[str, str] = {},
+    unsupported: Mapping[str, str] = {},
+) -> A:
+    """A resource's arguments from an args object, a dict, or keyword arguments (as generated
+    Pulumi SDKs accept them). ``aliases`` maps other names (e.g. pulumi-alicloud's) to ours."""
+    if args is not None and kwargs:
+        raise TypeError(f"{cls.__name__}: give an args object or keyword arguments, not both")
+    if isinstance(args, cls):
+        return args
+    given = dict(args if isinstance(args, Mapping) else kwargs)
+    if args is not None and not isinstance(args, Mapping):
+        raise TypeError(f"expected {cls.__name__}, got {type(args).__name__}")
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for key, value in given.items():
+        if key in unsupported:
+            raise TypeError(f"{cls.__name__}: {key} is not supported: {unsupported[key]}")
+        target = aliases.get(key, key)
+        if target not in fields:
+            raise TypeError(
+                f"{cls.__name__}: unknown argument {key!r}; expected one of "
+                + ", ".join(sorted(fields | set(aliases)))
+            )
+        if target in values:
+            raise TypeError(f"{cls.__name__}: {key!r} and {target!r} name the same argument")
+        values[target] = value
+    return cls(**values)
 
 
 def resource_inputs(

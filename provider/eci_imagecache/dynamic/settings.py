@@ -1,71 +1,218 @@
-"""Where a resource lives: backend, region and local data directory.
+"""Where the resources live and how long the provider waits: the provider's settings.
 
-They travel as ordinary resource inputs, read from the ``eci`` stack config namespace by the
-program, so providers stay stateless (nothing captured in the pickled provider) and a change of
-backend or region shows as a replacement. Cloud credentials never travel: the alicloud backend
-reads them from the environment of the provider process.
+They come from the stack configuration (namespace ``eci``) through the provider's ``configure``
+hook, never from resource inputs: a timeout is not part of what a cache is, and changing it must
+not touch any resource. The location (backend, region, data directory or endpoint) is recorded in
+every resource's state when it is created; a hook that finds the provider configured for another
+location refuses and names both, so a CI job that lacks a setting can neither plan deletions nor
+drop resources from the state.
+
+Cloud credentials come from ``eci:accessKeyId`` / ``eci:accessKeySecret`` (a secret) when set,
+otherwise from the standard Alibaba Cloud credential chain of the provider process. They are
+never resource inputs and never in state.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
-import pulumi
+from pydantic import BaseModel, ConfigDict, SecretStr
 
+from ..backends.base import BackendError
 from ..backends.factory import BACKENDS, make_backend
+from .server import UserError
 
 CONFIG_NAMESPACE = "eci"
-PLACEMENT_FIELDS = ("backend", "region", "endpoint", "data_dir", "timeout_seconds")
-_backends: dict[tuple, Any] = {}
+DEFAULT_TIMEOUT_SECONDS = 1800.0
+
+
+class ConfigSource(Protocol):
+    def get(self, key: str) -> Any: ...
+
+
+class SettingsError(UserError):
+    """The stack configuration names no usable backend."""
+
+
+class LocationChanged(UserError):
+    """The provider is configured for another backend than the one a resource lives in."""
+
+
+class SettingsSource:
+    """What a provider keeps from ``configure``: the stack configuration, and the settings it
+    gives for each backend and region a resource names."""
+
+    def __init__(self, config: ConfigSource) -> None:
+        self.config = config
+        self._settings: dict[tuple[str | None, str | None], ProviderSettings] = {}
+
+    def for_resource(self, props: dict[str, Any] | None) -> ProviderSettings:
+        props = props or {}
+        backend, region = props.get("backend"), props.get("region")
+        key = (
+            backend if isinstance(backend, str) else None,
+            region if isinstance(region, str) else None,
+        )
+        if key not in self._settings:
+            self._settings[key] = settings_from_config(self.config, *key)
+        return self._settings[key]
+
+
+def program_placement(backend: str | None, region: str | None) -> dict[str, Any]:
+    """The ``backend`` and ``region`` inputs a resource registers: its own, or the stack's
+    (``eci:backend``, ``eci:region``), so that policies and reviews can read them."""
+    import pulumi
+
+    config = pulumi.Config(CONFIG_NAMESPACE)
+    backend = backend or config.get("backend") or "local"
+    region = region or config.get("region") or ("local" if backend == "local" else None)
+    return {"backend": backend, "region": region}
+
+
+class ProviderSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    backend: str = "local"
+    region: str = "local"
+    endpoint: str | None = None
+    data_dir: Path | None = None
+    operation_timeout: float = DEFAULT_TIMEOUT_SECONDS
+    access_key_id: str | None = None
+    access_key_secret: SecretStr | None = None
+    # A configuration problem, reported by ``check`` (naming the key) and raised by other hooks.
+    problem: str | None = None
+
+    @property
+    def location(self) -> str:
+        """What identifies the backend a resource lives in; recorded in its state."""
+        if self.backend == "local":
+            region = "" if self.region == "local" else f" ({self.region})"
+            return f"local backend{region} at {self.data_dir}"
+        endpoint = self.endpoint or f"https://eci.{self.region}.aliyuncs.com"
+        return f"alicloud backend in {self.region} at {endpoint}"
+
+    def require_ok(self) -> None:
+        if self.problem:
+            raise SettingsError(self.problem)
+
+    def require_location(self, recorded: str | None) -> None:
+        """Refuse to act on a resource recorded in another location than the configured one."""
+        if recorded and recorded != self.location:
+            raise LocationChanged(location_changed(recorded, self.location))
+
+    def open(self) -> Any:
+        """The backend these settings name: one instance per process and settings."""
+        self.require_ok()
+        with _lock:
+            backend = _backends.get(self)
+            if backend is None:
+                try:
+                    backend = self._make()
+                except BackendError:
+                    raise
+                except Exception as err:  # e.g. no cloud credentials in the chain
+                    raise BackendError(f"cannot open the {self.location}: {err}") from None
+                _backends[self] = backend
+            return backend
+
+    def _make(self) -> Any:
+        credential = None
+        if self.backend == "alicloud" and self.access_key_id and self.access_key_secret:
+            from alibabacloud_credentials.client import Client
+            from alibabacloud_credentials.models import Config
+
+            credential = Client(
+                Config(
+                    type="access_key",
+                    access_key_id=self.access_key_id,
+                    access_key_secret=self.access_key_secret.get_secret_value(),
+                )
+            )
+        return make_backend(
+            self.backend,
+            self.region,
+            self.endpoint,
+            self.data_dir,
+            self.operation_timeout,
+            credential=credential,
+        )
+
+
+_backends: dict[ProviderSettings, Any] = {}
 _lock = threading.Lock()
 
 
-def placement_inputs(backend: str | None = None, region: str | None = None) -> dict[str, Any]:
-    """Inputs every resource carries, filled from stack config when not given."""
-    config = pulumi.Config(CONFIG_NAMESPACE)
-    backend = backend or config.get("backend") or "local"
-    return {
-        "backend": backend,
-        "region": region or config.get("region") or ("local" if backend == "local" else None),
-        "endpoint": config.get("endpoint"),
-        "data_dir": config.get("dataDir"),
-        # How long create/update wait for the cloud (alicloud); the work goes on after it.
-        "timeout_seconds": config.get_int("operationTimeout"),
-    }
+def location_changed(recorded: str, configured: str) -> str:
+    return (
+        f"this resource lives in the {recorded}, but the provider is configured for the "
+        f"{configured}. Nothing was changed. Set the stack configuration (eci:backend, "
+        "eci:region, eci:dataDir or eci:endpoint) or $ECI_IMAGECACHE_HOME back to the recorded "
+        "location; to move the stack, destroy it there and deploy it again here"
+    )
 
 
-def check_placement(props: dict[str, Any]) -> list[tuple[str, str]]:
-    failures = []
-    if props.get("backend") not in BACKENDS:
-        failures.append(
-            (
-                "backend",
-                f"unknown backend {props.get('backend')!r}: use "
-                + " or ".join(repr(b) for b in BACKENDS),
-            )
+def settings_failures(settings: ProviderSettings, olds: dict[str, Any] | None) -> list[Any]:
+    """What ``check`` reports before anything else: a configuration problem, or a resource
+    recorded in another location than the configured one."""
+    from pulumi.dynamic import CheckFailure
+
+    if settings.problem:
+        return [CheckFailure("", settings.problem)]
+    recorded = (olds or {}).get("location")
+    if recorded and recorded != settings.location:
+        return [CheckFailure("", location_changed(recorded, settings.location))]
+    return []
+
+
+def _text(source: ConfigSource, key: str) -> str | None:
+    value = source.get(f"{CONFIG_NAMESPACE}:{key}")
+    if value is None or value == "":
+        return None
+    return str(value)
+
+
+def settings_from_config(
+    source: ConfigSource, backend: str | None = None, region: str | None = None
+) -> ProviderSettings:
+    """Settings from the stack configuration; never raises (problems are reported by hooks).
+    ``backend`` and ``region`` are a resource's own choice, over ``eci:backend``/``eci:region``."""
+    configured = _text(source, "backend") or "local"
+    backend = backend or configured
+    region = region or (_text(source, "region") if backend == configured else None)
+    problem = None
+    if backend not in BACKENDS:
+        problem = f"eci:backend: unknown backend {backend!r}: use " + " or ".join(
+            repr(b) for b in BACKENDS
         )
-    elif props.get("backend") == "alicloud" and not props.get("region"):
-        failures.append(("region", "the alicloud backend needs a region (eci:region)"))
-    return failures
+        backend = "local"
+    elif backend == "alicloud" and not region:
+        problem = "eci:region: the alicloud backend needs a region (e.g. cn-hangzhou)"
+    timeout = DEFAULT_TIMEOUT_SECONDS
+    raw_timeout = _text(source, "operationTimeout")
+    if raw_timeout is not None:
+        try:
+            timeout = float(raw_timeout)
+            if timeout <= 0:
+                raise ValueError
+        except ValueError:
+            problem = f"eci:operationTimeout: expected a number of seconds, got {raw_timeout!r}"
+            timeout = DEFAULT_TIMEOUT_SECONDS
+    data_dir = None
+    if backend == "local":
+        from ..backends.local.backend import default_data_dir
 
-
-def open_backend(props: dict[str, Any]) -> Any:
-    """The backend named by a resource's inputs: one instance per process and placement."""
-    key = tuple(str(props.get(k) or "") for k in PLACEMENT_FIELDS)
-    with _lock:
-        backend = _backends.get(key)
-        if backend is None:
-            backend = _make(props)
-            _backends[key] = backend
-        return backend
-
-
-def _make(props: dict[str, Any]) -> Any:
-    return make_backend(
-        props.get("backend") or "local",
-        props.get("region"),
-        props.get("endpoint"),
-        props.get("data_dir"),
-        props.get("timeout_seconds"),
+        configured = _text(source, "dataDir")
+        data_dir = (Path(configured).expanduser() if configured else default_data_dir()).resolve()
+    secret = _text(source, "accessKeySecret")
+    return ProviderSettings(
+        backend=backend,
+        region=region or ("local" if backend == "local" else ""),
+        endpoint=_text(source, "endpoint") if backend == "alicloud" else None,
+        data_dir=data_dir,
+        operation_timeout=timeout,
+        access_key_id=_text(source, "accessKeyId"),
+        access_key_secret=SecretStr(secret) if secret else None,
+        problem=problem,
     )

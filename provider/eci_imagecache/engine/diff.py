@@ -126,6 +126,20 @@ def credential_key(credential: Mapping[str, Any]) -> tuple[str, str, str]:
     return (server, str(credential.get("username", "")), fingerprint)
 
 
+def credentials_change(before: Any, after: Any) -> str:
+    """Which registries' credentials are added, removed or rotated; never a value."""
+    old = {key[0]: key for key in (credential_key(c) for c in before or [])}
+    new = {key[0]: key for key in (credential_key(c) for c in after or [])}
+    parts = [f"added for {s}" for s in sorted(new.keys() - old.keys())]
+    parts += [f"removed for {s}" for s in sorted(old.keys() - new.keys())]
+    for server in sorted(old.keys() & new.keys()):
+        if old[server][1] != new[server][1]:
+            parts.append(f"username changed for {server}")
+        if old[server][2] != new[server][2]:
+            parts.append(f"password rotated for {server}")
+    return "credentials " + ", ".join(parts)
+
+
 def kind_of(field: str, before: Any = None, after: Any = None, backend: Any = None) -> ChangeKind:
     if field in REPLACE_FIELDS:
         return ChangeKind.REPLACE
@@ -160,15 +174,13 @@ def diff_cache(old: Mapping[str, Any], new: Mapping[str, Any]) -> CacheDiff:
             continue
         if _normalized(field, before) == _normalized(field, after):
             continue
-        shown_before = "(secret)" if field == "credentials" else before
-        shown_after = "(secret)" if field == "credentials" else after
-        changes.append(
-            FieldChange(
-                field=field,
-                kind=kind_of(field, before, after, new.get("backend")),
-                detail=f"{field} {shown_before!r} -> {shown_after!r}",
-            )
+        detail = (
+            credentials_change(before, after)
+            if field == "credentials"
+            else f"{field} {before!r} -> {after!r}"
         )
+        kind = kind_of(field, before, after, new.get("backend"))
+        changes.append(FieldChange(field=field, kind=kind, detail=detail))
     return CacheDiff(changes=changes, images_added=added, images_removed=removed)
 
 

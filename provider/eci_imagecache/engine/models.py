@@ -6,6 +6,7 @@ property, e.g. ``images: at most 20 images per cache, got 21``.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 
@@ -27,6 +28,7 @@ BASE_EPHEMERAL_STORAGE_GIB = 30
 MAX_EVENTS = 50
 MAX_TAGS = 20
 GIB = 1024**3
+GROUP_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,126}[a-z0-9]")
 
 
 class EvictionStrategy(StrEnum):
@@ -198,7 +200,7 @@ class ContainerGroupSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(min_length=2, max_length=128)
+    name: str
     containers: list[ContainerSpec] = Field(min_length=1)
     init_containers: list[ContainerSpec] = Field(default_factory=list)
     extra_ephemeral_storage_gib: int = Field(default=0, ge=0, le=2048)
@@ -229,6 +231,17 @@ class ContainerGroupSpec(BaseModel):
         if self.eip_bandwidth_mbps is not None and not self.auto_create_eip:
             raise ValueError("eip_bandwidth_mbps: only for an EIP created with auto_create_eip")
         return self
+
+    @field_validator("name")
+    @classmethod
+    def _group_name(cls, name: str) -> str:
+        # ECI's rule for ContainerGroupName (CreateContainerGroup).
+        if not GROUP_NAME.fullmatch(name):
+            raise ValueError(
+                f"{name!r} is not a valid container group name: 2 to 128 characters, lowercase "
+                "letters, digits and hyphens, not starting or ending with a hyphen"
+            )
+        return name
 
     @model_validator(mode="after")
     def _explicit_needs_id(self) -> ContainerGroupSpec:

@@ -1,0 +1,110 @@
+"""Two gaps of the Python SDK's dynamic-provider server (pulumi 3.272), closed from inside it.
+
+1. ``DiffResult`` cannot carry a detailed diff, so the server never sends one: ``pulumi preview
+   --diff`` then shows ``(update)`` without property lines after drift, and ``--json`` has
+   ``detailedDiff: null``. Our ``diff`` hooks hand their per-property diff to
+   :func:`send_detailed_diff`; the server's ``DiffResponse`` is built with it (and the list of
+   changed keys), in the same thread, right after the hook returns.
+2. The server reports every exception as a Python traceback. Errors we raise on purpose
+   (:class:`UserError`) carry a message written for the user: only that message is sent.
+
+Both apply only inside the provider process (``python -m pulumi.dynamic``), once, when this
+package is first imported there (the engine deserializes our providers, which imports it).
+Anywhere else :func:`install` does nothing. The end-to-end tests check both behaviours under the
+real CLI, so an SDK upgrade that changes the server is caught.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import traceback
+from typing import Any
+
+# Detailed-diff kinds, as the provider protocol names them.
+UPDATE, UPDATE_REPLACE, ADD, ADD_REPLACE, DELETE, DELETE_REPLACE = (
+    "UPDATE",
+    "UPDATE_REPLACE",
+    "ADD",
+    "ADD_REPLACE",
+    "DELETE",
+    "DELETE_REPLACE",
+)
+
+
+class UserError(Exception):
+    """An error whose message is meant for the user: reported without a traceback."""
+
+
+_pending = threading.local()
+
+
+def send_detailed_diff(detail: dict[str, str]) -> None:
+    """Attach ``{property: kind}`` to the diff the calling hook is about to return."""
+    _pending.detail = dict(detail)
+
+
+def _take_detail() -> dict[str, str] | None:
+    detail = getattr(_pending, "detail", None)
+    _pending.detail = None
+    return detail
+
+
+class _DiffResponse:
+    """The protocol's ``DiffResponse``: its constants as they are, its constructor adding the
+    detailed diff the hook handed over."""
+
+    def __init__(self, proto: Any) -> None:
+        self._proto = proto
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._proto.DiffResponse, name)
+
+    def __call__(self, **fields: Any) -> Any:
+        detail = _take_detail()
+        if detail is not None:
+            kinds = self._proto.PropertyDiff
+            fields["detailedDiff"] = {
+                key: kinds(kind=getattr(kinds, kind), inputDiff=False)
+                for key, kind in detail.items()
+            }
+            fields["hasDetailedDiff"] = True
+            fields["diffs"] = sorted({key.split(".")[0].split("[")[0] for key in detail})
+        return self._proto.DiffResponse(**fields)
+
+
+class _Proto:
+    """The SDK's protocol module, with a ``DiffResponse`` that carries the detailed diff."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.DiffResponse = _DiffResponse(real)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+class _Traceback:
+    """``traceback`` for the server: a :class:`UserError` is reported as its message."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(traceback, name)
+
+    @staticmethod
+    def format_exc(*args: Any, **kwargs: Any) -> str:
+        error = sys.exc_info()[1]
+        if isinstance(error, UserError):
+            return str(error)
+        return traceback.format_exc(*args, **kwargs)
+
+
+def install() -> bool:
+    """Apply both fixes if this process is the SDK's dynamic-provider server."""
+    server = sys.modules.get("__main__")
+    if server is None or not hasattr(server, "DynamicResourceProviderServicer"):
+        return False
+    if not isinstance(getattr(server, "proto", None), _Proto):
+        server.proto = _Proto(server.proto)
+    if not isinstance(getattr(server, "traceback", None), _Traceback):
+        server.traceback = _Traceback()
+    return True

@@ -1,0 +1,322 @@
+"""What CI does every day, under the real CLI: interrupted deployments, settings that differ
+between jobs, wrong inputs, drift, and previews that must say what `up` will do."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from eci_imagecache.engine.models import CacheStatus, ImageCacheSpec
+from tests.support.fault_proxy import Fault, FaultProxy
+
+from ..conftest import REGISTRY_USER, Registry
+from .pulumi_cli import REPO, Stack, descendants
+
+pytestmark = pytest.mark.e2e
+QUICKSTART = REPO / "examples" / "quickstart"
+
+
+def no_traceback(result) -> None:
+    assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+@pytest.fixture
+def slow_registry(registry: Registry) -> Iterator[FaultProxy]:
+    """The test registry behind a proxy that serves blobs slowly: builds take seconds."""
+    proxy = FaultProxy(registry.server.url, [Fault(r"GET /v2/.*/blobs/", slow_body=0.02)])
+    yield proxy
+    proxy.close()
+
+
+def kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def start_up_and_kill_mid_build(stack: Stack, whole_session: bool) -> list[int]:
+    """Start `pulumi up`, wait until the cache is being built, SIGKILL `pulumi` (and, with
+    ``whole_session``, every process it started). Returns the processes left running."""
+    backend = stack.backend()
+    up = stack.start("up", "--yes", "--skip-preview")
+    deadline = time.monotonic() + 300
+    while not any(c.status == CacheStatus.CREATING for c in backend.list_image_caches()):
+        assert up.poll() is None, (stack.work / "background.log").read_text()
+        assert time.monotonic() < deadline, "the build never started"
+        time.sleep(0.1)
+    left = descendants(up.pid)
+    if whole_session:
+        os.killpg(up.pid, signal.SIGKILL)
+    else:
+        os.kill(up.pid, signal.SIGKILL)
+    up.wait()
+    return [p for p in left if Path(f"/proc/{p}").exists()]
+
+
+@pytest.mark.parametrize("whole_session", [False, True], ids=["pulumi-only", "whole-session"])
+def test_sigkill_mid_build_then_up_ends_with_exactly_one_cache_in_state(
+    pulumi_bin, tmp_path: Path, slow_registry: FaultProxy, whole_session: bool
+) -> None:
+    stack = Stack(project_dir=QUICKSTART, work=tmp_path).init({"registry": slow_registry.host})
+    backend = stack.backend()
+    left = start_up_and_kill_mid_build(stack, whole_session)
+    try:
+        # With only `pulumi` killed, its provider goes on building; with the whole session
+        # killed, the build dies with it and is marked failed.
+        slow_registry.faults.clear()
+        # The file backend keeps the dead run's lock: `pulumi cancel` is Pulumi's step for that.
+        stack.run("cancel", "--yes")
+        up = stack.run("up", "--yes", "--skip-preview")
+        no_traceback(up)
+        assert "pending operations" in up.stdout + up.stderr  # Pulumi's warning, kept as is
+        caches = backend.list_image_caches()
+        assert len(caches) == 1, caches
+        assert caches[0].status == CacheStatus.READY
+        out = stack.outputs()
+        assert out["cache_id"] == caches[0].id
+        assert out["explicit_match"] == caches[0].id
+        # The interrupted create stays listed as pending until cleared; the cache is in state.
+        stack.run("refresh", "--yes", "--skip-preview", "--clear-pending-creates")
+        assert not stack.state().get("pending_operations")
+        stack.run("preview", "--expect-no-changes")
+        assert [c.id for c in backend.list_image_caches()] == [caches[0].id]
+        stack.run("destroy", "--yes", "--skip-preview")
+        assert backend.list_image_caches() == []
+    finally:
+        kill_all(left)
+
+
+def test_import_pending_creates_does_not_adopt_and_up_does(
+    pulumi_bin, tmp_path: Path, slow_registry: FaultProxy
+) -> None:
+    """`refresh --import-pending-creates URN ID` drops the pending create without recording the
+    resource (CLI 3.274.1): the documented recovery is `pulumi up`, which adopts."""
+    stack = Stack(project_dir=QUICKSTART, work=tmp_path).init({"registry": slow_registry.host})
+    backend = stack.backend()
+    left = start_up_and_kill_mid_build(stack, whole_session=False)
+    try:
+        slow_registry.faults.clear()
+        stack.run("cancel", "--yes")
+        pending = stack.state()["pending_operations"]
+        urn = next(op["resource"]["urn"] for op in pending if op["type"] == "creating")
+        cache_id = backend.list_image_caches()[0].id
+        stack.run(
+            "refresh",
+            "--yes",
+            "--skip-preview",
+            "--import-pending-creates",
+            urn,
+            "--import-pending-creates",
+            cache_id,
+        )
+        state = stack.state()
+        assert urn not in [r["urn"] for r in state["resources"]]
+        assert not state.get("pending_operations")
+        stack.run("up", "--yes", "--skip-preview")
+        assert [c.id for c in backend.list_image_caches()] == [cache_id]
+        assert stack.outputs()["cache_id"] == cache_id
+    finally:
+        kill_all(left)
+
+
+def test_another_data_dir_refuses_naming_both_and_plans_no_deletion(
+    quickstart: Stack, tmp_path: Path
+) -> None:
+    quickstart.run("up", "--yes", "--skip-preview")
+    cache_id = quickstart.outputs()["cache_id"]
+    before = quickstart.state()["resources"]
+    home, other = quickstart.work / "eci-data", tmp_path / "other"
+    elsewhere = {"ECI_IMAGECACHE_HOME": str(other)}
+    for command in (
+        ("refresh", "--yes", "--skip-preview"),
+        ("preview", "--refresh"),
+        ("preview", "--diff"),
+        ("destroy", "--yes", "--skip-preview"),
+    ):
+        result = quickstart.run(*command, check=False, env=elsewhere)
+        assert result.returncode != 0, command
+        text = result.stdout + result.stderr
+        no_traceback(result)
+        assert f"local backend at {home}" in text and f"local backend at {other}" in text
+        if command[0] != "destroy":  # a destroy tries, and each delete refuses
+            assert not re.search(r"to delete|deleting|- \d+ deleted", text), text
+    assert quickstart.state()["resources"] == before
+    assert [c.id for c in quickstart.backend().list_image_caches()] == [cache_id]
+    # The same through stack config: eci:dataDir is the setting CI jobs share.
+    quickstart.run("config", "set", "eci:dataDir", str(other))
+    assert quickstart.run("preview", check=False).returncode != 0
+    quickstart.run("config", "set", "eci:dataDir", str(home))
+    quickstart.run("preview", "--expect-no-changes")
+
+
+def test_timeouts_are_settings_not_inputs(quickstart: Stack) -> None:
+    quickstart.run("up", "--yes", "--skip-preview")
+    quickstart.run("config", "set", "eci:operationTimeout", "60")
+    preview = quickstart.run("preview", "--expect-no-changes", "--diff")
+    assert "replace" not in preview.stdout
+    bad = quickstart.run("config", "set", "eci:operationTimeout", "soon")
+    assert bad.returncode == 0
+    failed = quickstart.run("preview", check=False)
+    assert failed.returncode != 0 and "eci:operationTimeout" in failed.stdout + failed.stderr
+    no_traceback(failed)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"images": ["{registry}/demo/web:9.9", "{registry}/demo/worker:1.0"]},
+            r"property images value .* has a problem: .*demo/web:9\.9",
+        ),
+        ({"sizeGib": "0"}, r"property size_gib value \{0\} has a problem"),
+    ],
+)
+def test_cache_inputs_knowable_at_preview_fail_check_naming_the_property(
+    quickstart: Stack, registry: Registry, config: dict, message: str
+) -> None:
+    for key, value in config.items():
+        if isinstance(value, list):
+            value = json.dumps([v.format(registry=registry.host) for v in value])
+        quickstart.run("config", "set", key, value)
+    preview = quickstart.run("preview", check=False)
+    assert preview.returncode != 0
+    assert re.search(message, preview.stdout + preview.stderr), preview.stdout
+    no_traceback(preview)
+    assert quickstart.backend().list_image_caches() == []
+
+
+def test_private_registry_credentials_checked_at_preview(
+    example, private_registry: Registry
+) -> None:
+    user, password = REGISTRY_USER
+    # No credentials for a registry that needs them.
+    stack = example("private-registry", {"registry": private_registry.host})
+    stack.run("config", "set", "--secret", "password", "unused")
+    preview = stack.run("preview", check=False)
+    assert preview.returncode != 0
+    assert re.search(
+        rf"property credentials .* no credentials are given for {re.escape(private_registry.host)}",
+        preview.stdout,
+    ), preview.stdout
+    no_traceback(preview)
+    # The right ones: up. Then a wrong password, with nothing to rebuild, still fails check.
+    stack.run("config", "set", "username", user)
+    stack.run("config", "set", "--secret", "password", password)
+    stack.run("up", "--yes", "--skip-preview")
+    stack.run("config", "set", "--secret", "password", "not-the-password")
+    preview = stack.run("preview", "--diff", check=False)
+    assert preview.returncode != 0
+    assert "property credentials" in preview.stdout and "check the username" in preview.stdout
+    assert "not-the-password" not in preview.stdout + preview.stderr
+    no_traceback(preview)
+
+
+@pytest.mark.parametrize(
+    ("config", "prop", "message"),
+    [
+        ({"cacheId": "imc-00000000000000000000"}, "cache_id", "no image cache imc-0000"),
+        ({"groupName": "Web_API"}, "name", "not a valid container group name"),
+        ({"image": "{registry}/demo/nope:1.0"}, "containers", "demo/nope:1.0"),
+    ],
+)
+def test_group_inputs_knowable_at_preview_fail_check_naming_the_property(
+    example, registry: Registry, config: dict, prop: str, message: str
+) -> None:
+    values = {"image": registry.ref("demo/web:1.0"), **config}
+    values = {k: v.format(registry=registry.host) for k, v in values.items()}
+    stack = example("auto-match", values)
+    preview = stack.run("preview", check=False)
+    assert preview.returncode != 0
+    assert re.search(
+        rf"property {prop} value .* has a problem: .*{re.escape(message)}", preview.stdout
+    )
+    no_traceback(preview)
+
+
+def test_group_naming_a_failed_cache_fails_check(example, registry: Registry, tmp_path) -> None:
+    stack = example("auto-match", {"image": registry.ref("demo/web:1.0")})
+    backend = stack.backend()
+    proxy = FaultProxy(registry.server.url, [Fault(r"GET /v2/.*/blobs/", status=500)])
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - the build fails, whatever its type
+            backend.create_image_cache(
+                ImageCacheSpec(name="broken", images=[f"{proxy.host}/demo/web:1.0"])
+            )
+    finally:
+        proxy.close()
+    failed = next(c for c in backend.list_image_caches() if c.name == "broken")
+    stack.run("config", "set", "cacheId", failed.id)
+    preview = stack.run("preview", check=False)
+    assert re.search(r"property cache_id .* is not usable \(Failed", preview.stdout), preview.stdout
+    no_traceback(preview)
+
+
+def test_preview_after_drift_has_a_detailed_diff_and_says_what_up_does(
+    quickstart: Stack, registry: Registry
+) -> None:
+    quickstart.run("up", "--yes", "--skip-preview")
+    out = quickstart.outputs()
+    backend = quickstart.backend()
+    # Out of band: the cache now holds another image set (someone rebuilt it by hand).
+    backend.update_image_cache(
+        out["cache_id"],
+        ImageCacheSpec(
+            name="web-cache",
+            images=[registry.ref("demo/web:1.1"), registry.ref("demo/worker:1.0")],
+            eviction="LRU",
+            layer_reuse=True,
+        ),
+    )
+    quickstart.run("refresh", "--yes", "--skip-preview")
+    preview = quickstart.run("preview", "--diff").stdout
+    assert "~ pulumi-python:dynamic/eci:ImageCache: (update)" in preview
+    assert re.search(r"~ images\s*:", preview), preview
+    assert "rebuild the snapshot in place: images +" in preview
+    assert re.search(r'~ build_plan\s*: .*=> "2 images, 6 blobs', preview), preview
+    steps = json.loads(quickstart.run("preview", "--json").stdout)["steps"]
+    cache_step = next(s for s in steps if s["urn"].endswith("ImageCache::web-cache"))
+    assert cache_step["op"] == "update"
+    assert cache_step["detailedDiff"]["images"]["kind"] == "update"
+    assert set(cache_step["diffReasons"]) >= {"images"}
+    up = quickstart.run("up", "--yes", "--skip-preview")
+    assert "1 updated" in up.stdout
+    cache = backend.get_image_cache(out["cache_id"])
+    assert sorted(str(i) for i in cache.images) == sorted(
+        [registry.ref("demo/web:1.0"), registry.ref("demo/worker:1.0")]
+    )
+    quickstart.run("preview", "--expect-no-changes")
+
+
+def test_layer_reuse_toggle_plans_no_build_and_up_builds_nothing(quickstart: Stack) -> None:
+    quickstart.run("up", "--yes", "--skip-preview")
+    before = quickstart.outputs()
+    quickstart.run("config", "set", "layerReuse", "false")
+    preview = quickstart.run("preview", "--diff").stdout
+    assert re.search(r"~ layer_reuse\s*: true => false", preview), preview
+    assert "build_plan" not in preview
+    assert '"update in place: layer_reuse True -> False"' in preview
+    quickstart.run("up", "--yes", "--skip-preview")
+    after = quickstart.outputs()
+    assert after["build_plan"] == before["build_plan"]
+    cache = quickstart.backend().get_image_cache(after["cache_id"])
+    assert (
+        cache.fetched_bytes
+        == quickstart.backend().get_image_cache(before["cache_id"]).fetched_bytes
+    )
+    assert not cache.layer_reuse
+
+
+def test_group_preview_counts_the_cache_built_in_the_same_update(quickstart: Stack) -> None:
+    preview = quickstart.run("preview", "--diff").stdout
+    assert "will use web-cache (being built in this update): exact" in preview, preview
+    quickstart.run("up", "--yes", "--skip-preview")
+    out = quickstart.outputs()
+    assert out["auto_match"].startswith(f"{out['cache_id']} (exact)")

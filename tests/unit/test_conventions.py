@@ -1,0 +1,172 @@
+"""Pulumi conventions users rely on: documented args, keyword arguments, pulumi-alicloud's names,
+no committed stack salts, ECI's naming rules, settings that name their key."""
+
+import dataclasses
+import inspect
+import re
+import subprocess
+from pathlib import Path
+
+import pulumi
+import pytest
+from pydantic import ValidationError
+
+from eci_imagecache.components import CachedContainerGroupsArgs
+from eci_imagecache.dynamic import (
+    ContainerArgs,
+    ContainerGroupArgs,
+    ImageCacheArgs,
+    RegistryCredentialArgs,
+)
+from eci_imagecache.dynamic.common import args_from, client_token, secret_credentials
+from eci_imagecache.dynamic.image_cache import ALICLOUD_NAMES, ALICLOUD_UNSUPPORTED
+from eci_imagecache.dynamic.settings import settings_from_config
+from eci_imagecache.engine.diff import diff_cache
+from eci_imagecache.engine.models import ContainerGroupSpec
+
+REPO = Path(__file__).resolve().parents[2]
+PUBLIC_ARGS = [
+    ImageCacheArgs,
+    RegistryCredentialArgs,
+    ContainerGroupArgs,
+    ContainerArgs,
+    CachedContainerGroupsArgs,
+]
+
+
+@pytest.mark.parametrize("cls", PUBLIC_ARGS, ids=lambda c: c.__name__)
+def test_every_public_args_class_documents_every_field(cls: type) -> None:
+    doc = inspect.getdoc(cls) or ""
+    missing = [f.name for f in dataclasses.fields(cls) if f"``{f.name}``" not in doc]
+    assert not missing, f"{cls.__name__} does not document {missing}"
+
+
+def test_alicloud_image_cache_names_map_to_ours_and_exist_in_pulumi_alicloud() -> None:
+    from pulumi_alicloud.eci import ImageCacheArgs as AliArgs
+    from pulumi_alicloud.eci import ImageCacheImageRegistryCredentialArgs as AliCredential
+
+    theirs = set(inspect.signature(AliArgs.__init__).parameters) - {"__self__"}
+    ours = {f.name for f in dataclasses.fields(ImageCacheArgs)}
+    assert set(ALICLOUD_NAMES) | set(ALICLOUD_UNSUPPORTED) <= theirs
+    assert set(ALICLOUD_NAMES.values()) <= ours
+    # Every name of theirs is accepted, mapped, or refused with a reason.
+    assert theirs <= ours | set(ALICLOUD_NAMES) | set(ALICLOUD_UNSUPPORTED)
+    args = args_from(
+        ImageCacheArgs,
+        None,
+        {"image_cache_name": "web", "images": ["nginx:1.25"], "image_cache_size": 30},
+        ALICLOUD_NAMES,
+    )
+    assert (args.name, args.size_gib) == ("web", 30)
+    credential = AliCredential(server="r.example.com", user_name="ci", password="pw")
+    assert set(inspect.signature(AliCredential.__init__).parameters) >= {"user_name", "server"}
+    [converted] = secret_credentials([credential])
+    assert (converted["server"], converted["username"]) == ("r.example.com", "ci")
+
+
+def test_args_as_object_dict_or_keywords_and_clear_errors() -> None:
+    by_object = args_from(ImageCacheArgs, ImageCacheArgs(images=["nginx"]), {})
+    by_keywords = args_from(ImageCacheArgs, None, {"images": ["nginx"]})
+    by_dict = args_from(ImageCacheArgs, {"images": ["nginx"]}, {})
+    assert by_object == by_keywords == by_dict
+    with pytest.raises(TypeError, match="not both"):
+        args_from(ImageCacheArgs, by_object, {"images": ["redis"]})
+    with pytest.raises(TypeError, match="unknown argument 'imagez'"):
+        args_from(ImageCacheArgs, None, {"imagez": ["nginx"]})
+    with pytest.raises(TypeError, match="zone_id is not supported"):
+        args_from(ImageCacheArgs, None, {"zone_id": "z"}, ALICLOUD_NAMES, ALICLOUD_UNSUPPORTED)
+    with pytest.raises(TypeError, match="name the same argument"):
+        args_from(ImageCacheArgs, None, {"name": "a", "image_cache_name": "b"}, ALICLOUD_NAMES)
+
+
+def test_no_committed_stack_file_holds_a_passphrase_salt() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files", "*Pulumi.*.yaml"], cwd=REPO, capture_output=True, text=True
+    ).stdout.split()
+    for name in tracked:
+        assert "encryptionsalt" not in (REPO / name).read_text(), name
+
+
+def test_group_names_follow_ecis_rule_from_the_sdk() -> None:
+    from alibabacloud_eci20180808 import models
+
+    source = inspect.getsource(models.CreateContainerGroupRequest.__init__)
+    rule = source[: source.index("self.container_group_name =")].rsplit("# The name", 1)[1]
+    assert "2 to 128 characters" in rule
+    assert "lowercase letters, digits, and hyphens" in rule
+    assert "cannot start or end with a hyphen" in rule
+    container = [{"name": "c", "image": "nginx"}]
+    for good in ("ab", "web-1", "a" * 128):
+        ContainerGroupSpec(name=good, containers=container)
+    for bad in ("a", "a" * 129, "-web", "web-", "Web", "web_api", "web.api"):
+        with pytest.raises(ValidationError, match="not a valid container group name"):
+            ContainerGroupSpec(name=bad, containers=container)
+
+
+def test_credential_changes_say_what_for_which_registry_never_the_value() -> None:
+    def cred(server: str, password: str, username: str = "ci") -> dict:
+        return {"server": server, "username": username, "password": password}
+
+    old = {"credentials": [cred("a.example.com", "one"), cred("b.example.com", "two")]}
+    new = {"credentials": [cred("a.example.com", "uno"), cred("c.example.com", "three")]}
+    [change] = diff_cache(old, new).changes
+    assert change.detail == (
+        "credentials added for c.example.com, removed for b.example.com, "
+        "password rotated for a.example.com"
+    )
+    assert not re.search(r"one|uno|two|three", change.detail)
+
+
+def test_settings_name_their_key_and_the_location() -> None:
+    local = settings_from_config({"eci:dataDir": "/srv/eci"})
+    assert local.location == "local backend at /srv/eci"
+    cloud = settings_from_config({"eci:backend": "alicloud", "eci:region": "cn-hangzhou"})
+    assert (
+        cloud.location == "alicloud backend in cn-hangzhou at https://eci.cn-hangzhou.aliyuncs.com"
+    )
+    assert settings_from_config({"eci:backend": "alicloud"}).problem.startswith("eci:region:")
+    assert settings_from_config({"eci:backend": "aws"}).problem.startswith("eci:backend:")
+    bad = settings_from_config({"eci:operationTimeout": "soon"})
+    assert bad.problem.startswith("eci:operationTimeout:")
+    timeout = settings_from_config({"eci:operationTimeout": "60", "eci:dataDir": "/srv/eci"})
+    assert timeout.location == local.location  # a timeout is not where a resource lives
+
+
+def test_client_tokens_identify_a_resource_and_generation() -> None:
+    assert client_token("org/p/s//eci:ImageCache/web", 0) == client_token(
+        "org/p/s//eci:ImageCache/web", 0
+    )
+    assert client_token("org/p/s//eci:ImageCache/web", 0) != client_token(
+        "org/p/s//eci:ImageCache/web", 1
+    )
+    assert client_token("org/p/dev//eci:ImageCache/web", 0) != client_token(
+        "org/p/prod//eci:ImageCache/web", 0
+    )
+    assert len(client_token("k", 0)) <= 64  # ECI's ClientToken limit
+
+
+def test_resources_accept_keyword_arguments_under_mocks() -> None:
+    class Mocks(pulumi.runtime.Mocks):
+        def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+            return f"{args.name}-id", dict(args.inputs)
+
+        def call(self, args: pulumi.runtime.MockCallArgs):
+            return {}
+
+    pulumi.runtime.set_mocks(Mocks(), project="conventions", stack="test", preview=False)
+    from eci_imagecache.dynamic import ContainerGroup, ImageCache
+
+    cache = ImageCache("kw", images=["nginx:1.25"], image_cache_size=30)
+    group = ContainerGroup("grp", containers=[ContainerArgs(name="web", image="nginx:1.25")])
+
+    def check(values: list) -> None:
+        size, name, stack_caches = values
+        assert (size, name) == (30, "grp")
+        assert stack_caches[-1]["images"] == ["nginx:1.25"]
+
+    return pulumi.Output.all(cache.size_gib, group.name, group.stack_caches).apply(check)
+
+
+test_resources_accept_keyword_arguments_under_mocks = pulumi.runtime.test(
+    test_resources_accept_keyword_arguments_under_mocks
+)
