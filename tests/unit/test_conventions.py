@@ -73,8 +73,8 @@ def test_args_as_object_dict_or_keywords_and_clear_errors() -> None:
         args_from(ImageCacheArgs, by_object, {"images": ["redis"]})
     with pytest.raises(TypeError, match="unknown argument 'imagez'"):
         args_from(ImageCacheArgs, None, {"imagez": ["nginx"]})
-    with pytest.raises(TypeError, match="zone_id is not supported"):
-        args_from(ImageCacheArgs, None, {"zone_id": "z"}, ALICLOUD_NAMES, ALICLOUD_UNSUPPORTED)
+    with pytest.raises(TypeError, match="zone_id is not supported: a reason"):
+        args_from(ImageCacheArgs, None, {"zone_id": "z"}, {}, {"zone_id": "a reason"})
     with pytest.raises(TypeError, match="name the same argument"):
         args_from(ImageCacheArgs, None, {"name": "a", "image_cache_name": "b"}, ALICLOUD_NAMES)
 

@@ -42,8 +42,8 @@ def test_alicloud_example_wires_network_into_cache_and_groups(mocks: Mocks):
 
     def check(_: object) -> None:
         cache = mocks.resources["app"]
-        # Where caches live is the provider's configuration, not an input of the cache.
-        assert "backend" not in cache and "region" not in cache
+        # The stack's backend and region, registered for policies and reviews to read.
+        assert cache["backend"] == "alicloud" and cache["region"] == "cn-hangzhou"
         assert cache["vswitch_id"] == "eci-vswitch-id"
         assert cache["security_group_id"] == "eci-sg-id"
         assert cache["instant"] is True and cache["eviction"] == "LRU"
