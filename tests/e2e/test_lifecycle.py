@@ -24,6 +24,10 @@ pytestmark = pytest.mark.e2e
 QUICKSTART = REPO / "examples" / "quickstart"
 
 
+def ids(state: dict) -> list[tuple[str, str | None]]:
+    return [(r["urn"], r.get("id")) for r in state["resources"]]
+
+
 def no_traceback(result) -> None:
     assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
 
@@ -148,7 +152,7 @@ def test_another_data_dir_refuses_naming_both_and_plans_no_deletion(
         assert f"local backend at {home}" in text and f"local backend at {other}" in text
         if command[0] != "destroy":  # a destroy tries, and each delete refuses
             assert not re.search(r"to delete|deleting|- \d+ deleted", text), text
-    assert quickstart.state()["resources"] == before
+    assert ids(quickstart.state()) == ids({"resources": before})
     assert [c.id for c in quickstart.backend().list_image_caches()] == [cache_id]
     # The same through stack config: eci:dataDir is the setting CI jobs share.
     quickstart.run("config", "set", "eci:dataDir", str(other))
@@ -214,7 +218,8 @@ def test_private_registry_credentials_checked_at_preview(
     stack.run("config", "set", "--secret", "password", "not-the-password")
     preview = stack.run("preview", "--diff", check=False)
     assert preview.returncode != 0
-    assert "property credentials" in preview.stdout and "check the username" in preview.stdout
+    text = preview.stdout + preview.stderr
+    assert "property credentials" in text and "check the username" in text, text
     assert "not-the-password" not in preview.stdout + preview.stderr
     no_traceback(preview)
 
