@@ -366,7 +366,8 @@ class ContainerArgs:
     """One container of a :class:`ContainerGroup`.
 
     ``name`` (lowercase letters, digits, hyphens); ``image``; ``command`` and ``args``; ``env``
-    (name to value); ``ports``; ``cpu`` (cores) and ``memory_gib``; ``image_pull_policy``
+    (name to value); ``ports``; ``working_dir``; ``cpu`` (cores) and ``memory_gib``;
+    ``image_pull_policy``
     (``IfNotPresent``, the default, lets a cache serve the image; ``Always`` pulls it).
     """
 
