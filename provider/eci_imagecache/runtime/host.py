@@ -29,6 +29,21 @@ def mount_overlay(target: Path, lower: list[str], upper: Path, work: Path, cwd: 
         os.chdir(previous)
 
 
+CLONE_NEWNS = 0x00020000
+MS_REC, MS_PRIVATE = 0x4000, 0x40000
+
+
+def private_mount_namespace() -> None:
+    """Move this (single-threaded) process into a mount namespace of its own, with nothing
+    propagating back: mounts made here are never seen on the host."""
+    if _libc.unshare(CLONE_NEWNS) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"unshare(CLONE_NEWNS): {os.strerror(errno)}")
+    if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"making / private: {os.strerror(errno)}")
+
+
 def unmount(target: Path) -> None:
     if _libc.umount2(str(target).encode(), MNT_DETACH) != 0:
         errno = ctypes.get_errno()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import os
 import re
 import secrets
@@ -34,7 +35,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 WHITEOUT = ".wh."
@@ -109,8 +110,8 @@ class LayerStore:
         temp = self.tmp / f"{os.getpid()}-{secrets.token_hex(6)}"
         temp.mkdir()
         try:
-            with open(blob, "rb", buffering=_CHUNK) as raw:
-                stream: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+            with open(blob, "rb", buffering=0) as raw:
+                stream: IO[bytes] = _Gunzip(raw) if compressed else raw  # type: ignore[assignment]
                 written = _apply(stream, temp, self.max_layer_bytes, digest)
             try:
                 os.rename(temp, final)
@@ -156,6 +157,45 @@ def _compression(digest: str, blob: Path, media_type: str | None) -> bool:
     if magic == b"\x28\xb5\x2f\xfd":
         raise UnsupportedLayer(f"layer {digest[:19]}: zstd layers are not supported")
     return False
+
+
+class _Gunzip(io.RawIOBase):
+    """gzip decompression in large steps (zlib checks each member's CRC and length itself):
+    far fewer Python-level calls than ``gzip.GzipFile``, which reads in small pieces."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.pending = b""
+        self.members = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        limit = size if size and size > 0 else _CHUNK
+        while True:
+            if self.inflate.unconsumed_tail:
+                out = self.inflate.decompress(self.inflate.unconsumed_tail, limit)
+            else:
+                if self.inflate.eof:
+                    rest = self.inflate.unused_data or self.raw.read(_CHUNK)
+                    if not rest.strip(b"\0"):
+                        return b""  # the end (some writers pad with zeros)
+                    self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)  # another member
+                    out = self.inflate.decompress(rest, limit)
+                else:
+                    chunk = self.raw.read(_CHUNK)
+                    if not chunk:
+                        raise EOFError("the gzip stream ends before its end marker")
+                    out = self.inflate.decompress(chunk, limit)
+            if out:
+                return out
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def _remove_tree(path: Path) -> None:
@@ -252,7 +292,7 @@ class _Applier:
             self.count(member.size, member.name)
             source = tar.extractfile(member)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as out:
+            with os.fdopen(fd, "wb", buffering=0) as out:
                 if source is not None:
                     shutil.copyfileobj(source, out, _CHUNK)
             self.attrs(path, member)

@@ -1,10 +1,10 @@
 """The shim: one long-lived process per container group, started in its own mount namespace.
 
-``python -m eci_imagecache.runtime.shim <group dir> <state db>``, under ``unshare --mount
---propagation private``. It mounts each container's overlay, runs the init containers in order
-and then the containers with ``crun run``, records every state change, applies the restart
-policy, pumps each container's output into a bounded log, and on SIGTERM stops the containers
-(SIGTERM, then SIGKILL after the grace period) and unmounts.
+``python -S -m eci_imagecache.runtime.shim <group dir> <state db> [<notify fd>]``; it first
+moves into a private mount namespace (unshare(2)). It mounts each container's overlay, runs the
+init containers in order and then the containers with ``crun run``, records every state change,
+applies the restart policy, pumps each container's output into a bounded log, and on SIGTERM
+stops the containers (SIGTERM, then SIGKILL after the grace period) and unmounts.
 
 The overlay mounts live in the shim's mount namespace only: they are never visible on the host,
 and they vanish with the last process of the group, even if the shim itself is killed.
@@ -60,7 +60,7 @@ class BoundedLog:
 
 
 class Shim:
-    def __init__(self, group_dir: Path, state: RuntimeState) -> None:
+    def __init__(self, group_dir: Path, state: RuntimeState, notify: int | None = None) -> None:
         self.dir = group_dir
         self.plan: dict[str, Any] = json.loads((group_dir / "plan.json").read_text())
         self.group_id: str = self.plan["group_id"]
@@ -71,6 +71,16 @@ class Shim:
         self.procs: dict[str, subprocess.Popen] = {}
         self.mounted: list[Path] = []
         self.last_end: dict[str, str] = {}
+        self.notify_fd = notify  # the starter waits on it: a byte at each start or end
+
+    def notify(self) -> None:
+        if self.notify_fd is None:
+            return
+        try:
+            os.write(self.notify_fd, b".")
+        except OSError:  # the starter has stopped listening
+            os.close(self.notify_fd)
+            self.notify_fd = None
 
     # set-up -------------------------------------------------------------------------------
 
@@ -131,6 +141,7 @@ class Shim:
                 reason=self.last_end.get(name, ""),
                 first_process=not container["init"],
             )
+            self.notify()
         code = proc.wait()
         pump.join(5)
         with self.lock:
@@ -166,6 +177,7 @@ class Shim:
                 restart_count=restarts + 1,
                 reason=f"restarting in {delay:g} s after exit code {code} ({policy})",
             )
+            self.notify()
             self.stopping.wait(delay)
             return None if self.stopping.is_set() else RESTART
         self.state.set_container(
@@ -176,6 +188,7 @@ class Shim:
             finished_at=now(),
             reason=reason.strip(),
         )
+        self.notify()
         return code
 
     def watch(self, container: dict[str, Any]) -> None:
@@ -221,6 +234,7 @@ class Shim:
         except OSError as err:
             self.unmount_all()
             self.state.set_group(self.group_id, status=FAILED, reason=f"not started: {err}")
+            self.notify()
             return 1
         try:
             for container in self.plan["containers"]:
@@ -257,8 +271,10 @@ def _pump(stream: IO[bytes], log: BoundedLog) -> None:
 
 
 def main(argv: list[str]) -> int:
+    host.private_mount_namespace()  # first, while this process has a single thread
     group_dir, db = Path(argv[0]), Path(argv[1])
-    return Shim(group_dir, RuntimeState(db)).run()
+    notify = int(argv[2]) if len(argv) > 2 else None
+    return Shim(group_dir, RuntimeState(db), notify).run()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -136,26 +137,36 @@ class Runtime:
             self.state.set_group(group_id, status=FAILED, reason=f"not started: {err}")
             raise StartError(str(err)) from err
         log = open(directory / "shim.log", "ab")  # noqa: SIM115 - handed to the shim
-        with log:
-            shim = subprocess.Popen(
-                [
-                    *("unshare", "--mount", "--propagation", "private", "--"),
-                    *(sys.executable, "-m", "eci_imagecache.runtime.shim"),
-                    *(str(directory), str(self.state.path)),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                cwd="/",
-                start_new_session=True,
-                env={**os.environ, "PYTHONPATH": _package_root()},
-            )
+        listen, tell = os.pipe()  # the shim writes a byte at each start or end
+        try:
+            with log:
+                shim = subprocess.Popen(
+                    [
+                        # -S: the shim needs only the standard library and this package (on
+                        # PYTHONPATH), and starts faster without the site packages. It moves
+                        # into a mount namespace of its own first thing.
+                        *(sys.executable, "-S", "-m", "eci_imagecache.runtime.shim"),
+                        *(str(directory), str(self.state.path), str(tell)),
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    cwd="/",
+                    start_new_session=True,
+                    pass_fds=(tell,),
+                    env={**os.environ, "PYTHONPATH": _package_root()},
+                )
+        finally:
+            os.close(tell)
         # Reap it if it ends while this process lives; it outlives this process otherwise.
         threading.Thread(target=shim.wait, daemon=True).start()
         self.state.set_group(group_id, shim_pid=shim.pid)
-        if not wait:
-            return self.group(group_id) or _missing(group_id)
-        return self.wait_started(group_id)
+        try:
+            if not wait:
+                return self.group(group_id) or _missing(group_id)
+            return self.wait_started(group_id, listen=listen)
+        finally:
+            os.close(listen)
 
     def _write(
         self,
@@ -194,8 +205,12 @@ class Runtime:
         }
         (directory / "plan.json").write_text(json.dumps(plan, indent=1))
 
-    def wait_started(self, group_id: str, timeout: float | None = None) -> GroupState:
-        """Until every container has started (or ended), the group failed, or its shim died."""
+    def wait_started(
+        self, group_id: str, timeout: float | None = None, listen: int | None = None
+    ) -> GroupState:
+        """Until every container has started (or ended), the group failed, or its shim died.
+        With ``listen`` (the shim's notification pipe) it wakes when the shim says something
+        changed instead of polling."""
         deadline = time.monotonic() + (timeout or self.start_timeout)
         while True:
             group = self.group(group_id) or _missing(group_id)
@@ -204,9 +219,15 @@ class Runtime:
                 c.started_at is not None or c.state == TERMINATED for c in mains
             ):
                 return group
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return group
-            time.sleep(0.002)
+            if listen is None:
+                time.sleep(0.01)
+                continue
+            ready, _, _ = select.select([listen], [], [], min(left, 0.5))
+            if ready and not os.read(listen, 4096):
+                listen = None  # the shim has ended: what it wrote is final
 
     def adopt(self, group_id: str) -> None:
         """The backend has recorded the group: recovery no longer treats it as an orphan."""

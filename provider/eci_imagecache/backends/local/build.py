@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ...engine.diff import ChangeKind, diff_cache
@@ -63,6 +63,7 @@ class Unpacking:
     layers: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def unpack(self, ctx: Context, digest: str) -> None:
         try:
@@ -70,9 +71,10 @@ class Unpacking:
         except (UnsafeLayer, UnsupportedLayer) as err:
             raise RegistryContentError(str(err)) from None
         if not done.reused:
-            self.layers += 1
-            self.bytes += done.bytes
-            self.seconds += done.seconds
+            with self.lock:
+                self.layers += 1
+                self.bytes += done.bytes
+                self.seconds += done.seconds
 
     def summary(self) -> str:
         return f"unpacked {self.layers} layers ({self.bytes / 1e6:.1f} MB) in {self.seconds:.2f} s"
@@ -387,11 +389,13 @@ class BuildPipeline:
     def fetch_and_unpack(
         self, plan: BuildPlan, client: RegistryClient, progress: Callable[[int], None]
     ) -> Unpacking:
-        """Fetch, and unpack each layer into the layer store as soon as it has arrived (one
-        worker beside the downloads), so a group starting from the cache only mounts."""
+        """Fetch, and unpack each layer into the layer store as soon as it has arrived (a
+        worker per core beside the downloads: decompression and writes release the GIL), so a
+        group starting from the cache only mounts."""
         layer_digests = {layer.digest for image in plan.images for layer in image.layers}
         unpacking = Unpacking()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unpack") as worker:
+        workers = max(1, min(4, os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="unpack") as worker:
             pending = []
             lock = threading.Lock()
 
