@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pulumi-env.sh
+mkdir -p .pulumi-state  # the registry log lives there, whatever the state backend
 port="${DEMO_REGISTRY_PORT:-5055}"
 .venv/bin/eci-imagecache registry serve --port "$port" > .pulumi-state/registry.log 2>&1 &
 registry_pid=$!

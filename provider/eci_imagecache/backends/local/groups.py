@@ -277,7 +277,10 @@ class ContainerGroups:
                 "status": GroupStatus(state.status),
                 "status_reason": state.reason,
                 "containers": containers,
-                "address": f"{LOOPBACK}:{ports[0]}" if ports else LOOPBACK,
+                # Where it answers: only once a container has run (not for one never started).
+                "address": (f"{LOOPBACK}:{ports[0]}" if ports else LOOPBACK)
+                if any(c.started_at is not None for c in state.containers)
+                else None,
                 "container_start_seconds": round(seconds, 6) if seconds is not None else None,
             }
         )
