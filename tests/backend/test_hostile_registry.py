@@ -27,7 +27,6 @@ from eci_imagecache.registry.client import (
     RegistryUnavailable,
 )
 from eci_imagecache.retry import RetryPolicy
-from eci_imagecache.testing.registry import make_layer
 
 from ..support.fault_registry import (
     OCI_INDEX,
@@ -260,8 +259,7 @@ def test_throttling_is_retried_after_the_delay_the_registry_asks(a) -> None:
 
 
 def test_the_good_image_of_the_fault_registry_builds(backend, a) -> None:
-    # Layers a build unpacks must be layer archives (tar+gzip), not bare bytes.
-    a.image("demo/app", "1.0", [make_layer("one", 64)[0].data, make_layer("two", 64)[0].data])
+    a.image("demo/app", "1.0", [b"one", b"two"])
     made = backend.create_image_cache(ImageCacheSpec(name="web", images=[a.ref("demo/app:1.0")]))
     assert made.status == CacheStatus.READY and made.layer_count == 3
 
