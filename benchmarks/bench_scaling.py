@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pulumi.dynamic import ConfigureRequest
+from pulumi.dynamic.config import Config
 from rich.console import Console
 from rich.table import Table
 from typer.testing import CliRunner
@@ -95,6 +97,10 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 def hooks_once(placement: dict[str, Any], image: str, i: int) -> dict[str, float]:
     """One resource's life through the hooks Pulumi calls, each timed."""
     caches, groups = ImageCacheProvider(), ContainerGroupProvider()
+    # As Pulumi does: the stack's config names the store (never the user's own data dir).
+    config = Config({"eci:backend": "local", "eci:dataDir": placement["data_dir"]}, "bench")
+    for provider in (caches, groups):
+        provider.configure(ConfigureRequest(config))
     seconds: dict[str, float] = {}
     news = {**placement, "name": f"bench-{i}", "images": [image], "size_gib": 20}
     seconds["cache_check"], checked = timed(lambda: caches.check({}, news))

@@ -111,7 +111,12 @@ def backend() -> Any:
 
 
 def emit_json(value: Any) -> None:
-    out.print_json(json.dumps(value, default=str))
+    text = json.dumps(value, default=str, indent=2)
+    if out.is_terminal:
+        out.print_json(text)  # highlighted for people
+    else:
+        # For programs, as is: highlighting 10,000 caches took most of a minute.
+        sys.stdout.write(text + "\n")
 
 
 def _ago(when: datetime | None) -> str:
