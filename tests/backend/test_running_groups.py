@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -177,3 +178,19 @@ def test_a_creator_killed_mid_start_leaves_nothing_recovery_does_not_clean(
     assert traces(group_id) == []
     assert not (backend.ctx.runtime.groups_dir / group_id).exists()
     assert os.listdir(backend.ctx.runtime.groups_dir) == []
+
+
+def test_gc_removes_unpacked_layers_no_cache_holds_and_no_group_runs_on(backend, registry) -> None:
+    image = registry.runnable.references(registry.host)["job_ok"]
+    cache = backend.create_image_cache(ImageCacheSpec(name="jobs", images=[image]))
+    layers = [layer.digest for layer in registry.runnable.job_ok.layers]
+    assert all(backend.ctx.layers.has(d) for d in layers)
+    running = backend.create_container_group(
+        spec(registry, "job_ok", cache="auto", restart_policy="Always")
+    )
+    backend.delete_image_cache(cache.id)
+    backend.gc(grace=timedelta(0))
+    assert all(backend.ctx.layers.has(d) for d in layers)  # the group still runs on them
+    backend.delete_container_group(running.id)
+    backend.gc(grace=timedelta(0))
+    assert not any(backend.ctx.layers.has(d) for d in layers)

@@ -263,6 +263,17 @@ class Runtime:
     def group_ids(self) -> list[str]:
         return self.state.group_ids()
 
+    def layers_in_use(self) -> set[str]:
+        """Digests of the layers some group's containers are mounted on (or will be)."""
+        used = set()
+        for plan in self.groups_dir.glob("*/plan.json"):
+            try:
+                containers = json.loads(plan.read_text())["containers"]
+            except (OSError, ValueError, KeyError):
+                continue
+            used |= {f"sha256:{h}" for c in containers for h in c.get("lower", [])}
+        return used
+
     # stopping -----------------------------------------------------------------------------
 
     def stop(self, group_id: str, grace: float | None = None) -> None:

@@ -132,9 +132,19 @@ class Housekeeping:
             if d not in referenced and blobs.path(d).stat().st_mtime <= cutoff
         ]
         freed = sum(blobs.path(d).stat().st_size for d in orphans)
+        # Unpacked layers no cache holds and no group runs on go with their blobs.
+        layers = self.ctx.layers
+        in_use = self.ctx.runtime.layers_in_use()
+        unused_layers = [
+            d
+            for d in layers.digests()
+            if d not in referenced and d not in in_use and _mtime(layers.path(d)) <= cutoff
+        ]
         if not dry_run:
             for digest in orphans:
                 blobs.remove(digest)
+            for digest in unused_layers:
+                layers.remove(digest)
             for path in files:
                 if path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)
