@@ -22,10 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
-from benchmarks.common import median, quick, write_results
+from benchmarks.common import median, quick, report
 from eci_imagecache.backends.local.backend import LocalBackend
 from eci_imagecache.backends.local.build import BuildPipeline, Unpacking
 from eci_imagecache.engine.models import ContainerGroupSpec, ImageCacheSpec
@@ -145,13 +142,11 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    table = Table(title=f"Container start-up, {figures['image_set_mb']} MB image, median of {runs}")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in figures.items():
-        table.add_row(key, f"{value:,}")
-    Console().print(table)
-    print(f"wrote {write_results('startup', figures)}")
+    report(
+        "startup",
+        f"Container start-up, {figures['image_set_mb']} MB image, median of {runs}",
+        figures,
+    )
 
 
 if __name__ == "__main__":

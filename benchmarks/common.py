@@ -52,3 +52,17 @@ def write_results(name: str, figures: dict[str, float]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def report(name: str, title: str, figures: dict[str, float]) -> None:
+    """Print the figures as a table and write them to results/<name>.json."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        table.add_row(key, f"{value:,}")
+    Console().print(table)
+    print(f"wrote {write_results(name, figures)}")
