@@ -211,11 +211,14 @@ class ImageBuilder:
         tag: str,
         layers: list[tuple[Blob, str]],
         architecture: str = "amd64",
+        config: dict | None = None,
     ) -> PushedImage:
+        """Push an image of these (blob, diff id) layers; ``config`` is the image's run config
+        (Cmd, Env, ...), a no-op command unless given."""
         config_doc = {
             "architecture": architecture,
             "os": "linux",
-            "config": {"Cmd": ["/bin/true"]},
+            "config": config if config is not None else {"Cmd": ["/bin/true"]},
             "rootfs": {"type": "layers", "diff_ids": [diff_id for _, diff_id in layers]},
         }
         config_bytes = json.dumps(config_doc, sort_keys=True).encode()

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import shutil
 import struct
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..registry.client import OCI_MANIFEST, sha256_digest
-from .registry import OCI_CONFIG, Blob, ImageBuilder, PushedImage
+from ..registry.client import sha256_digest
+from .registry import Blob, ImageBuilder, PushedImage
 
 BUSYBOX = Path("/bin/busybox")
 APPLETS = ("sh", "echo", "cat", "ls", "sleep", "httpd", "env", "wc", "kill", "true", "false")
@@ -123,24 +122,8 @@ def push_image(
     layers: list[tuple[Blob, str]],
     config: dict,
 ) -> PushedImage:
-    config_doc = {
-        "architecture": "amd64",
-        "os": "linux",
-        "config": config,
-        "rootfs": {"type": "layers", "diff_ids": [diff_id for _, diff_id in layers]},
-    }
-    config_bytes = json.dumps(config_doc, sort_keys=True).encode()
-    config_blob = Blob(sha256_digest(config_bytes), config_bytes, OCI_CONFIG)
-    for blob in [config_blob, *(b for b, _ in layers)]:
-        builder.push_blob(repository, blob)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": config_blob.descriptor(),
-        "layers": [b.descriptor() for b, _ in layers],
-    }
-    body = builder.push_manifest(repository, tag, manifest, OCI_MANIFEST)
-    return PushedImage(repository, tag, body, [b for b, _ in layers], config_blob)
+    """A runnable image: ``config`` holds its Cmd, Env, WorkingDir and ports."""
+    return builder.push_image(repository, tag, layers, config=config)
 
 
 @dataclass
