@@ -166,6 +166,16 @@ def test_a_killed_supervisor_fails_the_group_and_cleanup_still_works(runtime, bu
     failed = wait_for(runtime, "grp-kill", "Failed")
     assert "ended unexpectedly" in failed.reason
     assert leftovers("grp-kill")  # the container still runs, and holds its mount
+    # ...and says so, until it ends (then nobody saw its exit code).
+    [container] = failed.containers
+    assert container.state == "Running" and container.reason.startswith("running unsupervised")
+    pid = int((runtime.groups_dir / "grp-kill/containers/main/pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while (ended := runtime.group("grp-kill").containers[0]).state != "Terminated":
+        assert time.monotonic() < deadline, ended
+        time.sleep(0.05)
+    assert ended.reason == "ended unsupervised (exit code unknown)" and ended.finished_at
     removed = runtime.reconcile(known=lambda group_id: False)
     assert removed == ["grp-kill"]
     assert leftovers("grp-kill") == []

@@ -1,4 +1,9 @@
-"""``eci-imagecache groups list|show|logs``: container groups, their containers and output."""
+"""``eci-imagecache groups list|show|logs``: container groups, their containers and output.
+
+These commands only read. On the local backend they open the store read-only and show what the
+records and the process table say (a group whose supervisor died, containers nobody recorded);
+they never stop, restart, unmount or write anything: recovery is for the commands that write.
+"""
 
 from __future__ import annotations
 
@@ -35,11 +40,20 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f} s"
 
 
+def _reader() -> Any:
+    """The backend, opened to read only (the local one through its read-only view)."""
+    if cli.options.backend == "local":
+        from ..backends.local.view import LocalView
+
+        return LocalView(cli.options.data_dir, cli.options.region or "local")
+    return cli.backend()
+
+
 @groups_app.command("list")
 @cli.command
 def groups_list() -> None:
     """Container groups with their status, containers and address."""
-    records = cli.backend().list_container_groups()
+    records = _reader().list_container_groups()
     if cli.options.json_output:
         cli.emit_json([r.model_dump(mode="json") for r in records])
         return
@@ -61,7 +75,7 @@ def groups_list() -> None:
 @cli.command
 def groups_show(group_id: Annotated[str, typer.Argument(help="container group id")]) -> None:
     """One group: its cache decision, measured phases, and each container's state."""
-    record = cli.backend().get_container_group(group_id)
+    record = _reader().get_container_group(group_id)
     if cli.options.json_output:
         cli.emit_json(record.model_dump(mode="json"))
         return
@@ -100,7 +114,7 @@ def groups_logs(
     tail: Annotated[int | None, typer.Option(help="only the last N bytes")] = None,
 ) -> None:
     """A container's output (the most recent part is kept, bounded)."""
-    backend = cli.backend()
+    backend = _reader()
     if not hasattr(backend, "container_logs"):
         cli.fail(f"the {cli.options.backend} backend does not keep container logs")
     record = backend.get_container_group(group_id)

@@ -92,8 +92,13 @@ class GroupState:
 
 
 class RuntimeState:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        """``read_only``: open the database for reading only (``mode=ro``): nothing is
+        created or written, and any write fails with SQLite's "readonly database"."""
         self.path = path
+        self.read_only = read_only
+        if read_only:
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         with self.read() as db:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -103,6 +108,11 @@ class RuntimeState:
                     db.execute(statement)
 
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            uri = self.path.resolve().as_uri() + "?mode=ro"
+            db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+            db.execute("PRAGMA busy_timeout=30000")
+            return db
         try:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
@@ -221,8 +231,20 @@ class RuntimeState:
             (derive_status(containers), reason, group_id),
         )
 
+    def _has_tables(self, db: sqlite3.Connection) -> bool:
+        """False only for a database opened read-only that no runtime has written yet."""
+        if not self.read_only:
+            return True
+        found = db.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name IN "
+            "('runtime_groups', 'runtime_containers')"
+        ).fetchone()
+        return bool(found and found[0] == 2)
+
     def group(self, group_id: str) -> GroupState | None:
         with self.read() as db:
+            if not self._has_tables(db):
+                return None
             row = db.execute(
                 "SELECT id, name, dir, restart_policy, status, reason, requested_at, "
                 "first_process_at, owner_pid, shim_pid, shim_start FROM runtime_groups "
@@ -254,6 +276,8 @@ class RuntimeState:
 
     def group_ids(self) -> list[str]:
         with self.read() as db:
+            if not self._has_tables(db):
+                return []
             return [r[0] for r in db.execute("SELECT id FROM runtime_groups ORDER BY id")]
 
     def remove_group(self, group_id: str) -> None:

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,11 @@ class Runtime:
         self.log_limit = log_limit
         self.start_timeout = start_timeout
         groups_dir.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def reader(cls, groups_dir: Path, db_path: Path) -> RuntimeReader:
+        """A view of the groups that starts, stops and writes nothing."""
+        return RuntimeReader(groups_dir, RuntimeState(db_path, read_only=True))
 
     @staticmethod
     def unavailable() -> str | None:
@@ -235,30 +240,37 @@ class Runtime:
 
     # reading ------------------------------------------------------------------------------
 
+    def observe(self, group_id: str) -> GroupState | None:
+        """The group as recorded and as the process table shows it; writes nothing."""
+        return self._reader().observe(group_id)
+
     def group(self, group_id: str) -> GroupState | None:
-        """The group's state, checked against reality: a dead shim fails a live group."""
-        group = self.state.group(group_id)
-        if group is None or group.status not in (PENDING, RUNNING):
-            return group
-        if group.shim_pid is None or host.alive(group.shim_pid, group.shim_start):
-            return group
-        # The shim writes its final state before it exits: read again before judging.
-        group = self.state.group(group_id)
-        if group is None or group.status not in (PENDING, RUNNING):
-            return group
-        reason = f"supervisor process {group.shim_pid} ended unexpectedly"
-        for container in group.containers:
-            if container.state != TERMINATED:
+        """The group's state, checked against reality; what the check finds is recorded (a
+        dead shim fails a live group, a container that ended unsupervised is Terminated)."""
+        recorded, seen = self._reader().recorded_and_seen(group_id)
+        if recorded is None or seen is None or seen == recorded:
+            return seen
+        if (seen.status, seen.reason) != (recorded.status, recorded.reason):
+            self.state.set_group(group_id, status=seen.status, reason=seen.reason)
+        for before, after in zip(recorded.containers, seen.containers, strict=True):
+            if after != before:
                 self.state.set_container(
-                    group_id, container.name, state=TERMINATED, finished_at=now(), reason=reason
+                    group_id,
+                    after.name,
+                    state=after.state,
+                    # When it was found ended, if nobody saw it end.
+                    finished_at=after.finished_at
+                    if after.finished_at is not None or after.state != TERMINATED
+                    else now(),
+                    reason=after.reason,
                 )
-        self.state.set_group(group_id, status=FAILED, reason=reason)
         return self.state.group(group_id)
 
+    def _reader(self) -> RuntimeReader:
+        return RuntimeReader(self.groups_dir, self.state)
+
     def logs(self, group_id: str, container: str, tail: int | None = None) -> bytes:
-        if not _SAFE_NAME.fullmatch(container):
-            raise StartError(f"refusing container name {container[:80]!r}")
-        return BoundedLog.read(self._dir(group_id) / "logs" / f"{container}.log", tail)
+        return self._reader().logs(group_id, container, tail)
 
     def group_ids(self) -> list[str]:
         return self.state.group_ids()
@@ -360,6 +372,77 @@ class Runtime:
         return removed
 
 
+class RuntimeReader:
+    """Groups as recorded, checked against the process table: starts, stops and writes
+    nothing (``eci-imagecache groups`` reads through it; recovery is for writers)."""
+
+    def __init__(self, groups_dir: Path, state: RuntimeState) -> None:
+        self.groups_dir = groups_dir
+        self.state = state
+
+    def group_ids(self) -> list[str]:
+        return self.state.group_ids()
+
+    def observe(self, group_id: str) -> GroupState | None:
+        return self.recorded_and_seen(group_id)[1]
+
+    def recorded_and_seen(self, group_id: str) -> tuple[GroupState | None, GroupState | None]:
+        """The group as recorded and as it is. They differ only once its shim has died (a
+        live shim is the one that records its group's changes)."""
+        group = self.state.group(group_id)
+        if group is None or group.shim_pid is None:
+            return group, group
+        if host.alive(group.shim_pid, group.shim_start):
+            return group, group
+        # The shim writes its final state before it exits: read again before judging.
+        group = self.state.group(group_id)
+        if group is None or group.shim_pid is None:
+            return group, group
+        gone = f"supervisor process {group.shim_pid} ended unexpectedly"
+        seen = replace(
+            group, containers=[self._unsupervised(group, c, gone) for c in group.containers]
+        )
+        if group.status in (PENDING, RUNNING):
+            seen = replace(seen, status=FAILED, reason=gone)
+        return group, seen
+
+    def _unsupervised(self, group: GroupState, c: ContainerState, gone: str) -> ContainerState:
+        """A container of a group whose shim has died: still running (nothing restarts it or
+        keeps its output), or ended at a time and with a code nobody saw."""
+        if c.state == TERMINATED:
+            return c
+        if self.container_running(group.id, c.name):
+            if c.state == CONTAINER_RUNNING and c.reason.startswith("running unsupervised"):
+                return c
+            return replace(
+                c,
+                state=CONTAINER_RUNNING,
+                reason=f"running unsupervised: {gone} (not restarted; output not kept)",
+            )
+        if c.state == CONTAINER_RUNNING and c.reason.startswith("running unsupervised"):
+            return replace(c, state=TERMINATED, reason="ended unsupervised (exit code unknown)")
+        return replace(c, state=TERMINATED, reason=gone)
+
+    def container_running(self, group_id: str, name: str) -> bool:
+        """Whether crun still holds the container and its process lives."""
+        if not (_SAFE_ID.fullmatch(group_id) and _SAFE_NAME.fullmatch(name)):
+            return False
+        if not Path("/run/crun", f"{group_id}-{name}").exists():
+            return False
+        try:
+            pid = int((self.groups_dir / group_id / "containers" / name / "pid").read_text())
+        except (OSError, ValueError):
+            return False
+        return host.alive(pid)
+
+    def logs(self, group_id: str, container: str, tail: int | None = None) -> bytes:
+        if not _SAFE_ID.fullmatch(group_id):
+            raise StartError(f"refusing group id {group_id[:80]!r}")
+        if not _SAFE_NAME.fullmatch(container):
+            raise StartError(f"refusing container name {container[:80]!r}")
+        return BoundedLog.read(self.groups_dir / group_id / "logs" / f"{container}.log", tail)
+
+
 def _missing(group_id: str) -> GroupState:
     raise StartError(f"group {group_id} has no runtime state")
 
@@ -373,6 +456,7 @@ __all__ = [
     "CONTAINER_RUNNING",
     "ContainerRun",
     "Runtime",
+    "RuntimeReader",
     "RuntimeUnavailable",
     "StartError",
 ]

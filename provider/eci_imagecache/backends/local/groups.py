@@ -34,6 +34,7 @@ from ...engine.planner import ResolvedImage
 from ...registry.client import RegistryError as ClientRegistryError
 from ...runtime.bundle import BundleError, ContainerSettings
 from ...runtime.layers import UnsafeLayer, UnsupportedLayer
+from ...runtime.state import GroupState
 from ...runtime.supervisor import ContainerRun, RuntimeUnavailable, StartError
 from ..base import InvalidSpec, NotFound, QuotaExceeded, RegistryContentError, from_registry
 from .blobs import UnsafeDigest
@@ -253,37 +254,9 @@ class ContainerGroups:
         return self._observed(record)
 
     def _observed(self, record: ContainerGroupRecord) -> ContainerGroupRecord:
-        """The record with its containers as the runtime sees them now."""
-        state = self.ctx.runtime.group(record.id)
-        if state is None:
-            return record
-        containers = [
-            ContainerStatus(
-                name=c.name,
-                init=c.init,
-                state=c.state,
-                exit_code=c.exit_code,
-                restart_count=c.restart_count,
-                started_at=_time(c.started_at),
-                finished_at=_time(c.finished_at),
-                reason=c.reason,
-            )
-            for c in state.containers
-        ]
-        ports = sorted({p for c in state.containers for p in c.ports})
-        seconds = state.first_process_seconds
-        return record.model_copy(
-            update={
-                "status": GroupStatus(state.status),
-                "status_reason": state.reason,
-                "containers": containers,
-                # Where it answers: only once a container has run (not for one never started).
-                "address": (f"{LOOPBACK}:{ports[0]}" if ports else LOOPBACK)
-                if any(c.started_at is not None for c in state.containers)
-                else None,
-                "container_start_seconds": round(seconds, 6) if seconds is not None else None,
-            }
-        )
+        """The record with its containers as the runtime sees them now (what the runtime finds
+        of a dead supervisor is recorded: this is the provider's read)."""
+        return observed(record, self.ctx.runtime.group(record.id))
 
     def reconcile(self) -> list[str]:
         """Stop and remove containers of groups no record claims (a creator killed mid-start,
@@ -362,6 +335,39 @@ class ContainerGroups:
         with self.store.transaction() as db:
             self.store.delete_group(db, group_id)
         shutil.rmtree(self.workdir(group_id), ignore_errors=True)
+
+
+def observed(record: ContainerGroupRecord, state: GroupState | None) -> ContainerGroupRecord:
+    """``record`` with its containers, status and address as the runtime's ``state`` has them."""
+    if state is None:
+        return record
+    containers = [
+        ContainerStatus(
+            name=c.name,
+            init=c.init,
+            state=c.state,
+            exit_code=c.exit_code,
+            restart_count=c.restart_count,
+            started_at=_time(c.started_at),
+            finished_at=_time(c.finished_at),
+            reason=c.reason,
+        )
+        for c in state.containers
+    ]
+    ports = sorted({p for c in state.containers for p in c.ports})
+    seconds = state.first_process_seconds
+    return record.model_copy(
+        update={
+            "status": GroupStatus(state.status),
+            "status_reason": state.reason,
+            "containers": containers,
+            # Where it answers: only once a container has run (not for one never started).
+            "address": (f"{LOOPBACK}:{ports[0]}" if ports else LOOPBACK)
+            if any(c.started_at is not None for c in state.containers)
+            else None,
+            "container_start_seconds": round(seconds, 6) if seconds is not None else None,
+        }
+    )
 
 
 def _time(value: float | None) -> datetime | None:

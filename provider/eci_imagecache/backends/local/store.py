@@ -117,10 +117,18 @@ MAX_REMOVALS = 1000  # removal events kept, most recent first
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        """``read_only``: open an existing store for reading only (``mode=ro``): nothing is
+        created, migrated or written (SQLite may add its empty ``-wal``/``-shm`` files next to
+        the database), and a write transaction raises :class:`StoreError`."""
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
         self._local = threading.local()
+        if read_only:
+            if not path.is_file():
+                raise StoreError(f"no store at {path.parent}")
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
         with self.read() as db:
             version = self._version(db)
         if version != len(MIGRATIONS):  # only then a write: a full disk still opens the store
@@ -129,6 +137,15 @@ class Store:
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
+        if db is None and self.read_only:
+            uri = self.path.resolve().as_uri() + "?mode=ro"
+            try:
+                db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+                db.execute("PRAGMA busy_timeout=30000")
+            except sqlite3.OperationalError as err:
+                raise self._error(err, "opened") from None
+            self._local.db = db
+            self._local.cause = "opened read-only"
         if db is None:
             try:
                 db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
