@@ -181,6 +181,33 @@ def test_a_killed_supervisor_fails_the_group_and_cleanup_still_works(runtime, bu
     assert leftovers("grp-kill") == []
 
 
+def test_a_stop_while_an_init_container_runs_stops_it_with_sigterm(runtime, busybox_layer):
+    """SIGTERM reaches the init container: the supervisor ends without waiting it out."""
+    script = "trap 'echo stopped by TERM; exit 0' TERM; sleep 600 & wait"
+    group = runtime.start(
+        "grp-warm",
+        "warm",
+        [run(busybox_layer, "warm-up", script, init=True), run(busybox_layer, "main", "true")],
+        wait=False,
+    )
+    deadline = time.monotonic() + 20
+    while runtime.group("grp-warm").containers[0].state != "Running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(group.shim_pid or runtime.group("grp-warm").shim_pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15  # the grace period (2 s) and then some
+    while host.alive(runtime.group("grp-warm").shim_pid):
+        assert time.monotonic() < deadline, "the supervisor waited for its init container"
+        time.sleep(0.05)
+    warm_up, main = runtime.group("grp-warm").containers
+    assert (warm_up.state, warm_up.exit_code, warm_up.reason) == ("Terminated", 0, "stopped")
+    assert runtime.logs("grp-warm", "warm-up") == b"stopped by TERM\n"
+    assert main.started_at is None  # nothing ran after it
+    assert leftovers("grp-warm") == []  # no process, mount or crun state
+    runtime.stop("grp-warm")
+    assert not (runtime.groups_dir / "grp-warm").exists()
+
+
 def test_a_group_being_started_by_a_live_process_is_left_alone(runtime, busybox_layer):
     runtime.start("grp-young", "young", [run(busybox_layer, "main", "exec sleep 600")])
     assert runtime.reconcile(known=lambda group_id: False) == []

@@ -238,31 +238,37 @@ class Shim:
             return 1
         try:
             for container in self.plan["containers"]:
-                if not container["init"] or self.stopping.is_set():
+                if not container["init"]:
                     continue
-                code = self.run_once(container)
-                if code != 0:
+                codes: list[int | None] = []
+                self.supervise([lambda c=container, out=codes: out.append(self.run_once(c))])
+                if self.stopping.is_set():
+                    return 0  # stopped while an init container ran: nothing failed
+                if codes[0] != 0:
                     self.state.set_group(
                         self.group_id,
                         status=FAILED,
-                        reason=f"init container {container['name']} exited with code {code}",
+                        reason=f"init container {container['name']} exited with code {codes[0]}",
                     )
                     return 1
-            watchers = [
-                threading.Thread(target=self.watch, args=(c,), daemon=True)
-                for c in self.plan["containers"]
-                if not c["init"]
-            ]
-            for watcher in watchers:
-                watcher.start()
-            while any(w.is_alive() for w in watchers):
-                if self.stopping.wait(0.2):
-                    self.stop_containers()
-                    for watcher in watchers:
-                        watcher.join()
+            self.supervise(
+                [lambda c=c: self.watch(c) for c in self.plan["containers"] if not c["init"]]
+            )
             return 0
         finally:
             self.unmount_all()
+
+    def supervise(self, work: list[Any]) -> None:
+        """Run each of ``work`` in a thread until all end; a stop request (SIGTERM) meanwhile
+        stops the running containers (an init container too) and waits for the threads."""
+        threads = [threading.Thread(target=w, daemon=True) for w in work]
+        for thread in threads:
+            thread.start()
+        while any(t.is_alive() for t in threads):
+            if self.stopping.wait(0.2):
+                self.stop_containers()
+                for thread in threads:
+                    thread.join()
 
 
 def _pump(stream: IO[bytes], log: BoundedLog) -> None:
