@@ -5,16 +5,19 @@ leaves no process, mount or directory behind."""
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from eci_imagecache.backends.local.view import LocalView
 from eci_imagecache.runtime import host
+from eci_imagecache.runtime.supervisor import Runtime
 
 from ..conftest import Registry, missing
-from .pulumi_cli import Stack
+from .pulumi_cli import Stack, descendants
 
 pytestmark = pytest.mark.e2e
 
@@ -131,3 +134,98 @@ def test_jobs_end_succeeded_and_failed_with_their_exit_codes(example, registry: 
     stack.run("destroy", "--yes", "--skip-preview")
     assert traces(ids) == []
     assert list(backend.ctx.runtime.groups_dir.iterdir()) == []
+
+
+SLOW_START = """
+import pulumi
+
+from eci_imagecache.dynamic import ContainerArgs, ContainerGroup, ContainerGroupArgs
+
+config = pulumi.Config()
+image = config.require("image")
+# Each stops at once on SIGTERM (a shell as a container's first process ignores it otherwise).
+warm_up = f"trap 'exit 0' TERM; sleep {config.require('warmUpSeconds')} & wait"
+serve = "trap 'exit 0' TERM; sleep 600 & wait"
+group = ContainerGroup(
+    "slow-start",
+    ContainerGroupArgs(
+        init_containers=[ContainerArgs(name="warm-up", image=image, command=["sh", "-c", warm_up])],
+        containers=[ContainerArgs(name="main", image=image, command=["sh", "-c", serve])],
+        restart_policy="Never",
+        cache="none",
+    ),
+)
+pulumi.export("group_id", group.group_id)
+pulumi.export("status", group.status)
+"""
+
+
+def mounts_on_host(data_dir: Path) -> list[str]:
+    """Mount points under the backend's data directory in this (the host's) mount namespace."""
+    return [line for line in Path("/proc/mounts").read_text().splitlines() if str(data_dir) in line]
+
+
+def test_provider_killed_mid_start_leaves_nothing_recovery_does_not_clean(
+    pulumi_bin: Path, tmp_path: Path, registry: Registry
+) -> None:
+    """`pulumi up` of a group whose init container takes a while; SIGKILL of the dynamic
+    provider process while it waits for the group to start (shim up, overlays mounted, the init
+    container running, no record yet). The next `up` removes what the killed attempt started
+    and makes the group; destroy leaves no process, mount, directory or runtime row."""
+    project = tmp_path / "slow-start"
+    project.mkdir()
+    (project / "__main__.py").write_text(SLOW_START)
+    (project / "Pulumi.yaml").write_text(
+        "name: eci-slow-start\n"
+        "runtime:\n  name: python\n  options:\n"
+        f"    toolchain: pip\n    virtualenv: {Path(sys.executable).parents[1]}\n"
+    )
+    image = registry.runnable.references(registry.host)["job_ok"]
+    stack = Stack(project_dir=project, work=tmp_path).init({"image": image, "warmUpSeconds": "600"})
+    data = tmp_path / "eci-data"
+
+    up = stack.start("up", "--yes", "--skip-preview")
+    # Read-only views: nothing the test does reconciles (only the provider's next run may).
+    deadline = time.monotonic() + 120
+    while True:
+        assert up.poll() is None, (stack.work / "background.log").read_text()
+        assert time.monotonic() < deadline, "the warm-up container never started"
+        groups = LocalView(data).list_container_groups() if (data / "state.db").exists() else []
+        if groups and groups[0].containers and groups[0].containers[0].state == "Running":
+            break
+        time.sleep(0.1)
+    [starting] = groups
+    assert starting.containers[0].name == "warm-up" and starting.status_reason.startswith(
+        "being created by process"
+    )
+    owner = Runtime.reader(data / "groups", data / "state.db").state.group(starting.id).owner_pid
+    providers = [
+        pid
+        for pid in descendants(up.pid)
+        if b"pulumi.dynamic" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert providers == [owner], (providers, owner)
+    os.kill(owner, signal.SIGKILL)
+    assert up.wait(120) != 0
+    killed = starting.id
+    # What the killed attempt left: its supervisor, the running init container, its mounts.
+    assert traces([killed])
+    assert (data / "groups" / killed).is_dir()
+
+    # `pulumi` itself ended (its provider died under it) and released the stack's lock.
+    stack.run("config", "set", "warmUpSeconds", "0")
+    again = stack.run("up", "--yes", "--skip-preview")
+    assert "Traceback" not in again.stdout + again.stderr
+    out = stack.outputs()
+    assert out["status"] == "Running" and out["group_id"] != killed
+    assert traces([killed]) == []
+    assert not (data / "groups" / killed).exists()
+    assert [g.id for g in LocalView(data).list_container_groups()] == [out["group_id"]]
+    assert mounts_on_host(data) == []
+
+    stack.run("destroy", "--yes", "--skip-preview")
+    assert traces([killed, out["group_id"]]) == []
+    assert list((data / "groups").iterdir()) == []
+    assert LocalView(data).list_container_groups() == []
+    assert Runtime.reader(data / "groups", data / "state.db").group_ids() == []
+    assert mounts_on_host(data) == []
