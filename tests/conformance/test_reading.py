@@ -135,3 +135,102 @@ def test_the_cache_hit_comes_from_the_documented_events() -> None:
     decision = reading.cache_decision([missed.to_map(), created.to_map()])
     assert decision["auto_created_cache_id"] == "imc-2ze5hdcnngenmwc1jmwf"
     assert "cache_id" not in decision
+
+
+def test_each_containers_state_exit_code_and_restarts_come_from_the_documented_fields() -> None:
+    """A group as DescribeContainerGroups answers it, built with the SDK's response models."""
+    m = sdk
+    prefix = "DescribeContainerGroupsResponseBodyContainerGroups"
+    Container, Init = getattr(m, f"{prefix}Containers"), getattr(m, f"{prefix}InitContainers")
+    State, Previous = (
+        getattr(m, f"{prefix}Containers{s}") for s in ("CurrentState", "PreviousState")
+    )
+    InitState = getattr(m, f"{prefix}InitContainersCurrentState")
+    item = getattr(m, prefix)(
+        container_group_id="eci-2zelg8vwnlzdhf8hv6ph",
+        container_group_name="nightly",
+        status="Running",
+        creation_time="2026-01-01T00:00:00Z",
+        init_containers=[
+            Init(
+                name="prepare",
+                image="busybox:1.36",
+                restart_count=0,
+                current_state=InitState(
+                    state="Terminated",
+                    exit_code=0,
+                    reason="Completed",
+                    start_time="2026-01-01T00:00:01Z",
+                    finish_time="2026-01-01T00:00:02Z",
+                ),
+            )
+        ],
+        containers=[
+            # Running after two restarts (the API may send ExitCode 0 for a running one).
+            Container(
+                name="web",
+                image="nginx:1.25",
+                restart_count=2,
+                current_state=State(
+                    state="Running", exit_code=0, start_time="2026-01-01T00:01:00Z"
+                ),
+                previous_state=Previous(state="Terminated", exit_code=137, reason="OOMKilled"),
+            ),
+            Container(
+                name="job",
+                image="busybox:1.36",
+                current_state=State(
+                    state="terminated",
+                    exit_code=7,
+                    reason="Error",
+                    message="exit status 7",
+                    start_time="2026-01-01T00:00:03Z",
+                    finish_time="2026-01-01T00:00:04.250Z",
+                ),
+            ),
+            # Waiting to be restarted: the exit code is the previous run's.
+            Container(
+                name="retry",
+                image="busybox:1.36",
+                restart_count=1,
+                current_state=State(state="Waiting", reason="CrashLoopBackOff"),
+                previous_state=Previous(state="Terminated", exit_code=1),
+            ),
+            Container(name="new", image="busybox:1.36"),  # no state reported yet
+            Container(
+                name="odd", image="busybox:1.36", current_state=State(state="Crashing", exit_code=3)
+            ),
+            Container(
+                name="killed",
+                image="busybox:1.36",
+                current_state=State(state="Terminated", exit_code=137, signal=9),
+            ),
+        ],
+    ).to_map()
+    record = reading.group_record(item, REGION)
+    assert [(c.name, c.init, c.state, c.exit_code, c.restart_count) for c in record.containers] == [
+        ("prepare", True, "Terminated", 0, 0),
+        ("web", False, "Running", None, 2),
+        ("job", False, "Terminated", 7, 0),
+        ("retry", False, "Waiting", 1, 1),
+        ("new", False, "Waiting", None, 0),
+        ("odd", False, "Unknown", None, 0),
+        ("killed", False, "Terminated", 137, 0),
+    ]
+    prepare, web, job, retry, *_, killed = record.containers
+    assert (prepare.reason, job.reason, retry.reason) == (
+        "Completed",
+        "Error: exit status 7",
+        "CrashLoopBackOff",
+    )
+    assert killed.reason == "killed by signal 9"
+    assert job.started_at.isoformat() == "2026-01-01T00:00:03+00:00"
+    assert job.finished_at.isoformat() == "2026-01-01T00:00:04.250000+00:00"
+    assert web.started_at is not None and web.finished_at is None
+    # The states read are the ones the reference lists, for containers and init containers.
+    for cls in (State, InitState):
+        doc = shape(cls).docs["State"]
+        assert set(re.findall(r"\*\s+(\w+)", doc)) == set(reading.CONTAINER_STATES.values())
+    # A state that is not an object is read as none (the group is not lost).
+    odd = {**item, "Containers": [{**item["Containers"][0], "CurrentState": "Running"}]}
+    assert reading.group_record(odd, REGION).containers[1].state == "Waiting"

@@ -5,11 +5,15 @@ import time
 
 from alibabacloud_eci20180808 import models as sdk
 
+from eci_imagecache.backends.emulator.server import EmulatorServer
+from eci_imagecache.backends.local.backend import LocalBackend
+from eci_imagecache.engine.models import ContainerGroupSpec
 from eci_imagecache.runtime import host
 
+from ..backend.conftest import FastRegistry
 from ..conformance.test_sdk_script import eci  # noqa: F401 - the fixture
 from ..conftest import Registry, missing
-from .conftest import REGION
+from .conftest import ACCESS_KEY, REGION, cloud_backend
 
 
 def test_a_failed_job_reads_terminated_with_its_exit_code(eci, registry: Registry):  # noqa: F811
@@ -59,3 +63,51 @@ def test_a_failed_job_reads_terminated_with_its_exit_code(eci, registry: Registr
             region_id=REGION, container_group_id=created.container_group_id
         )
     )
+
+
+def test_the_alicloud_backend_reads_each_containers_state_as_the_local_backend_shows_it(
+    tmp_path, registry: Registry
+) -> None:
+    """The alicloud backend on the official SDK, against the emulator serving a local backend
+    whose containers really ran: each container's state, exit code, restarts, times and reason
+    read back from DescribeContainerGroups equal what the local backend shows."""
+    if host.unavailable():
+        missing(f"containers cannot run here: {host.unavailable()}")
+    local = LocalBackend(data_dir=tmp_path / "cloud", region=REGION, registry_factory=FastRegistry)
+    images = registry.runnable.references(registry.host)
+    with EmulatorServer(local, dict([ACCESS_KEY])) as server:
+        cloud = cloud_backend(server.endpoint)
+        made = cloud.create_container_group(
+            ContainerGroupSpec(
+                name="nightly-import",
+                restart_policy="Never",
+                cache="none",
+                init_containers=[{"name": "prepare", "image": images["job_ok"]}],
+                containers=[
+                    {"name": "job", "image": images["job_fail"], "env": {"EXIT_CODE": "9"}}
+                ],
+            )
+        )
+        deadline = time.monotonic() + 30
+        while (truth := local.get_container_group(made.id)).status.value in ("Pending", "Running"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        read = cloud.get_container_group(made.id)
+        [listed] = [g for g in cloud.list_container_groups() if g.id == made.id]
+        cloud.delete_container_group(made.id)
+
+    def seconds(c):  # the API's times are whole seconds
+        return c.model_copy(
+            update={
+                "started_at": c.started_at and c.started_at.replace(microsecond=0),
+                "finished_at": c.finished_at and c.finished_at.replace(microsecond=0),
+            }
+        )
+
+    assert [(c.name, c.init, c.state, c.exit_code) for c in read.containers] == [
+        ("prepare", True, "Terminated", 0),
+        ("job", False, "Terminated", 9),
+    ]
+    assert [seconds(c) for c in read.containers] == [seconds(c) for c in truth.containers]
+    assert listed.containers == read.containers
+    assert read.status == truth.status

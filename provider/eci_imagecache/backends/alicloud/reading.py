@@ -24,6 +24,7 @@ from ...engine.models import (
     CacheRecord,
     CacheStatus,
     ContainerGroupRecord,
+    ContainerStatus,
     EvictionStrategy,
     GroupStatus,
     SnapshotKind,
@@ -217,6 +218,60 @@ def cache_decision(events: list[dict[str, Any]]) -> dict[str, Any]:
     return found
 
 
+# A container's documented states (``...ContainersCurrentState.State``), by their lower case.
+CONTAINER_STATES = {s.lower(): s for s in ("Waiting", "Running", "Terminated")}
+
+
+def container_state(value: Any) -> str:
+    """A documented state in its documented spelling; none yet is Waiting; anything else
+    (a state added later) is Unknown, never taken for one that ended."""
+    text = str(value or "").strip().lower()
+    return CONTAINER_STATES.get(text, "Unknown") if text else "Waiting"
+
+
+def _optional_int(value: Any) -> int | None:
+    try:
+        return int(float(value)) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def container_status(item: dict[str, Any], init: bool) -> ContainerStatus:
+    """One ``Containers`` / ``InitContainers`` entry: its ``CurrentState`` (State, ExitCode,
+    StartTime, FinishTime, Reason, Message, Signal), ``PreviousState`` and ``RestartCount``, as
+    the local backend presents a container. An exit code is read only where the state says
+    the container ended (the API may send 0 for one still running): from ``CurrentState`` when
+    Terminated, or from ``PreviousState`` while it waits to be restarted."""
+    current, previous = (
+        value if isinstance(value := item.get(key), dict) else {}
+        for key in ("CurrentState", "PreviousState")
+    )
+    state = container_state(current.get("State"))
+    exit_code = None
+    if state == "Terminated":
+        exit_code = _optional_int(current.get("ExitCode"))
+    elif state == "Waiting" and container_state(previous.get("State")) == "Terminated":
+        exit_code = _optional_int(previous.get("ExitCode"))
+    reason = ": ".join(
+        str(part).strip()
+        for part in (current.get("Reason"), current.get("Message"))
+        if part and str(part).strip()
+    )
+    signal = _optional_int(current.get("Signal"))
+    if not reason and state == "Terminated" and signal:
+        reason = f"killed by signal {signal}"
+    return ContainerStatus(
+        name=str(item.get("Name") or ""),
+        init=init,
+        state=state,
+        exit_code=exit_code,
+        restart_count=max(0, _int(item.get("RestartCount"))),
+        started_at=parse_time(current.get("StartTime")),
+        finished_at=parse_time(current.get("FinishTime")),
+        reason=reason,
+    )
+
+
 def group_record(item: dict[str, Any], region: str) -> ContainerGroupRecord:
     group_id = item.get("ContainerGroupId")
     if not group_id:
@@ -235,6 +290,9 @@ def group_record(item: dict[str, Any], region: str) -> ContainerGroupRecord:
         images=sorted(set(images)),
         created_at=parse_time(item.get("CreationTime")) or datetime.now(UTC),
         ephemeral_storage_gib=BASE_EPHEMERAL_STORAGE_GIB + _int(item.get("EphemeralStorage")),
+        # Init containers first, as they run (and as the local backend lists them).
+        containers=[container_status(c, init=True) for c in item.get("InitContainers") or [] if c]
+        + [container_status(c, init=False) for c in item.get("Containers") or [] if c],
         **cache_decision(item.get("Events") or []),
     )
 

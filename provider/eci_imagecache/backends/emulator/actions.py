@@ -513,17 +513,39 @@ class Actions:
         # What runs (the local backend's containers), in ECI's words.
         observed = {c.name: c for c in record.containers}
 
-        def current(name: str) -> Any:
+        def current(name: str, kind: str = "Containers") -> Any:
             c = observed.get(name)
             if c is None:
                 return None
-            return m.DescribeContainerGroupsResponseBodyContainerGroupsContainersCurrentState(
+            model = getattr(
+                m, f"DescribeContainerGroupsResponseBodyContainerGroups{kind}CurrentState"
+            )
+            return model(
                 state=c.state,
                 exit_code=c.exit_code,
                 start_time=api_time(c.started_at),
                 finish_time=api_time(c.finished_at),
                 reason=c.reason,
             )
+
+        def previous(name: str, kind: str = "Containers") -> Any:
+            """A container waiting to be restarted: how its last run ended."""
+            c = observed.get(name)
+            if c is None or c.state != "Waiting" or c.exit_code is None:
+                return None
+            model = getattr(
+                m, f"DescribeContainerGroupsResponseBodyContainerGroups{kind}PreviousState"
+            )
+            return model(
+                state="Terminated",
+                exit_code=c.exit_code,
+                start_time=api_time(c.started_at),
+                finish_time=api_time(c.finished_at),
+            )
+
+        def restarts(name: str) -> int:
+            c = observed.get(name)
+            return c.restart_count if c is not None else 0
 
         def containers(items: list[dict[str, Any]]) -> list[Any]:
             out = []
@@ -540,11 +562,8 @@ class Actions:
                             memory=c.get("Memory") or 0.0,
                             ready=record.status.value == "Running",
                             current_state=current(c.get("Name", "")),
-                            restart_count=(
-                                observed[c["Name"]].restart_count
-                                if c.get("Name") in observed
-                                else 0
-                            ),
+                            previous_state=previous(c.get("Name", "")),
+                            restart_count=restarts(c.get("Name", "")),
                             ports=[
                                 m.DescribeContainerGroupsResponseBodyContainerGroupsContainersPorts(
                                     port=p.get("Port"), protocol=p.get("Protocol") or "TCP"
@@ -563,6 +582,9 @@ class Actions:
                         name=c.get("Name", ""),
                         image=c.get("Image", ""),
                         image_pull_policy=c.get("ImagePullPolicy") or "IfNotPresent",
+                        current_state=current(c.get("Name", ""), "InitContainers"),
+                        previous_state=previous(c.get("Name", ""), "InitContainers"),
+                        restart_count=restarts(c.get("Name", "")),
                     )
                 )
                 for c in items
