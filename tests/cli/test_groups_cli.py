@@ -54,6 +54,8 @@ def test_groups_list_show_and_logs(cli, finished_job) -> None:  # noqa: F811
     assert "status: Failed" in shown and "image preparation" in shown
     assert cli("groups", "logs", finished_job.id).stdout == "job failing\n"
     assert cli("groups", "logs", finished_job.id, "--tail", "8").stdout == "failing\n"
+    assert cli("groups", "logs", finished_job.id, "--tail", "0").stdout == ""
+    assert table.splitlines()[0].strip() == "1 container group"
     missing_group = cli("groups", "show", "eci-00000000000000000000", code=3)
     assert "not found" in missing_group.stderr
 

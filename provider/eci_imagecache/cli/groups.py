@@ -57,7 +57,16 @@ def groups_list() -> None:
     if cli.options.json_output:
         cli.emit_json([r.model_dump(mode="json") for r in records])
         return
-    table = Table("ID", "Name", "Status", "Containers", "Address", "Cache", "Start")
+    table = Table(
+        "ID",
+        "Name",
+        "Status",
+        "Containers",
+        "Address",
+        "Cache",
+        "Start",
+        title=f"{len(records)} container group{'' if len(records) == 1 else 's'}",
+    )
     for r in records:
         table.add_row(
             r.id,
@@ -111,7 +120,7 @@ def groups_logs(
     container: Annotated[
         str | None, typer.Option("--container", "-c", help="default: the group's first")
     ] = None,
-    tail: Annotated[int | None, typer.Option(help="only the last N bytes")] = None,
+    tail: Annotated[int | None, typer.Option(min=0, help="only the last N bytes")] = None,
 ) -> None:
     """A container's output (the most recent part is kept, bounded)."""
     backend = _reader()

@@ -56,7 +56,7 @@ class BoundedLog:
     def read(path: Path, tail: int | None = None) -> bytes:
         parts = [p for p in (path.with_suffix(".log.1"), path) if p.exists()]
         data = b"".join(p.read_bytes() for p in parts)
-        return data[-tail:] if tail else data
+        return data if tail is None else data[max(0, len(data) - tail) :]
 
 
 class Shim:
