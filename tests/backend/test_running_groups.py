@@ -148,7 +148,8 @@ def test_a_creator_killed_mid_start_leaves_nothing_recovery_does_not_clean(
     backend, registry, tmp_path
 ) -> None:
     """A separate process creates a long-running group and is killed (SIGKILL) once the
-    group's containers run but before it recorded the group; recovery removes them."""
+    group's containers run but before it recorded the group: the group's supervisor sees its
+    starter gone and stops the containers; recovery removes what is left."""
     image = registry.runnable.references(registry.host)["httpd"]
     script = textwrap.dedent(
         f"""
@@ -173,7 +174,16 @@ def test_a_creator_killed_mid_start_leaves_nothing_recovery_does_not_clean(
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == -signal.SIGKILL, done.stderr
     group_id = done.stdout.strip()
-    assert traces(group_id), "the container should be running when its creator dies"
+    deadline = time.monotonic() + 20
+    while traces(group_id):
+        assert time.monotonic() < deadline, traces(group_id)
+        time.sleep(0.05)
+    state = backend.ctx.runtime.state.group(group_id)
+    assert state.reason.startswith("stopped: process ") and state.reason.endswith(
+        "ended before recording it"
+    )
+    assert state.containers[0].reason == "stopped"  # by SIGTERM: httpd stops on it
+    assert (backend.ctx.runtime.groups_dir / group_id).is_dir()
     backend.recover()
     assert traces(group_id) == []
     assert not (backend.ctx.runtime.groups_dir / group_id).exists()

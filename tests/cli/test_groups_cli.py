@@ -75,7 +75,8 @@ def start_then_die(self, record, spec, prepared):
 groups.ContainerGroups._start = start_then_die
 backend.create_container_group(ContainerGroupSpec(
     name="unrecorded", cache="none",
-    containers=[{"name": "main", "image": sys.argv[2], "command": ["sleep", "600"]}]))
+    containers=[{"name": "main", "image": sys.argv[2],
+                 "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"]}]))
 """
 
 
@@ -132,8 +133,9 @@ def test_reading_groups_stops_restarts_unmounts_and_writes_nothing(
     registry: Registry,
 ) -> None:
     """Two groups recovery would act on: one whose supervisor was killed (its container runs
-    on, unsupervised), one started by a process killed before it recorded the group. Listing,
-    showing and reading logs shows both as they are and changes nothing."""
+    on, unsupervised), one started by a process killed before it recorded the group (its
+    supervisor stopped it; its directory and state wait for recovery). Listing, showing and
+    reading logs shows both as they are and changes nothing."""
     if host.unavailable():
         missing(f"containers cannot run here: {host.unavailable()}")
     data = tmp_path / "data"
@@ -158,11 +160,15 @@ def test_reading_groups_stops_restarts_unmounts_and_writes_nothing(
         while host.alive(shim):
             assert time.monotonic() < deadline
             time.sleep(0.05)
+        # The unrecorded group's supervisor saw its starter die and stopped the group.
+        while what_runs([unrecorded]):
+            assert time.monotonic() < deadline, what_runs([unrecorded])
+            time.sleep(0.05)
+        assert (data / "groups" / unrecorded / "plan.json").is_file()
         del backend  # ...and no writer is left open on the store
         gc.collect()
         running = what_runs([made.id, unrecorded])
         assert any(f"{made.id}-main" in line for line in running), running
-        assert any(f"{unrecorded}-main" in line for line in running), running
         before = (store_contents(data / "state.db"), files(data), running)
 
         listed = {g["id"]: g for g in json.loads(cli("--json", "groups", "list").stdout)}
@@ -182,8 +188,15 @@ def test_reading_groups_stops_restarts_unmounts_and_writes_nothing(
         assert group["containers"][0]["state"] == "Running"
         assert group["containers"][0]["reason"].startswith("running unsupervised")
         assert listed[made.id]["status"] == "Failed"
-        assert listed[unrecorded]["name"] == "unrecorded"
+        assert (listed[unrecorded]["name"], listed[unrecorded]["status"]) == (
+            "unrecorded",
+            "Failed",
+        )
         assert listed[unrecorded]["status_reason"].startswith("not recorded: process ")
+        assert (
+            "recovery (the next pulumi up, or eci-imagecache gc) removes what is left"
+            in (listed[unrecorded]["status_reason"])
+        )
         assert unrecorded in table and "unsupervised" in table
         assert "recovery" in shown_unrecorded
     finally:
@@ -191,3 +204,4 @@ def test_reading_groups_stops_restarts_unmounts_and_writes_nothing(
         writer = LocalBackend(data_dir=data)
         writer.delete_container_group(made.id)
     assert what_runs([made.id, unrecorded]) == []
+    assert list((data / "groups").iterdir()) == []

@@ -170,8 +170,10 @@ def test_provider_killed_mid_start_leaves_nothing_recovery_does_not_clean(
 ) -> None:
     """`pulumi up` of a group whose init container takes a while; SIGKILL of the dynamic
     provider process while it waits for the group to start (shim up, overlays mounted, the init
-    container running, no record yet). The next `up` removes what the killed attempt started
-    and makes the group; destroy leaves no process, mount, directory or runtime row."""
+    container running, no record yet). The group's supervisor sees its starter gone and stops
+    it, so a `pulumi destroy` right away (which never starts the provider: the stack holds
+    nothing) leaves no process or mount; the next `up` removes the directory and state the
+    killed attempt left and makes the group; destroy then leaves nothing at all."""
     project = tmp_path / "slow-start"
     project.mkdir()
     (project / "__main__.py").write_text(SLOW_START)
@@ -208,11 +210,19 @@ def test_provider_killed_mid_start_leaves_nothing_recovery_does_not_clean(
     os.kill(owner, signal.SIGKILL)
     assert up.wait(120) != 0
     killed = starting.id
-    # What the killed attempt left: its supervisor, the running init container, its mounts.
-    assert traces([killed])
-    assert (data / "groups" / killed).is_dir()
-
     # `pulumi` itself ended (its provider died under it) and released the stack's lock.
+    stack.run("destroy", "--yes", "--skip-preview")
+    deadline = time.monotonic() + 30
+    while traces([killed]):
+        assert time.monotonic() < deadline, traces([killed])
+        time.sleep(0.1)
+    assert mounts_on_host(data) == []
+    # Left for recovery: the directory and the runtime's state, shown for what they are.
+    assert (data / "groups" / killed).is_dir()
+    [left] = LocalView(data).list_container_groups()
+    assert (left.id, left.status.value) == (killed, "Failed")
+    assert left.status_reason.startswith(f"not recorded: process {owner} that started it")
+
     stack.run("config", "set", "warmUpSeconds", "0")
     again = stack.run("up", "--yes", "--skip-preview")
     assert "Traceback" not in again.stdout + again.stderr

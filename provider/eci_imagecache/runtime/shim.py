@@ -72,6 +72,7 @@ class Shim:
         self.mounted: list[Path] = []
         self.last_end: dict[str, str] = {}
         self.notify_fd = notify  # the starter waits on it: a byte at each start or end
+        self.owner: int | None = self.plan.get("owner_pid")
 
     def notify(self) -> None:
         if self.notify_fd is None:
@@ -265,10 +266,29 @@ class Shim:
         for thread in threads:
             thread.start()
         while any(t.is_alive() for t in threads):
-            if self.stopping.wait(0.2):
+            if self.stopping.wait(0.2) or self.abandoned():
+                self.stopping.set()
                 self.stop_containers()
                 for thread in threads:
                     thread.join()
+
+    def abandoned(self) -> bool:
+        """Whether the process that started the group died before recording it (it never
+        adopted the group): then nothing will ever show or delete the group, and the shim stops
+        it, saying why (recovery removes what is left: the directory and the state)."""
+        if self.owner is None or host.alive(self.owner):
+            return False
+        group = self.state.group(self.group_id)
+        if group is None or group.owner_pid is None:
+            self.owner = None  # recorded and adopted: the backend owns it now
+            return False
+        self.state.set_group(
+            self.group_id,
+            status=FAILED,
+            reason=f"stopped: process {self.owner} that started it ended before recording it",
+        )
+        self.notify()
+        return True
 
 
 def _pump(stream: IO[bytes], log: BoundedLog) -> None:

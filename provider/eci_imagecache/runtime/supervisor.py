@@ -201,6 +201,9 @@ class Runtime:
             )
         plan = {
             "group_id": group_id,
+            # Until it records the group, its starter owns it: the shim stops the group if the
+            # starter dies first (nothing will ever record, show or delete it).
+            "owner_pid": os.getpid(),
             "restart_policy": restart_policy,
             "grace_seconds": self.grace_seconds,
             "log_limit": self.log_limit,

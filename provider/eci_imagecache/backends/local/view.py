@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ...engine.models import BASE_EPHEMERAL_STORAGE_GIB, ContainerGroupRecord, GroupStatus
 from ...runtime import host
-from ...runtime.state import GroupState
+from ...runtime.state import PENDING, RUNNING, GroupState
 from ...runtime.supervisor import Runtime, StartError
 from ..base import NotFound
 from .context import LOCAL_REGION, default_data_dir
@@ -50,13 +50,14 @@ class LocalView:
         recording it, or its deletion was interrupted): shown, with what recovery will do."""
         if state.owner_pid is not None and host.alive(state.owner_pid):
             why = f"being created by process {state.owner_pid}"
-        elif state.owner_pid is not None:
-            why = (
-                f"not recorded: process {state.owner_pid} that started it ended first; "
-                "recovery (the next pulumi up, or eci-imagecache gc) stops and removes it"
-            )
         else:
-            why = "no record claims it; recovery stops and removes it"
+            runs = state.status in (PENDING, RUNNING)
+            what = "stops and removes it" if runs else "removes what is left"
+            why = (
+                f"not recorded: process {state.owner_pid} that started it ended first"
+                if state.owner_pid is not None
+                else "no record claims it"
+            ) + f"; recovery (the next pulumi up, or eci-imagecache gc) {what}"
         record = ContainerGroupRecord(
             id=state.id,
             name=state.name,
