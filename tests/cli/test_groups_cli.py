@@ -205,3 +205,14 @@ def test_reading_groups_stops_restarts_unmounts_and_writes_nothing(
         writer.delete_container_group(made.id)
     assert what_runs([made.id, unrecorded]) == []
     assert list((data / "groups").iterdir()) == []
+
+
+def test_reading_a_store_its_first_writer_is_still_making(cli, tmp_path: Path) -> None:  # noqa: F811
+    """The database exists but has no tables yet (a provider's first run is opening it)."""
+    (tmp_path / "data").mkdir()
+    db = sqlite3.connect(tmp_path / "data" / "state.db")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.close()
+    assert json.loads(cli("--json", "groups", "list").stdout) == []
+    assert "not found" in cli("groups", "show", "eci-00000000000000000000", code=3).stderr
+    assert [p.name for p in (tmp_path / "data").iterdir() if "state.db" not in p.name] == []

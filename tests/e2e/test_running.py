@@ -160,6 +160,13 @@ pulumi.export("status", group.status)
 """
 
 
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # ended meanwhile
+        return b""
+
+
 def mounts_on_host(data_dir: Path) -> list[str]:
     """Mount points under the backend's data directory in this (the host's) mount namespace."""
     return [line for line in Path("/proc/mounts").read_text().splitlines() if str(data_dir) in line]
@@ -201,11 +208,7 @@ def test_provider_killed_mid_start_leaves_nothing_recovery_does_not_clean(
         "being created by process"
     )
     owner = Runtime.reader(data / "groups", data / "state.db").state.group(starting.id).owner_pid
-    providers = [
-        pid
-        for pid in descendants(up.pid)
-        if b"pulumi.dynamic" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
+    providers = [pid for pid in descendants(up.pid) if b"pulumi.dynamic" in cmdline(pid)]
     assert providers == [owner], (providers, owner)
     os.kill(owner, signal.SIGKILL)
     assert up.wait(120) != 0

@@ -36,6 +36,11 @@ class LocalView:
         if self._store is None:
             return []
         with self._store.read() as db:
+            # A store being made by its first writer has no tables for a moment.
+            if not db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'container_groups'"
+            ).fetchone():
+                return []
             if group_id is None:
                 return self._store.list_groups(db)
             record = self._store.get_group(db, group_id)
