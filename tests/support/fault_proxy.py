@@ -1,4 +1,5 @@
-"""A loopback HTTP proxy in front of a real registry that injects faults on chosen requests."""
+"""A loopback HTTP proxy in front of a real registry that injects faults on chosen requests; it
+also serves as a forward proxy (``HTTP_PROXY``) to whatever absolute URL it is asked for."""
 
 from __future__ import annotations
 
@@ -57,8 +58,10 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 data = self.rfile.read(length) if length else None
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                # An absolute URL: a client using this as its forward (HTTP_PROXY) proxy.
+                target = self.path if "://" in self.path else proxy.upstream + self.path
                 upstream = upstream_client.request(
-                    self.command, proxy.upstream + self.path, headers=headers, content=data
+                    self.command, target, headers=headers, content=data
                 )
                 body = upstream.content
                 if fault and fault.corrupt and body:

@@ -4,8 +4,8 @@
   default), OCI and Docker v2 image manifests, read through pydantic models: anything else (not
   an object, wrong types, a digest that is not ``sha256:<64 hex>``) is a clear error naming the
   image and the registry. Manifests are read up to a size cap; fetched by digest, verified.
-- Blobs are streamed and their sha256 checked as they arrive; a mismatch raises before the caller
-  keeps anything.
+- Blobs are streamed (their bodies read by ``bodies.py``) and their sha256 checked as they
+  arrive; a mismatch raises before the caller keeps anything.
 - Auth: anonymous, Basic, and Bearer tokens from the realm a 401 challenge of the registry itself
   names. Credentials and tokens belong to the registry host they were given for: a request that
   a redirect took to another host carries none, and a challenge from that host is refused.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import ipaddress
 import json
 import os
@@ -36,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints,
 from ..engine.planner import Layer, ResolvedImage
 from ..engine.refs import ImageRef
 from ..retry import Retryable, RetryPolicy, default_hook, retry_after_seconds
+from . import bodies
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -248,12 +250,12 @@ class RegistryClient:
         token = self._tokens.get((registry, scope))
         return {"Authorization": token} if token is not None else {}
 
-    def _check_origin(self, registry: str, response: httpx.Response, what: str) -> None:
+    def _check_origin(self, registry: str, answered: httpx.URL, what: str) -> None:
         """A challenge from another host (after a redirect) never gets this registry's
         credentials: they belong to the host they were given for."""
-        if _origin(response.url) != _origin(httpx.URL(self._base_url(registry))):
+        if _origin(answered) != _origin(httpx.URL(self._base_url(registry))):
             raise AuthenticationError(
-                f"{what}: {registry} redirected to {response.url.netloc.decode()}, which asks "
+                f"{what}: {registry} redirected to {answered.netloc.decode()}, which asks "
                 f"for credentials; credentials for {registry} are not sent to another host"
             )
 
@@ -408,7 +410,7 @@ class RegistryClient:
             )
             if response.status_code != 401:
                 break
-            self._check_origin(registry, response, what)
+            self._check_origin(registry, response.url, what)
             if fresh:
                 raise AuthenticationError(f"{what}: {registry} refused the credentials")
             # No token yet, or one that expired during a long build: get a new one, once.
@@ -524,28 +526,54 @@ class RegistryClient:
         self._request("HEAD", ref.registry, ref.repository, path, what, deadline)
         hasher = hashlib.sha256()
         written = 0
-        client = self._client(ref.registry)
+
+        def lost(err: Exception) -> Exception:
+            """What a network failure (not a local one: a full disk is its own error) means."""
+            if time.monotonic() >= deadline:  # reads wait no longer than the deadline
+                return RegistryUnavailable(self._too_slow(what, ref, blob, written, started))
+            if written:  # ``out`` holds part of the blob: no retry can append to it
+                return RegistryUnavailable(
+                    f"{what}: download from {ref.registry} failed ({type(err).__name__})"
+                )
+            return Retryable(f"did not answer ({type(err).__name__})")
 
         def once() -> None:
             nonlocal written
-            request = client.build_request(
-                "GET",
-                url,
-                headers=self._auth_header(ref.registry, scope),
-                timeout=self._timeout(deadline),
-            )
-            response = self._open(client, request, ref.registry, what)
             try:
-                status = response.status_code
+                body = bodies.open_body(
+                    url,
+                    {"User-Agent": "eci-imagecache", **self._auth_header(ref.registry, scope)},
+                    verify=ref.registry not in self.insecure,
+                    max_redirects=self.limits.max_redirects,
+                    connect_timeout=self.limits.connect_timeout,
+                    read_timeout=self.limits.read_timeout,
+                    deadline=deadline,
+                )
+            except bodies.TooManyRedirects:
+                raise RegistryError(
+                    f"{what}: {ref.registry} redirected more than {self.limits.max_redirects} times"
+                ) from None
+            except (OSError, http.client.HTTPException) as err:
+                raise lost(err) from None
+            try:
+                status = body.status
+                if status == 429 or status >= 500:
+                    raise Retryable(
+                        f"answered {status}", retry_after_seconds(body.header("Retry-After"))
+                    )
                 if status == 401:
-                    self._check_origin(ref.registry, response, what)
+                    self._check_origin(ref.registry, httpx.URL(body.url), what)
                 if status == 404:
                     raise ImageNotFound(f"{what}: not found on {ref.registry}")
                 if status >= 400:
                     raise RegistryError(f"{what}: {ref.registry} answered {status}")
-                # Chunks as the connection delivers them (64 KiB): large enough for hashlib
-                # and write() to release the GIL, and no copy to re-cut them.
-                for chunk in response.iter_bytes():
+                while True:
+                    try:
+                        chunk = body.read()
+                    except (OSError, http.client.HTTPException) as err:
+                        raise lost(err) from None
+                    if not chunk:
+                        break
                     hasher.update(chunk)
                     out.write(chunk)
                     written += len(chunk)
@@ -556,14 +584,8 @@ class RegistryClient:
                         raise RegistryUnavailable(message)
                     if progress:
                         progress(len(chunk))
-            except (httpx.TimeoutException, httpx.TransportError) as err:
-                if written:  # ``out`` holds part of the blob: no retry can append to it
-                    raise RegistryUnavailable(
-                        f"{what}: download from {ref.registry} failed ({type(err).__name__})"
-                    ) from None
-                raise Retryable(f"did not answer ({type(err).__name__})") from None
             finally:
-                response.close()
+                body.close()
 
         try:
             self.retry.within(deadline - time.monotonic()).call(default_hook, once)
