@@ -67,7 +67,7 @@ def start(backend: LocalBackend, image: str, cache: str) -> float:
 def build_without_unpacking(pipeline: BuildPipeline, plan, client, progress) -> Unpacking:
     """The build pipeline with its unpack step taken out: fetch and verify only."""
     pipeline.fetch(plan, client, progress)
-    return Unpacking()
+    return Unpacking(pipeline.ctx, set())
 
 
 def build(work: Path, name: str, image: str, unpack: bool) -> float:

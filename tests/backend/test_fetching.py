@@ -156,3 +156,39 @@ def test_plans_with_credentials_always_ask_the_registry(backend, proxy) -> None:
     for expected in (1, 2):
         backend.plan_image_cache(spec)
         assert manifest_requests(proxy) == expected
+
+
+def test_a_layer_whose_blob_fails_its_digest_is_not_unpacked(backend, registry, proxy) -> None:
+    # Each layer is unpacked while it downloads: what the download fed to the unpacking must
+    # not become a layer when the blob turns out wrong, and the error is the digest's.
+    image = registry.samples.images["demo/web:1.0"]
+    layer = max(image.layers, key=lambda blob: blob.size)
+    proxy.faults.append(Fault(pattern=f"GET /v2/demo/web/blobs/{layer.digest}", corrupt=True))
+    with pytest.raises(BackendError, match="does not match its digest"):
+        backend.create_image_cache(web(proxy))
+    assert not backend.ctx.layers.has(layer.digest)
+    assert list(backend.ctx.layers.tmp.iterdir()) == []
+    assert list(backend.blobs.tmp.iterdir()) == []
+
+
+def test_blobs_come_through_the_proxy_the_environment_names(
+    make_backend, registry, proxy, monkeypatch, tmp_path
+) -> None:
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://{proxy.host}")
+    image = registry.samples.images["demo/web:1.0"]
+    blobs = [
+        f"GET {registry.server.url}/v2/demo/web/blobs/{blob.digest}"
+        for blob in [image.config, *image.layers]
+    ]
+    spec = ImageCacheSpec(name="proxied", images=[registry.ref("demo/web:1.0")])
+    proxied = make_backend(data_dir=tmp_path / "proxied").create_image_cache(spec)
+    assert proxied.status == CacheStatus.READY
+    assert set(blobs) <= set(proxy.hits)
+
+    proxy.hits.clear()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    direct = make_backend(data_dir=tmp_path / "direct").create_image_cache(spec)
+    assert direct.status == CacheStatus.READY
+    assert not set(blobs) & set(proxy.hits)

@@ -182,3 +182,71 @@ def test_the_kernel_applies_the_layers_as_the_spec_says(layers, tmp_path):
         "./a/b/c/foo": "foo",
         "./keep": "k",
     }
+
+
+# a layer unpacked from its download, in the same pass --------------------------------------
+
+
+def feed_in(layers: LayerStore, digest: str, data: bytes, piece: int = 7919):
+    """Write ``data`` to a feed in uneven pieces, as a download does."""
+    feed = layers.feed(digest)
+    for start in range(0, len(data), piece):
+        feed.write(data[start : start + piece])
+    return feed
+
+
+def tree(root: Path) -> dict[str, tuple[int, bytes | str | None]]:
+    found = {}
+    for path in sorted(root.rglob("*")):
+        mode = path.lstat().st_mode
+        content = path.read_bytes() if stat.S_ISREG(mode) else None
+        content = os.readlink(path) if stat.S_ISLNK(mode) else content
+        found[str(path.relative_to(root))] = (mode, content)
+    return found
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["gzip", "tar"])
+def test_a_fed_layer_is_the_layer_unpacked_from_its_blob(layers, tmp_path, compress):
+    entries = [
+        entry("./etc/", tarfile.DIRTYPE, mode=0o755),
+        entry("./etc/big", data=os.urandom(3 << 20)),  # several reads of the archive
+        entry("./bin/tool", data=b"#!/bin/sh\n", mode=0o755),
+        entry("./bin/alias", tarfile.SYMTYPE, link="tool"),
+        entry("./bin/hard", tarfile.LNKTYPE, link="./bin/tool"),
+        entry("./gone/.wh.old", data=b""),
+    ]
+    data = layer_bytes(entries, compress=compress)
+    done = feed_in(layers, DIGEST_A, data).close(verified=True)
+    assert done is not None and not done.reused
+    blob = tmp_path / "blob"
+    blob.write_bytes(data)
+    from_blob = LayerStore(tmp_path / "other").unpack(DIGEST_A, blob).path
+    assert tree(layers.path(DIGEST_A)) == tree(from_blob)
+    assert list(layers.tmp.iterdir()) == []
+
+
+def test_a_fed_layer_whose_blob_fails_its_digest_leaves_nothing(layers):
+    feed = feed_in(layers, DIGEST_A, layer_bytes([entry("f", data=b"x" * 100_000)]))
+    assert feed.close(verified=False) is None
+    assert not layers.has(DIGEST_A)
+    assert list(layers.tmp.iterdir()) == []
+
+
+def test_a_download_cut_short_leaves_no_layer(layers):
+    data = layer_bytes([entry("f", data=os.urandom(1 << 20))])
+    feed = feed_in(layers, DIGEST_A, data[: len(data) // 2])
+    assert feed.close(verified=False) is None
+    assert not layers.has(DIGEST_A)
+    assert list(layers.tmp.iterdir()) == []
+
+
+@pytest.mark.timeout(60)
+def test_a_hostile_fed_layer_is_refused_and_the_download_is_not_held_up(layers):
+    # The bad entry comes first; megabytes follow, which the feed must keep taking (a
+    # download writing to it never blocks) before it says why the layer was refused.
+    data = layer_bytes([entry("../escape", data=b"x"), entry("pad", data=os.urandom(8 << 20))])
+    feed = feed_in(layers, DIGEST_A, data, piece=1 << 20)
+    with pytest.raises(UnsafeLayer, match="escapes the layer"):
+        feed.close(verified=True)
+    assert not layers.has(DIGEST_A)
+    assert list(layers.tmp.iterdir()) == []

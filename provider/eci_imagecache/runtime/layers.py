@@ -22,6 +22,7 @@ Applying a changeset follows the OCI image spec (layer.md), and treats the archi
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gzip
 import io
 import os
@@ -30,6 +31,7 @@ import secrets
 import shutil
 import stat
 import tarfile
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable
@@ -102,27 +104,35 @@ class LayerStore:
         """Apply the layer blob at ``blob`` (already verified against ``digest``) once.
 
         Without a media type, the compression is read from the blob's first bytes."""
+        started = time.perf_counter()
+        if self.has(digest):
+            return Unpacked(digest, self.path(digest), 0, time.perf_counter() - started, True)
+        with open(blob, "rb", buffering=0) as raw:
+            staged = self.stage(digest, raw, media_type)
+        return staged.commit()
+
+    def stage(self, digest: str, raw: IO[bytes], media_type: str | None = None) -> Staged:
+        """Apply the layer read from ``raw`` into a temporary directory; nothing is under the
+        digest until :meth:`Staged.commit` (the caller commits once the blob is verified)."""
         final = self.path(digest)
         started = time.perf_counter()
-        if final.is_dir():
-            return Unpacked(digest, final, 0, time.perf_counter() - started, True)
-        compressed = _compression(digest, blob, media_type)
+        head = _read_at_least(raw, 4)
+        compressed = _compression(digest, head, media_type)
         temp = self.tmp / f"{os.getpid()}-{secrets.token_hex(6)}"
         temp.mkdir()
         try:
-            with open(blob, "rb", buffering=0) as raw:
-                stream: IO[bytes] = _Gunzip(raw) if compressed else raw  # type: ignore[assignment]
-                written = _apply(stream, temp, self.max_layer_bytes, digest)
-            try:
-                os.rename(temp, final)
-            except OSError:
-                if not final.is_dir():  # another process finished the same layer first: fine
-                    raise
-                return Unpacked(digest, final, 0, time.perf_counter() - started, True)
-        finally:
-            if temp.exists():
-                _remove_tree(temp)
-        return Unpacked(digest, final, written, time.perf_counter() - started, False)
+            stream: IO[bytes] = _Prefixed(head, raw)  # type: ignore[assignment]
+            if compressed:
+                stream = _Gunzip(stream)  # type: ignore[assignment]
+            written = _apply(stream, temp, self.max_layer_bytes, digest)
+        except BaseException:
+            _remove_tree(temp)
+            raise
+        return Staged(digest, temp, final, written, started)
+
+    def feed(self, digest: str) -> Feed:
+        """A :class:`Feed` unpacking this layer from the bytes written to it."""
+        return Feed(self, digest)
 
     def remove(self, digest: str) -> None:
         path = self.path(digest)
@@ -142,7 +152,105 @@ class LayerStore:
         return removed
 
 
-def _compression(digest: str, blob: Path, media_type: str | None) -> bool:
+class Staged:
+    """A layer applied into a temporary directory, waiting to be committed or discarded."""
+
+    def __init__(self, digest: str, temp: Path, final: Path, written: int, started: float):
+        self.digest = digest
+        self.temp = temp
+        self.final = final
+        self.written = written
+        self.started = started
+
+    def commit(self) -> Unpacked:
+        """Rename into place; a layer another process finished first is kept, this one goes."""
+        try:
+            os.rename(self.temp, self.final)
+        except OSError:
+            if not self.final.is_dir():
+                raise
+            return Unpacked(self.digest, self.final, 0, time.perf_counter() - self.started, True)
+        finally:
+            self.discard()
+        return Unpacked(
+            self.digest, self.final, self.written, time.perf_counter() - self.started, False
+        )
+
+    def discard(self) -> None:
+        if self.temp.exists():
+            _remove_tree(self.temp)
+
+
+class Feed:
+    """Unpacks a layer from the bytes written to it, as they arrive: a download writes each
+    chunk here beside the blob file, and a thread of its own applies the layer from a pipe, so
+    hashing, decompression and extraction are one pass and overlap the download.
+
+    ``close(verified=True)`` (the blob matched its digest) waits for the layer and commits it;
+    ``close(verified=False)`` discards it. A layer that fails to apply stops taking bytes
+    (writes are dropped) and its error is raised by ``close``."""
+
+    def __init__(self, store: LayerStore, digest: str) -> None:
+        self.store = store
+        self.digest = digest
+        read_end, write_end = os.pipe()
+        with contextlib.suppress(OSError):  # larger pipe: fewer wake-ups (Linux only)
+            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _CHUNK)
+        self._writer: IO[bytes] | None = open(write_end, "wb", buffering=0)  # noqa: SIM115
+        self._reader = open(read_end, "rb", buffering=0)  # noqa: SIM115
+        self._staged: Staged | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"unpack-{digest[7:19]}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with self._reader:
+                try:
+                    self._staged = self.store.stage(self.digest, self._reader)
+                finally:
+                    while self._reader.read(_CHUNK):  # the writer never blocks on a full pipe
+                        pass
+        except BaseException as err:  # handed to ``close``
+            self._error = err
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self._writer is None:
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[self._writer.write(view) or 0 :]
+        except BrokenPipeError:  # the layer failed to apply: ``close`` says why
+            self._writer.close()
+            self._writer = None
+
+    def close(self, verified: bool) -> Unpacked | None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._thread.join()
+        staged, self._staged = self._staged, None
+        if not verified:
+            if staged is not None:
+                staged.discard()
+            return None
+        if self._error is not None:
+            raise self._error
+        assert staged is not None
+        return staged.commit()
+
+
+def _read_at_least(raw: IO[bytes], size: int) -> bytes:
+    head = b""
+    while len(head) < size and (more := raw.read(size - len(head))):
+        head += more
+    return head
+
+
+def _compression(digest: str, magic: bytes, media_type: str | None) -> bool:
     """True for gzip, False for a plain tar; anything else is refused."""
     if media_type in GZIP_TYPES:
         return True
@@ -150,13 +258,33 @@ def _compression(digest: str, blob: Path, media_type: str | None) -> bool:
         return False
     if media_type:
         raise UnsupportedLayer(f"layer {digest[:19]}: media type {media_type!r} not supported")
-    with open(blob, "rb") as head:
-        magic = head.read(4)
     if magic[:2] == b"\x1f\x8b":
         return True
-    if magic == b"\x28\xb5\x2f\xfd":
+    if magic[:4] == b"\x28\xb5\x2f\xfd":
         raise UnsupportedLayer(f"layer {digest[:19]}: zstd layers are not supported")
     return False
+
+
+class _Prefixed(io.RawIOBase):
+    """``head`` (bytes already read to tell the compression), then the rest of ``raw``."""
+
+    def __init__(self, head: bytes, raw: IO[bytes]) -> None:
+        self.head = head
+        self.raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self.head:
+            head, self.head = self.head, b""
+            return head
+        return self.raw.read(size if size and size > 0 else _CHUNK)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 class _Gunzip(io.RawIOBase):
@@ -196,6 +324,54 @@ class _Gunzip(io.RawIOBase):
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
+
+
+class _Forward:
+    """The layer archive as tarfile's seekable mode reads it, moving forward only: tarfile finds
+    each member by offset, and a regular file's bytes go from the decompressor's output to their
+    file as they are (tarfile's stream mode copied every byte several times on the way)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.pos = 0
+        self.chunk = memoryview(b"")
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_CUR:
+            offset += self.pos
+        elif whence != os.SEEK_SET or offset < self.pos:
+            raise tarfile.ReadError("the archive would be read backwards")
+        self.copy_to(None, offset - self.pos)
+        return self.pos
+
+    def _next(self, size: int) -> memoryview:
+        """Up to ``size`` bytes of what is left; empty at the end."""
+        if not self.chunk:
+            self.chunk = memoryview(self.raw.read(_CHUNK))
+        piece, self.chunk = self.chunk[:size], self.chunk[size:]
+        self.pos += len(piece)
+        return piece
+
+    def read(self, size: int = -1) -> bytes:
+        parts = []
+        left = size if size >= 0 else 1 << 62
+        while left and (piece := self._next(left)):
+            parts.append(piece)
+            left -= len(piece)
+        return b"".join(parts)
+
+    def copy_to(self, out: IO[bytes] | None, size: int) -> None:
+        """The next ``size`` bytes to ``out`` (or nowhere), without copying them first."""
+        while size:
+            piece = self._next(size)
+            if not piece:
+                raise tarfile.ReadError("unexpected end of data")
+            size -= len(piece)
+            while out is not None and piece:
+                piece = piece[out.write(piece) or 0 :]
 
 
 def _remove_tree(path: Path) -> None:
@@ -290,11 +466,17 @@ class _Applier:
         elif member.isreg():
             self.clear(path, keep_dir=False)
             self.count(member.size, member.name)
-            source = tar.extractfile(member)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb", buffering=0) as out:
-                if source is not None:
-                    shutil.copyfileobj(source, out, _CHUNK)
+                if member.issparse():
+                    source = tar.extractfile(member)
+                    if source is not None:
+                        shutil.copyfileobj(source, out, _CHUNK)
+                else:
+                    stream = tar.fileobj
+                    assert isinstance(stream, _Forward)
+                    stream.seek(member.offset_data)
+                    stream.copy_to(out, member.size)
             self.attrs(path, member)
         elif member.issym():
             self.clear(path, keep_dir=False)
@@ -347,7 +529,7 @@ def _set_opaque(directory: Path) -> None:
 def _apply(stream: IO[bytes], root: Path, limit: int, digest: str) -> int:
     applier = _Applier(root, limit, digest)
     try:
-        with tarfile.open(fileobj=stream, mode="r|", bufsize=_CHUNK) as tar:
+        with tarfile.open(fileobj=_Forward(stream), mode="r:") as tar:  # type: ignore[call-overload]
             for member in tar:
                 applier.apply(member, tar)
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as err:

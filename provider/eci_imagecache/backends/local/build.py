@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from ...engine.diff import ChangeKind, diff_cache
 from ...engine.models import CacheKind, CacheRecord, CacheStatus, ImageCacheSpec, SnapshotKind
@@ -24,7 +24,7 @@ from ...engine.planner import BuildPlan, Layer, PlanError, plan_build
 from ...engine.refs import ImageRef
 from ...registry.client import RegistryClient
 from ...registry.client import RegistryError as ClientRegistryError
-from ...runtime.layers import UnsafeLayer, UnsupportedLayer
+from ...runtime.layers import Feed, Unpacked, UnsafeLayer, UnsupportedLayer
 from ..base import (
     BackendError,
     BuildFailed,
@@ -58,18 +58,43 @@ def _no_progress(done: int, total: int) -> None:
 
 @dataclass
 class Unpacking:
-    """What unpacking the layers of a build did (for its event)."""
+    """Unpacks the layers of a build into the layer store, and says what it did (its event).
 
+    A layer being downloaded is unpacked from the same bytes as they arrive (a :class:`Feed`);
+    a layer whose blob the store held already is unpacked from that blob, unless it is
+    unpacked already."""
+
+    ctx: Context
+    layer_digests: set[str]
     layers: int = 0
     bytes: int = 0
     seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def unpack(self, ctx: Context, digest: str) -> None:
+    def feed(self, blob: Layer) -> Feed | None:
+        """A feed for ``blob``'s download to write to, or None when it needs no unpacking."""
+        if blob.digest not in self.layer_digests or self.ctx.layers.has(blob.digest):
+            return None
+        return self.ctx.layers.feed(blob.digest)
+
+    def close(self, feed: Feed, verified: bool) -> None:
+        """End a feed: commit its layer when the blob was verified, else discard it."""
         try:
-            done = ctx.layers.unpack(digest, ctx.blobs.path(digest))
+            done = feed.close(verified)
         except (UnsafeLayer, UnsupportedLayer) as err:
             raise RegistryContentError(str(err)) from None
+        if done is not None:
+            self._count(done)
+
+    def unpack(self, digest: str) -> None:
+        """Unpack a layer from the blob the store holds."""
+        try:
+            done = self.ctx.layers.unpack(digest, self.ctx.blobs.path(digest))
+        except (UnsafeLayer, UnsupportedLayer) as err:
+            raise RegistryContentError(str(err)) from None
+        self._count(done)
+
+    def _count(self, done: Unpacked) -> None:
         if not done.reused:
             with self.lock:
                 self.layers += 1
@@ -78,6 +103,18 @@ class Unpacking:
 
     def summary(self) -> str:
         return f"unpacked {self.layers} layers ({self.bytes / 1e6:.1f} MB) in {self.seconds:.2f} s"
+
+
+class _Tee:
+    """The blob file and the layer's feed get every chunk of a download."""
+
+    def __init__(self, out: IO[bytes], feed: Feed) -> None:
+        self.out = out
+        self.feed = feed
+
+    def write(self, data: bytes) -> None:
+        self.out.write(data)
+        self.feed.write(data)
 
 
 class _Stopped(Exception):
@@ -332,13 +369,14 @@ class BuildPipeline:
         plan: BuildPlan,
         client: RegistryClient,
         progress: Callable[[int], None],
-        arrived_blob: Callable[[str], None] | None = None,
+        unpacking: Unpacking | None = None,
     ) -> None:
         """Fetch every blob the plan does not reuse into the blob store (digests verified on
         arrival), ``ctx.fetch_concurrency`` at once, largest first so that the last to finish
-        is a small one. ``progress(n)`` is called in this thread with the bytes that arrived
-        since the last call; ``arrived_blob(digest)`` as each blob is in the store; the first
-        failure stops the other downloads and is raised."""
+        is a small one. With ``unpacking``, each layer is unpacked from its bytes as they
+        arrive, and committed once its blob is verified. ``progress(n)`` is called in this
+        thread with the bytes that arrived since the last call; the first failure stops the
+        other downloads and is raised."""
         refs = {image.reference: ImageRef.parse(image.reference) for image in plan.images}
         owner = {
             blob.digest: refs[image.reference] for image in plan.images for blob in image.blobs
@@ -360,11 +398,21 @@ class BuildPipeline:
         def one(blob: Layer) -> None:
             if stop.is_set():
                 return
-            self.ctx.blobs.write(
-                blob.digest, lambda out: client.fetch_blob(owner[blob.digest], blob, out, count)
-            )
-            if arrived_blob is not None:
-                arrived_blob(blob.digest)
+            feed = unpacking.feed(blob) if unpacking is not None else None
+
+            def download(out: IO[bytes]) -> None:
+                sink = out if feed is None else _Tee(out, feed)
+                client.fetch_blob(owner[blob.digest], blob, sink, count)  # type: ignore[arg-type]
+
+            if feed is None or unpacking is None:
+                self.ctx.blobs.write(blob.digest, download)
+                return
+            verified = False
+            try:
+                self.ctx.blobs.write(blob.digest, download)
+                verified = True
+            finally:
+                unpacking.close(feed, verified)
 
         reported = 0
         workers = max(1, min(self.ctx.fetch_concurrency, len(blobs)))
@@ -389,25 +437,16 @@ class BuildPipeline:
     def fetch_and_unpack(
         self, plan: BuildPlan, client: RegistryClient, progress: Callable[[int], None]
     ) -> Unpacking:
-        """Fetch, and unpack each layer into the layer store as soon as it has arrived (a
-        worker per core beside the downloads: decompression and writes release the GIL), so a
-        group starting from the cache only mounts."""
+        """Fetch, unpacking each layer in the same pass as its download (see :class:`Feed`),
+        so a group starting from the cache only mounts. Layers whose blobs the store held are
+        unpacked from them meanwhile, unless an earlier build did so."""
         layer_digests = {layer.digest for image in plan.images for layer in image.layers}
-        unpacking = Unpacking()
-        workers = max(1, min(4, os.cpu_count() or 1))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="unpack") as worker:
-            pending = []
-            lock = threading.Lock()
-
-            def unpack(digest: str) -> None:
-                if digest in layer_digests:
-                    with lock:
-                        pending.append(worker.submit(unpacking.unpack, self.ctx, digest))
-
-            self.fetch(plan, client, progress, arrived_blob=unpack)
-            fetched = {blob.digest for blob in plan.fetch}
-            for digest in sorted(layer_digests - fetched):
-                unpack(digest)  # reused blobs: unpacked already unless an older build did not
+        unpacking = Unpacking(self.ctx, layer_digests)
+        fetched = {blob.digest for blob in plan.fetch}
+        held = sorted(layer_digests - fetched)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unpack") as worker:
+            pending = [worker.submit(unpacking.unpack, digest) for digest in held]
+            self.fetch(plan, client, progress, unpacking)
             for future in pending:
                 future.result()
         return unpacking
