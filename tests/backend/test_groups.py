@@ -126,3 +126,33 @@ def test_delete_group_removes_its_files(backend, registry) -> None:
     backend.delete_container_group(made.id)
     assert not workdir.exists()
     assert backend.list_container_groups() == []
+
+
+def test_recovery_looks_at_every_group_only_when_one_is_new_to_this_process(
+    backend, make_backend, registry, monkeypatch
+) -> None:
+    """Each operation first stops containers no record claims. Going through every group each
+    time would make a deployment of N groups cost O(N²): the groups this process made, or has
+    already found claimed, are left to their own reads; one made elsewhere is looked at."""
+    cache = backend.create_image_cache(
+        ImageCacheSpec(name="web", images=[registry.ref("demo/web:1.0")])
+    )
+    spec = group(registry, "demo/web:1.0", cache="explicit", cache_id=cache.id)
+    made = [backend.create_container_group(spec) for _ in range(3)]
+    assert len(backend.ctx.runtime.group_ids()) == len(made)  # the runtime holds each of them
+    looked: list[int] = []
+    reconcile = backend.ctx.runtime.reconcile
+    monkeypatch.setattr(
+        backend.ctx.runtime,
+        "reconcile",
+        lambda known: looked.append(len(backend.ctx.runtime.group_ids())) or reconcile(known),
+    )
+    backend.get_image_cache(cache.id)
+    backend.create_container_group(spec)
+    backend.recover()
+    assert looked == []
+    make_backend().create_container_group(spec)  # another backend, as another process would
+    backend.recover()
+    backend.recover()
+    assert looked == [5]  # once, all groups kept
+    assert {g.id for g in backend.list_container_groups()} == set(backend.ctx.runtime.group_ids())

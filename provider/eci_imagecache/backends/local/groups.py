@@ -7,6 +7,7 @@ an automatic cache from what it pulled when it matched none.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sqlite3
@@ -67,6 +68,9 @@ class ContainerGroups:
         self._lock = threading.Lock()
         self._index = CacheIndex()
         self._index_version = -1
+        # Groups this process accounts for: those it creates (a reconcile leaves a group alone
+        # while its creator lives) and those a reconcile here found claimed by a record.
+        self._accounted: set[str] = set()
 
     def workdir(self, group_id: str) -> Path:
         return self.ctx.groups_dir / group_id
@@ -162,6 +166,8 @@ class ContainerGroups:
 
     def create(self, spec: ContainerGroupSpec) -> ContainerGroupRecord:
         group_id = new_id("eci")
+        with self._lock:
+            self._accounted.add(group_id)
         cache, degree, reason = self._select_cache(spec)
         prepared = self.prepare(group_id, spec, cache)
         now = self.ctx.clock()
@@ -260,13 +266,42 @@ class ContainerGroups:
 
     def reconcile(self) -> list[str]:
         """Stop and remove containers of groups no record claims (a creator killed mid-start,
-        an interrupted delete)."""
+        an interrupted delete).
+
+        The runtime's reconcile looks at every group (several reads each), and the provider
+        recovers before each operation: done every time, a deployment of N groups would cost
+        O(N²). So it runs only when the runtime holds a group, or a group directory, that this
+        process does not account for (see ``_accounted``); those it does are left to their next
+        read, which checks them against the process table too."""
+        if not self._unaccounted():
+            return []
+        kept: set[str] = set()
 
         def known(group_id: str) -> bool:
             with self.store.read() as db:
-                return self.store.get_group(db, group_id) is not None
+                claimed = self.store.get_group(db, group_id) is not None
+            if claimed:  # the runtime keeps it (and adopts it if its creator died)
+                kept.add(group_id)
+            return claimed
 
-        return self.ctx.runtime.reconcile(known)
+        removed = self.ctx.runtime.reconcile(known)
+        with self._lock:
+            self._accounted |= kept
+        return removed
+
+    def _unaccounted(self) -> bool:
+        """Whether the runtime has a group or a group directory this process does not account
+        for."""
+        runtime = self.ctx.runtime
+        with self._lock:
+            accounted = set(self._accounted)
+        if not set(runtime.group_ids()) <= accounted:
+            return True
+        with contextlib.suppress(FileNotFoundError):
+            for directory in runtime.groups_dir.iterdir():
+                if directory.name not in accounted and (directory / "plan.json").exists():
+                    return True
+        return False
 
     def _auto_cache(
         self,
@@ -331,6 +366,8 @@ class ContainerGroups:
         # Only a group this backend made: an id from outside never becomes a path.
         if not known or not GROUP_ID.fullmatch(group_id):
             return
+        with self._lock:  # whatever the stop leaves behind is for the next reconcile
+            self._accounted.discard(group_id)
         self.ctx.runtime.stop(group_id)
         with self.store.transaction() as db:
             self.store.delete_group(db, group_id)
