@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ REFUSED = (client.AuthenticationError, base.RegistryAuthError)
 UNAVAILABLE = (client.RegistryUnavailable, base.RegistryUnavailable)
 
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R", bound=type)
 
 
 def is_unknown(value: Any) -> bool:
@@ -164,3 +166,14 @@ def resource_inputs(
                 props.setdefault(key, None)
     secret = pulumi.ResourceOptions(additional_secret_outputs=["credentials"])
     return props, pulumi.ResourceOptions.merge(opts, secret)
+
+
+def evaluated_outputs(resource_class: R) -> R:
+    """Evaluate a resource class's output annotations once, when the class is defined.
+
+    The SDK reads them (``typing.get_type_hints``) each time a resource's outputs arrive, to
+    convert the values (e.g. a number to ``int``). Written as strings (``from __future__ import
+    annotations``) every one is compiled and evaluated again for every resource; evaluated here,
+    the SDK finds the types themselves. The types are the same either way."""
+    resource_class.__annotations__ = inspect.get_annotations(resource_class, eval_str=True)
+    return resource_class

@@ -48,6 +48,7 @@ from .common import (
     REFUSED,
     UNAVAILABLE,
     args_from,
+    evaluated_outputs,
     is_unknown,
     present,
     resource_inputs,
@@ -444,6 +445,7 @@ ALICLOUD_NAMES = {
 }
 
 
+@evaluated_outputs
 class ContainerGroup(Resource, module="eci", name="ContainerGroup"):
     """An ECI container group that prepares its images from a matching image cache.
 

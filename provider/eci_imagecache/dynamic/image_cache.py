@@ -44,6 +44,7 @@ from .common import (
     UNAVAILABLE,
     args_from,
     client_token,
+    evaluated_outputs,
     next_generation,
     present,
     resource_inputs,
@@ -478,6 +479,7 @@ ALICLOUD_NAMES = {
 ALICLOUD_UNSUPPORTED: dict[str, str] = {}  # every other name of theirs is ours too
 
 
+@evaluated_outputs
 class ImageCache(Resource, module="eci", name="ImageCache"):
     """A manual ECI image cache. Changing images or size rebuilds it in place.
 
