@@ -22,10 +22,10 @@ Applying a changeset follows the OCI image spec (layer.md), and treats the archi
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gzip
 import io
 import os
+import queue
 import re
 import secrets
 import shutil
@@ -33,11 +33,12 @@ import stat
 import tarfile
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from isal import isal_zlib
 
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 WHITEOUT = ".wh."
@@ -54,6 +55,7 @@ TAR_TYPES = {
     "application/vnd.oci.image.layer.nondistributable.v1.tar",
 }
 _CHUNK = 1 << 20
+_QUEUED = 8  # chunks a download may be ahead of its layer's unpacking
 
 
 class UnsafeLayer(ValueError):
@@ -183,21 +185,18 @@ class Staged:
 
 class Feed:
     """Unpacks a layer from the bytes written to it, as they arrive: a download writes each
-    chunk here beside the blob file, and a thread of its own applies the layer from a pipe, so
-    hashing, decompression and extraction are one pass and overlap the download.
+    chunk here beside the blob file, and a thread of its own applies the layer from them (the
+    chunks themselves, handed over, not copied), so hashing, decompression and extraction are
+    one pass and overlap the download.
 
     ``close(verified=True)`` (the blob matched its digest) waits for the layer and commits it;
     ``close(verified=False)`` discards it. A layer that fails to apply stops taking bytes
-    (writes are dropped) and its error is raised by ``close``."""
+    (writes are dropped, so the download goes on) and its error is raised by ``close``."""
 
     def __init__(self, store: LayerStore, digest: str) -> None:
         self.store = store
         self.digest = digest
-        read_end, write_end = os.pipe()
-        with contextlib.suppress(OSError):  # larger pipe: fewer wake-ups (Linux only)
-            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _CHUNK)
-        self._writer: IO[bytes] | None = open(write_end, "wb", buffering=0)  # noqa: SIM115
-        self._reader = open(read_end, "rb", buffering=0)  # noqa: SIM115
+        self._chunks = _Chunks()
         self._staged: Staged | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(
@@ -207,30 +206,18 @@ class Feed:
 
     def _run(self) -> None:
         try:
-            with self._reader:
-                try:
-                    self._staged = self.store.stage(self.digest, self._reader)
-                finally:
-                    while self._reader.read(_CHUNK):  # the writer never blocks on a full pipe
-                        pass
+            self._staged = self.store.stage(self.digest, self._chunks)  # type: ignore[arg-type]
         except BaseException as err:  # handed to ``close``
             self._error = err
+        finally:
+            self._chunks.drain()  # a writer waiting for room goes on
 
-    def write(self, data: bytes | memoryview) -> None:
-        if self._writer is None:
-            return
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[self._writer.write(view) or 0 :]
-        except BrokenPipeError:  # the layer failed to apply: ``close`` says why
-            self._writer.close()
-            self._writer = None
+    def write(self, data: bytes) -> None:
+        if self._error is None:
+            self._chunks.put(data)
 
     def close(self, verified: bool) -> Unpacked | None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        self._chunks.put(None)
         self._thread.join()
         staged, self._staged = self._staged, None
         if not verified:
@@ -241,6 +228,32 @@ class Feed:
             raise self._error
         assert staged is not None
         return staged.commit()
+
+
+class _Chunks:
+    """The chunks a download hands to a :class:`Feed`, read back as a stream (each ``read``
+    returns the next whole chunk). At most ``_QUEUED`` wait: a writer ahead of the unpacking
+    waits for room."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED)
+        self.ended = False
+
+    def put(self, chunk: bytes | None) -> None:
+        self.queue.put(chunk)
+
+    def read(self, size: int = -1) -> bytes:
+        if self.ended:
+            return b""
+        chunk = self.queue.get()
+        if chunk is None:
+            self.ended = True
+            return b""
+        return chunk
+
+    def drain(self) -> None:
+        while self.read():
+            pass
 
 
 def _read_at_least(raw: IO[bytes], size: int) -> bytes:
@@ -287,13 +300,18 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
+def _inflater() -> Any:
+    return isal_zlib.decompressobj(16 + isal_zlib.MAX_WBITS)  # gzip members
+
+
 class _Gunzip(io.RawIOBase):
-    """gzip decompression in large steps (zlib checks each member's CRC and length itself):
-    far fewer Python-level calls than ``gzip.GzipFile``, which reads in small pieces."""
+    """gzip decompression in large steps (the inflater checks each member's CRC and length
+    itself): far fewer Python-level calls than ``gzip.GzipFile``, which reads in small pieces.
+    The inflater is ISA-L's (python-isal), two to three times zlib's speed on layers."""
 
     def __init__(self, raw: IO[bytes]) -> None:
         self.raw = raw
-        self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.inflate = _inflater()
         self.pending = b""
         self.members = 0
 
@@ -310,7 +328,7 @@ class _Gunzip(io.RawIOBase):
                     rest = self.inflate.unused_data or self.raw.read(_CHUNK)
                     if not rest.strip(b"\0"):
                         return b""  # the end (some writers pad with zeros)
-                    self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)  # another member
+                    self.inflate = _inflater()  # another member
                     out = self.inflate.decompress(rest, limit)
                 else:
                     chunk = self.raw.read(_CHUNK)
@@ -532,7 +550,7 @@ def _apply(stream: IO[bytes], root: Path, limit: int, digest: str) -> int:
         with tarfile.open(fileobj=_Forward(stream), mode="r:") as tar:  # type: ignore[call-overload]
             for member in tar:
                 applier.apply(member, tar)
-    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as err:
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, isal_zlib.error) as err:
         raise UnsafeLayer(f"layer {digest[:19]}: not a valid layer archive ({err})") from None
     applier.finish()
     return applier.written
