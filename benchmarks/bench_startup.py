@@ -37,7 +37,10 @@ FLINK_LAYERS = [30, 120, 190, 40, 5, 1]
 
 def push_set(builder: ImageBuilder, scale: int) -> dict[str, int]:
     base = busybox_base_layer()
-    config = {"Cmd": ["/bin/sleep", "3600"], "Env": ["PATH=/bin"]}
+    # A long-running service that ends on SIGTERM (a bare sleep as PID 1 ignores it, and each
+    # delete would wait out the grace period).
+    service = "trap 'exit 0' TERM; sleep 3600 & wait"
+    config = {"Cmd": ["/bin/sh", "-c", service], "Env": ["PATH=/bin"]}
     flink = [
         make_layer(f"flink-{n}", size * MIB * scale // 100) for n, size in enumerate(FLINK_LAYERS)
     ]
