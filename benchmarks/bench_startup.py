@@ -22,9 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import median, quick, report
+from benchmarks.common import median, quick, report, without_unpacking
 from eci_imagecache.backends.local.backend import LocalBackend
-from eci_imagecache.backends.local.build import BuildPipeline, Unpacking
 from eci_imagecache.engine.models import ContainerGroupSpec, ImageCacheSpec
 from eci_imagecache.runtime import host
 from eci_imagecache.testing.registry import ImageBuilder, RegistryServer, make_layer
@@ -67,20 +66,10 @@ def start(backend: LocalBackend, image: str, cache: str) -> float:
     return state.first_process_at - requested
 
 
-def build_without_unpacking(pipeline: BuildPipeline, plan, client, progress) -> Unpacking:
-    """The build pipeline with its unpack step taken out: fetch and verify only."""
-    pipeline.fetch(plan, client, progress)
-    return Unpacking(pipeline.ctx, set())
-
-
 def build(work: Path, name: str, image: str, unpack: bool) -> float:
     backend = LocalBackend(data_dir=work / name)
     if not unpack:
-        backend.build.fetch_and_unpack = (  # type: ignore[method-assign]
-            lambda plan, client, progress, p=backend.build: build_without_unpacking(
-                p, plan, client, progress
-            )
-        )
+        without_unpacking(backend)
     started = time.perf_counter()
     backend.create_image_cache(ImageCacheSpec(name="bench", images=[image]))
     seconds = time.perf_counter() - started

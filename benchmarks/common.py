@@ -8,6 +8,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -66,3 +67,18 @@ def report(name: str, title: str, figures: dict[str, float]) -> None:
         table.add_row(key, f"{value:,}")
     Console().print(table)
     print(f"wrote {write_results(name, figures)}")
+
+
+def without_unpacking(backend: Any) -> Any:
+    """``backend`` (a LocalBackend) with its builds' unpack step taken out: fetch and verify
+    only, what the reference clients (curl, skopeo, crane) do too."""
+    from eci_imagecache.backends.local.build import Unpacking
+
+    pipeline = backend.build
+
+    def fetch_only(plan: Any, client: Any, progress: Any) -> Unpacking:
+        pipeline.fetch(plan, client, progress)
+        return Unpacking(pipeline.ctx, set())
+
+    pipeline.fetch_and_unpack = fetch_only
+    return backend
