@@ -8,7 +8,7 @@ Callers tell failures apart by type, never by message text: ``NotFound`` (read: 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Protocol
 
@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from ..engine.matcher import MatchResult
 from ..engine.models import (
     CacheEvent,
+    CacheKind,
     CacheRecord,
     ContainerGroupRecord,
     ContainerGroupSpec,
@@ -107,6 +108,13 @@ class Usage(BaseModel):
     quota: Quota
     manual: int
     auto: int
+
+    @classmethod
+    def of(cls, quota: Quota, caches: Iterable[CacheRecord]) -> Usage:
+        kinds = [c.kind for c in caches]
+        return cls(
+            quota=quota, manual=kinds.count(CacheKind.MANUAL), auto=kinds.count(CacheKind.AUTO)
+        )
 
 
 class GcReport(BaseModel):

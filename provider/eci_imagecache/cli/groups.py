@@ -40,20 +40,11 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f} s"
 
 
-def _reader() -> Any:
-    """The backend, opened to read only (the local one through its read-only view)."""
-    if cli.options.backend == "local":
-        from ..backends.local.view import LocalView
-
-        return LocalView(cli.options.data_dir, cli.options.region or "local")
-    return cli.backend()
-
-
 @groups_app.command("list")
 @cli.command
 def groups_list() -> None:
     """Container groups with their status, containers and address."""
-    records = _reader().list_container_groups()
+    records = cli.reader().list_container_groups()
     if cli.options.json_output:
         cli.emit_json([r.model_dump(mode="json") for r in records])
         return
@@ -84,7 +75,7 @@ def groups_list() -> None:
 @cli.command
 def groups_show(group_id: Annotated[str, typer.Argument(help="container group id")]) -> None:
     """One group: its cache decision, measured phases, and each container's state."""
-    record = _reader().get_container_group(group_id)
+    record = cli.reader().get_container_group(group_id)
     if cli.options.json_output:
         cli.emit_json(record.model_dump(mode="json"))
         return
@@ -123,7 +114,7 @@ def groups_logs(
     tail: Annotated[int | None, typer.Option(min=0, help="only the last N bytes")] = None,
 ) -> None:
     """A container's output (the most recent part is kept, bounded)."""
-    backend = _reader()
+    backend = cli.reader()
     if not hasattr(backend, "container_logs"):
         cli.fail(f"the {cli.options.backend} backend does not keep container logs")
     record = backend.get_container_group(group_id)

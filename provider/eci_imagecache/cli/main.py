@@ -1,5 +1,10 @@
 """``eci-imagecache``: look at caches, explain matches, collect garbage, serve the emulator.
 
+Commands that only look (``caches list|show|events``, ``usage``, ``match explain``, ``groups``)
+change nothing: on the local backend they read through its read-only view, and recovery (failing
+builds whose process died, stopping orphaned containers, deleting expired caches) is left to the
+commands that write.
+
 Tables for people, ``--json`` for machines. Exit codes: 0 success, 1 the operation failed,
 2 bad usage, 3 not found. Errors are one line on stderr.
 """
@@ -107,7 +112,18 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def backend() -> Any:
+    """The backend, opened to write (the local one recovers as it opens)."""
     return make_backend(options.backend, options.region, options.endpoint, options.data_dir)
+
+
+def reader() -> Any:
+    """The backend, opened to read only: the local one through its read-only view, which
+    recovers, expires and writes nothing (commands that only look use this)."""
+    if options.backend == "local":
+        from ..backends.local.view import LocalView
+
+        return LocalView(options.data_dir, options.region or "local")
+    return backend()
 
 
 def emit_json(value: Any) -> None:
@@ -141,7 +157,7 @@ def cache_json(record: CacheRecord) -> dict[str, Any]:
 @command
 def caches_list() -> None:
     """All caches with status, size, expiry and last use."""
-    records = backend().list_image_caches()
+    records = reader().list_image_caches()
     if options.json_output:
         return emit_json([cache_json(r) for r in records])
     table = Table(
@@ -180,7 +196,7 @@ def caches_list() -> None:
 @command
 def caches_show(cache_id: str) -> None:
     """One cache in full."""
-    record = backend().get_image_cache(cache_id)
+    record = reader().get_image_cache(cache_id)
     data = cache_json(record)
     if options.json_output:
         return emit_json(data)
@@ -195,7 +211,7 @@ def caches_show(cache_id: str) -> None:
 @command
 def caches_events(cache_id: str) -> None:
     """The most recent creation events of a cache (at most 50)."""
-    events = backend().events(cache_id)
+    events = reader().events(cache_id)
     if options.json_output:
         return emit_json([e.model_dump(mode="json") for e in events])
     table = Table("time", "type", "reason", "message", title=f"events of {cache_id}")
@@ -272,7 +288,7 @@ def match_explain(
         cache="auto",
         containers=[{"name": f"c{i}", "image": image} for i, image in enumerate(images)],
     )
-    result = backend().match(group)
+    result = reader().match(group)
     if options.json_output:
         return emit_json(
             result.model_dump(mode="json") | {"chosen": result.chosen and result.chosen.cache_id}
@@ -300,7 +316,7 @@ def match_explain(
 @command
 def usage() -> None:
     """Caches per kind against their quotas."""
-    u = backend().usage()
+    u = reader().usage()
     data = {
         "manual": {"used": u.manual, "quota": u.quota.max_manual},
         "auto": {"used": u.auto, "quota": u.quota.max_auto},

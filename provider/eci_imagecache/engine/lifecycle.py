@@ -47,6 +47,12 @@ def expires_at(record: CacheRecord) -> datetime | None:
     return None
 
 
+def expired(record: CacheRecord, now: datetime) -> bool:
+    """Past its expiry: gone for every read, though deleted only by the next write."""
+    at = expires_at(record)
+    return at is not None and at <= now
+
+
 def expiry_reason(record: CacheRecord) -> str:
     if record.kind == CacheKind.AUTO:
         if record.last_used_at is None:

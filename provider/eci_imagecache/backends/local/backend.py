@@ -14,7 +14,7 @@ import contextlib
 from datetime import timedelta
 from pathlib import Path
 
-from ...engine.lifecycle import expires_at, expiry_reason
+from ...engine.lifecycle import expired, expiry_reason
 from ...engine.matcher import MatchResult
 from ...engine.models import (
     CacheEvent,
@@ -157,8 +157,7 @@ class LocalBackend:
     def _expired(self, record: CacheRecord) -> bool:
         """Past its expiry: gone for every read, deleted by the next write (reads never
         delete)."""
-        at = expires_at(record)
-        return at is not None and at <= self.ctx.clock()
+        return expired(record, self.ctx.clock())
 
     def get_image_cache(self, cache_id: str) -> CacheRecord:
         self._tidy()

@@ -74,6 +74,31 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def build_ended(host: str, pid: int, cache_id: str, this_host: str) -> bool:
+    """Whether the process that claimed the build of ``cache_id`` has ended: only a claim made
+    on this host can be judged, and a build of this very process is never "ended"."""
+    if host != this_host or cache_id in ACTIVE_BUILDS:
+        return False
+    return pid == os.getpid() or not pid_alive(pid)
+
+
+def interrupted(pid: int) -> str:
+    return f"build interrupted: process {pid} ended before it finished"
+
+
+def as_failed(record: CacheRecord, reason: str) -> CacheRecord:
+    """The record of a build that failed: a failed rebuild keeps the snapshot it had; a failed
+    first build has none usable."""
+    keeps_snapshot = record.status == CacheStatus.UPDATING
+    return record.model_copy(
+        update={
+            "status": CacheStatus.READY if keeps_snapshot else CacheStatus.FAILED,
+            "snapshot": record.snapshot if keeps_snapshot else SnapshotKind.NONE,
+            "failure": reason,
+        }
+    )
+
+
 @dataclass
 class Context:
     data_dir: Path
@@ -131,15 +156,7 @@ class Context:
         return record
 
     def fail(self, db: sqlite3.Connection, record: CacheRecord, reason: str) -> CacheRecord:
-        # A failed rebuild keeps the snapshot it had; a failed first build has none usable.
-        keeps_snapshot = record.status == CacheStatus.UPDATING
-        record = record.model_copy(
-            update={
-                "status": CacheStatus.READY if keeps_snapshot else CacheStatus.FAILED,
-                "snapshot": record.snapshot if keeps_snapshot else SnapshotKind.NONE,
-                "failure": reason,
-            }
-        )
+        record = as_failed(record, reason)
         self.store.put_cache(db, record)
         self.event(db, record.id, "BuildFailed", reason, kind="Warning")
         return record

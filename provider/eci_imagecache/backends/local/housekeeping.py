@@ -4,7 +4,6 @@ what no record needs any more (failed caches, blobs)."""
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import sqlite3
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 from ...engine import lifecycle
 from ...engine.models import CacheKind, CacheRecord, CacheStatus, Quota
 from ..base import GcReport, QuotaExceeded, Usage
-from .context import ACTIVE_BUILDS, Context, pid_alive
+from .context import Context, build_ended, interrupted, pid_alive
 from .ids import GROUP_ID, SNAPSHOT_ID
 
 
@@ -28,8 +27,7 @@ class Housekeeping:
     @property
     def quota(self) -> Quota:
         with self.store.read() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'quota'").fetchone()
-        return Quota.model_validate_json(row[0]) if row else Quota()
+            return self.store.quota(db)
 
     def set_quota(self, quota: Quota) -> None:
         with self.store.transaction() as db:
@@ -57,18 +55,12 @@ class Housekeeping:
         return victims
 
     def usage(self, caches: list[CacheRecord]) -> Usage:
-        return Usage(
-            quota=self.quota,
-            manual=sum(c.kind == CacheKind.MANUAL for c in caches),
-            auto=sum(c.kind == CacheKind.AUTO for c in caches),
-        )
+        return Usage.of(self.quota, caches)
 
     # recovery -----------------------------------------------------------------------------
 
     def _dead(self, host: str, cache_id: str, pid: int) -> bool:
-        if host != self.ctx.host or cache_id in ACTIVE_BUILDS:
-            return False
-        return pid == os.getpid() or not pid_alive(pid)
+        return build_ended(host, pid, cache_id, self.ctx.host)
 
     def recover(self) -> list[str]:
         """Fail builds whose process died (so they are never matched) and drop their temp files."""
@@ -87,8 +79,7 @@ class Housekeeping:
                         CacheStatus.UPDATING,
                     ):
                         continue
-                    reason = f"build interrupted: process {pid} ended before it finished"
-                    self.ctx.fail(db, record, reason)
+                    self.ctx.fail(db, record, interrupted(pid))
                     failed.append(cache_id)
         with contextlib.suppress(OSError):  # a read-only file system keeps them for later
             self.ctx.blobs.remove_stale_temp_files(pid_alive)

@@ -16,7 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ...engine.lifecycle import expires_at
-from ...engine.models import MAX_EVENTS, CacheEvent, CacheKind, CacheRecord, ContainerGroupRecord
+from ...engine.models import (
+    MAX_EVENTS,
+    CacheEvent,
+    CacheKind,
+    CacheRecord,
+    ContainerGroupRecord,
+    Quota,
+)
 from ..base import StoreError
 
 
@@ -272,6 +279,20 @@ class Store:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(number),),
             )
+
+    @staticmethod
+    def quota(db: sqlite3.Connection) -> Quota:
+        row = db.execute("SELECT value FROM meta WHERE key = 'quota'").fetchone()
+        return Quota.model_validate_json(row[0]) if row else Quota()
+
+    @staticmethod
+    def has_table(db: sqlite3.Connection, name: str) -> bool:
+        """False for a store its first writer is still making (no tables for a moment)."""
+        return bool(
+            db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+            ).fetchone()
+        )
 
     # caches -----------------------------------------------------------------------------
 

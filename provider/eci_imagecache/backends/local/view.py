@@ -1,45 +1,142 @@
-"""A read-only view of the local backend's container groups, for commands that only look.
+"""A read-only view of the local backend, for commands that only look.
 
-Opening :class:`~.backend.LocalBackend` recovers: it fails builds whose process died and stops
-containers no record claims. A read must not: this view opens the store read-only and shows
-what the records and the process table say, including what recovery would act on (a group
-whose supervisor has died, containers started by a process that died before recording them).
-It starts, stops, unmounts and writes nothing; reconciling is left to the commands that write
-(the provider's operations, ``eci-imagecache gc``).
+Opening :class:`~.backend.LocalBackend` recovers: it fails builds whose process died, stops
+containers no record claims, and its matching deletes caches past their expiry. A read must
+not: this view opens the store read-only and shows what the records and the process table say,
+including what recovery would act on (a build whose process has ended, a group whose supervisor
+has died, containers started by a process that died before recording them). Caches past their
+expiry are gone for it, as for every read, but stay in the store. It starts, stops, unmounts,
+deletes and writes nothing; reconciling is left to the commands that write (the provider's
+operations, ``eci-imagecache gc``).
 """
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ...engine.models import BASE_EPHEMERAL_STORAGE_GIB, ContainerGroupRecord, GroupStatus
+from ...engine.lifecycle import expired, expiry_reason
+from ...engine.matcher import CacheIndex, MatchResult
+from ...engine.models import (
+    BASE_EPHEMERAL_STORAGE_GIB,
+    CacheEvent,
+    CacheRecord,
+    CacheStatus,
+    ContainerGroupRecord,
+    ContainerGroupSpec,
+    GroupStatus,
+    Quota,
+)
 from ...runtime import host
 from ...runtime.state import PENDING, RUNNING, GroupState
 from ...runtime.supervisor import Runtime, StartError
-from ..base import NotFound
-from .context import LOCAL_REGION, default_data_dir
+from ..base import NotFound, Usage
+from .context import (
+    LOCAL_REGION,
+    Clock,
+    as_failed,
+    build_ended,
+    default_data_dir,
+    interrupted,
+    utc_now,
+)
 from .groups import observed
 from .store import Store
 
+# Who acts on what a view shows: every writer recovers when it opens the store.
+RECOVERY = "recovery (the next pulumi up, or eci-imagecache gc)"
+
 
 class LocalView:
-    def __init__(self, data_dir: Path | None = None, region: str = LOCAL_REGION) -> None:
+    def __init__(
+        self, data_dir: Path | None = None, region: str = LOCAL_REGION, clock: Clock = utc_now
+    ) -> None:
         self.data_dir = data_dir or default_data_dir()
         self.region = region
+        self.clock = clock
+        self.host = socket.gethostname()
         path = self.data_dir / "state.db"
         # No store yet: nothing was ever made here (and a read creates nothing).
         self._store = Store(path, read_only=True) if path.is_file() else None
         self._runtime = Runtime.reader(self.data_dir / "groups", path) if self._store else None
 
+    # image caches -------------------------------------------------------------------------
+
+    def _caches(self, cache_id: str | None = None) -> list[CacheRecord]:
+        """Caches as recorded, each as it is: a build whose process has ended is shown failed
+        as recovery will record it (the record still says it builds)."""
+        if self._store is None:
+            return []
+        store = self._store
+        with store.read() as db:
+            if not store.has_table(db, "caches"):
+                return []
+            if cache_id is None:
+                records = store.list_caches(db)
+            else:
+                one = store.get_cache(db, cache_id)
+                records = [one] if one else []
+            ended = {
+                build: pid
+                for build, on, pid in store.builds(db)
+                if build_ended(on, pid, build, self.host)
+            }
+        return [self._built(r, ended.get(r.id)) for r in records]
+
+    @staticmethod
+    def _built(record: CacheRecord, ended: int | None) -> CacheRecord:
+        if ended is None or record.status not in (CacheStatus.CREATING, CacheStatus.UPDATING):
+            return record
+        return as_failed(record, f"{interrupted(ended)}; {RECOVERY} records it")
+
+    def list_image_caches(self) -> list[CacheRecord]:
+        now = self.clock()
+        return [c for c in self._caches() if not expired(c, now)]
+
+    def get_image_cache(self, cache_id: str) -> CacheRecord:
+        found = self._caches(cache_id)
+        if not found:
+            raise NotFound(f"image cache {cache_id} not found")
+        if expired(found[0], self.clock()):
+            raise NotFound(f"image cache {cache_id} not found ({expiry_reason(found[0])})")
+        return found[0]
+
+    def events(self, cache_id: str) -> list[CacheEvent]:
+        """A cache's events; for a cache evicted or expired, why it went."""
+        if self._store is not None:
+            with self._store.read() as db:
+                if self._store.has_table(db, "removals") and not self._store.get_cache(
+                    db, cache_id
+                ):
+                    removals = self._store.removals(db, cache_id)
+                    if removals:
+                        return removals
+        self.get_image_cache(cache_id)
+        assert self._store is not None
+        return self._store.events(cache_id)
+
+    def usage(self) -> Usage:
+        quota = Quota()
+        if self._store is not None:
+            with self._store.read() as db:
+                if self._store.has_table(db, "meta"):
+                    quota = self._store.quota(db)
+        return Usage.of(quota, self.list_image_caches())
+
+    def match(self, spec: ContainerGroupSpec) -> MatchResult:
+        """Which cache ``spec`` would use now, ranked with reasons (caches past their expiry
+        are not candidates; nothing is deleted)."""
+        index = CacheIndex(self.list_image_caches())
+        return index.match(spec.images, self.region, spec.ephemeral_storage_gib)
+
+    # container groups ---------------------------------------------------------------------
+
     def _records(self, group_id: str | None = None) -> list[ContainerGroupRecord]:
         if self._store is None:
             return []
         with self._store.read() as db:
-            # A store being made by its first writer has no tables for a moment.
-            if not db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'container_groups'"
-            ).fetchone():
+            if not self._store.has_table(db, "container_groups"):
                 return []
             if group_id is None:
                 return self._store.list_groups(db)
@@ -62,7 +159,7 @@ class LocalView:
                 f"not recorded: process {state.owner_pid} that started it ended first"
                 if state.owner_pid is not None
                 else "no record claims it"
-            ) + f"; recovery (the next pulumi up, or eci-imagecache gc) {what}"
+            ) + f"; {RECOVERY} {what}"
         record = ContainerGroupRecord(
             id=state.id,
             name=state.name,
