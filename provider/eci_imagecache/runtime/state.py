@@ -112,6 +112,14 @@ class RuntimeState:
             uri = self.path.resolve().as_uri() + "?mode=ro"
             db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
             db.execute("PRAGMA busy_timeout=30000")
+            try:  # reading a WAL database needs its side files: made now, or not at all
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:
+                db.close()
+                if not self.path.exists():
+                    raise
+                uri = self.path.resolve().as_uri() + "?immutable=1"
+                return sqlite3.connect(uri, uri=True, isolation_level=None)
             return db
         try:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)

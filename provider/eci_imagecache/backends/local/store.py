@@ -149,8 +149,10 @@ class Store:
             try:
                 db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
                 db.execute("PRAGMA busy_timeout=30000")
+                # Reading a WAL database needs its side files: made now, or not at all.
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
             except sqlite3.OperationalError as err:
-                raise self._error(err, "opened") from None
+                db = self._read_only(err)  # a full disk or a read-only file system
             self._local.db = db
             self._local.cause = "opened read-only"
         if db is None:
