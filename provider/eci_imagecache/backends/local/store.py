@@ -163,6 +163,12 @@ class Store:
                 db.execute("PRAGMA busy_timeout=30000")
             except sqlite3.OperationalError as err:
                 db = self._read_only(err)
+            else:
+                # Side files left by a reader let SQLite open a store on a read-only file
+                # system normally: its writes are refused all the same, up front.
+                with suppress(OSError):
+                    if os.statvfs(self.path.parent).f_flag & os.ST_RDONLY:
+                        self._local.cause = "read-only file system"
             self._local.db = db
         return db
 
