@@ -2,6 +2,7 @@
 on its address, jobs end with their exit codes, refresh sees a container die, and destroy
 leaves no process, mount or directory behind."""
 
+import contextlib
 import json
 import os
 import signal
@@ -238,6 +239,80 @@ def test_provider_killed_mid_start_leaves_nothing_recovery_does_not_clean(
 
     stack.run("destroy", "--yes", "--skip-preview")
     assert traces([killed, out["group_id"]]) == []
+    assert list((data / "groups").iterdir()) == []
+    assert LocalView(data).list_container_groups() == []
+    assert Runtime.reader(data / "groups", data / "state.db").group_ids() == []
+    assert mounts_on_host(data) == []
+
+
+def test_pulumi_killed_before_saving_a_running_group_then_up_adopts_it(
+    pulumi_bin: Path, tmp_path: Path, registry: Registry
+) -> None:
+    """`pulumi up` of a group whose init container takes a moment. `pulumi` is stopped while
+    the group starts (so it saves nothing more), its provider goes on until the group runs and
+    is recorded, then `pulumi` is SIGKILLed: the stack holds a pending create and no group.
+    After `pulumi cancel` (the file backend keeps the dead run's lock), `pulumi up` adopts the
+    running group through the create's token: one group, recorded, running and in state; destroy
+    then leaves no process, mount, directory or row."""
+    project = tmp_path / "slow-start"
+    project.mkdir()
+    (project / "__main__.py").write_text(SLOW_START)
+    (project / "Pulumi.yaml").write_text(
+        "name: eci-slow-start\n"
+        "runtime:\n  name: python\n  options:\n"
+        f"    toolchain: pip\n    virtualenv: {Path(sys.executable).parents[1]}\n"
+    )
+    image = registry.runnable.references(registry.host)["job_ok"]
+    stack = Stack(project_dir=project, work=tmp_path).init({"image": image, "warmUpSeconds": "2"})
+    data = tmp_path / "eci-data"
+
+    up = stack.start("up", "--yes", "--skip-preview")
+    left: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert up.poll() is None, (stack.work / "background.log").read_text()
+            assert time.monotonic() < deadline, "the warm-up container never started"
+            view = LocalView(data) if (data / "state.db").exists() else None
+            groups = view.list_container_groups() if view else []
+            if groups and groups[0].containers and groups[0].containers[0].state == "Running":
+                break
+            time.sleep(0.05)
+        os.kill(up.pid, signal.SIGSTOP)  # from here `pulumi` saves nothing
+        [starting] = groups
+        assert starting.status_reason.startswith("being created by process")
+        deadline = time.monotonic() + 60
+        while True:  # the provider goes on: the group runs and is recorded
+            group = LocalView(data).get_container_group(starting.id)
+            if group.status.value == "Running" and not group.status_reason:
+                break
+            assert time.monotonic() < deadline, group
+            time.sleep(0.05)
+        left = descendants(up.pid)
+        os.kill(up.pid, signal.SIGKILL)
+        up.wait()
+        stack.run("cancel", "--yes")
+        saved = stack.state()
+        assert not [r for r in saved.get("resources", []) if r["urn"].endswith("::slow-start")]
+        assert saved.get("pending_operations")
+
+        again = stack.run("up", "--yes", "--skip-preview")
+        assert "Traceback" not in again.stdout + again.stderr
+        out = stack.outputs()
+        assert (out["group_id"], out["status"]) == (starting.id, "Running")
+        [in_state] = [r for r in stack.state()["resources"] if r["urn"].endswith("::slow-start")]
+        assert in_state["id"] == starting.id
+        assert [g.id for g in LocalView(data).list_container_groups()] == [starting.id]
+        assert Runtime.reader(data / "groups", data / "state.db").group_ids() == [starting.id]
+    finally:
+        for pid in left or descendants(up.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(up.pid, signal.SIGKILL)
+
+    stack.run("destroy", "--yes", "--skip-preview")
+    assert traces([starting.id]) == []
     assert list((data / "groups").iterdir()) == []
     assert LocalView(data).list_container_groups() == []
     assert Runtime.reader(data / "groups", data / "state.db").group_ids() == []

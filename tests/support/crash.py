@@ -50,7 +50,9 @@ if action == "create":
 elif action == "update":
     result = backend.update_image_cache(args["id"], ImageCacheSpec(**args["spec"])).id
 elif action == "group":
-    result = backend.create_container_group(ContainerGroupSpec(**args["spec"])).id
+    result = backend.create_container_group(
+        ContainerGroupSpec(**args["spec"]), client_token=args.get("token")
+    ).id
 elif action == "delete":
     backend.delete_image_cache(args["id"])
     result = args["id"]

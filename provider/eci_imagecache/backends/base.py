@@ -159,7 +159,13 @@ class Backend(Protocol):
 
     def match(self, spec: ContainerGroupSpec) -> MatchResult: ...
 
-    def create_container_group(self, spec: ContainerGroupSpec) -> ContainerGroupRecord: ...
+    def create_container_group(
+        self, spec: ContainerGroupSpec, *, client_token: str | None = None
+    ) -> ContainerGroupRecord:
+        """Create a group. A ``client_token`` that already names a group made for the same
+        request returns that group instead of making another (a re-run create); a group of the
+        token that failed gives way."""
+        ...
 
     def get_container_group(self, group_id: str) -> ContainerGroupRecord: ...
 

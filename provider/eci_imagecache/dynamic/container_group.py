@@ -48,10 +48,13 @@ from .common import (
     REFUSED,
     UNAVAILABLE,
     args_from,
+    client_token,
     evaluated_outputs,
     is_unknown,
+    next_generation,
     present,
     resource_inputs,
+    resource_key,
     secret_credentials,
     unknown_keys,
     validate,
@@ -76,6 +79,9 @@ PREVIEW_ONLY = (
     "location",
     "prices",
     "cost",
+    # The identity of the create (see ``common.client_token``), as for image caches.
+    "resource_key",
+    "generation",
 )
 BEING_BUILT = "being built in this update"
 
@@ -221,7 +227,7 @@ class ContainerGroupProvider(ResourceProvider):
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         settings = self.settings_for(news)
-        inputs = {**news, "location": settings.location}
+        inputs = {**news, "location": settings.location, "generation": next_generation(olds)}
         refused = settings_failures(settings, olds)
         if refused:
             return CheckResult(inputs, refused)
@@ -300,8 +306,16 @@ class ContainerGroupProvider(ResourceProvider):
         return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
+        """A create repeated after an interrupted deployment (same resource, same generation)
+        gets the group the first attempt made, through the create's token."""
+        key = props.get("resource_key")
+        token = client_token(key, int(props.get("generation") or 0)) if key else None
         try:
-            record = self.settings_for(props).open().create_container_group(spec_from(props))
+            record = (
+                self.settings_for(props)
+                .open()
+                .create_container_group(spec_from(props), client_token=token)
+            )
         except BackendError as err:
             raise UserError(str(err)) from err
         return CreateResult(id_=record.id, outs=outputs_of(record, props))
@@ -519,6 +533,7 @@ class ContainerGroup(Resource, module="eci", name="ContainerGroup"):
             if matches
             else None,
             "prices": price_inputs(),
+            "resource_key": resource_key("eci:ContainerGroup", resource_name, opts),
         }
         props, opts = resource_inputs(type(self), props, opts)
         super().__init__(ContainerGroupProvider(), resource_name, props, opts)

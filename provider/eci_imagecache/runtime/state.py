@@ -288,6 +288,11 @@ class RuntimeState:
                 return []
             return [r[0] for r in db.execute("SELECT id FROM runtime_groups ORDER BY id")]
 
+    @staticmethod
+    def adopted(db: sqlite3.Connection, group_id: str) -> None:
+        """No process owns the group's start any more (in the caller's transaction)."""
+        db.execute("UPDATE runtime_groups SET owner_pid = NULL WHERE id = ?", (group_id,))
+
     def remove_group(self, group_id: str) -> None:
         with self.write() as db:
             db.execute("DELETE FROM runtime_groups WHERE id = ?", (group_id,))

@@ -20,6 +20,7 @@ import re
 import select
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -237,9 +238,14 @@ class Runtime:
             if ready and not os.read(listen, 4096):
                 listen = None  # the shim has ended: what it wrote is final
 
-    def adopt(self, group_id: str) -> None:
-        """The backend has recorded the group: recovery no longer treats it as an orphan."""
-        self.state.set_group(group_id, owner_pid=None)
+    def adopt(self, group_id: str, db: sqlite3.Connection | None = None) -> None:
+        """The backend has recorded the group: recovery no longer treats it as an orphan.
+        With ``db`` (a write transaction on the same database), in that transaction, so that
+        the record and the adoption commit together."""
+        if db is None:
+            self.state.set_group(group_id, owner_pid=None)
+        else:
+            RuntimeState.adopted(db, group_id)
 
     # reading ------------------------------------------------------------------------------
 

@@ -195,10 +195,12 @@ class LocalBackend:
             self.expire()
         return self.groups.match(spec)
 
-    def create_container_group(self, spec: ContainerGroupSpec) -> ContainerGroupRecord:
+    def create_container_group(
+        self, spec: ContainerGroupSpec, *, client_token: str | None = None
+    ) -> ContainerGroupRecord:
         self.recover()
         self.expire()
-        return self.groups.create(spec)
+        return self.groups.create(spec, client_token)
 
     def get_container_group(self, group_id: str) -> ContainerGroupRecord:
         return self.groups.get(group_id)

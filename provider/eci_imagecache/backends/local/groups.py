@@ -8,6 +8,7 @@ an automatic cache from what it pulled when it matched none.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -164,7 +165,18 @@ class ContainerGroups:
 
     # groups -------------------------------------------------------------------------------
 
-    def create(self, spec: ContainerGroupSpec) -> ContainerGroupRecord:
+    def create(
+        self, spec: ContainerGroupSpec, client_token: str | None = None
+    ) -> ContainerGroupRecord:
+        """Choose the cache, prepare the images, start the containers, record the group.
+
+        A ``client_token`` naming a group a create with the same request made returns that
+        group as it is now (a create repeated after its caller died before keeping the
+        answer); one naming a group that failed, or one made for another request, gives way:
+        that group is stopped and removed, and this create makes a new one."""
+        request = request_digest(spec) if client_token else None
+        if client_token and (held := self._created_with(client_token, request)):
+            return held
         group_id = new_id("eci")
         with self._lock:
             self._accounted.add(group_id)
@@ -194,31 +206,60 @@ class ContainerGroups:
         )
         record = self._start(record, spec, prepared)
         with self.store.transaction() as db:
-            if cache is not None:
-                current = self.store.get_cache(db, cache.id)
-                if current is not None:
-                    self.store.put_cache(db, current.model_copy(update={"last_used_at": now}))
-            elif auto_snapshot is not None:
-                try:
-                    auto = self._auto_cache(db, group_id, spec, auto_snapshot, prepared, now)
-                except QuotaExceeded as err:
-                    self.ctx.snapshots.remove(auto_snapshot.id)
-                    record = record.model_copy(
-                        update={"match_reason": f"no matching cache; not created: {err}"}
-                    )
-                    self.store.put_group(db, record)
-                    auto_snapshot = None
-                else:
-                    record = record.model_copy(
-                        update={
-                            "auto_created_cache_id": auto.id,
-                            "match_reason": f"no matching cache; created {auto.name} ({auto.id})",
-                        }
-                    )
-            self.store.put_group(db, record)
-        # Recorded: from now on recovery keeps the group's containers.
-        self.ctx.runtime.adopt(group_id)
+            raced = self.store.group_for_token(db, client_token) if client_token else None
+            if raced is None:
+                if cache is not None:
+                    current = self.store.get_cache(db, cache.id)
+                    if current is not None:
+                        self.store.put_cache(db, current.model_copy(update={"last_used_at": now}))
+                elif auto_snapshot is not None:
+                    try:
+                        auto = self._auto_cache(db, group_id, spec, auto_snapshot, prepared, now)
+                    except QuotaExceeded as err:
+                        self.ctx.snapshots.remove(auto_snapshot.id)
+                        why = f"no matching cache; not created: {err}"
+                        record = record.model_copy(update={"match_reason": why})
+                        auto_snapshot = None
+                    else:
+                        why = f"no matching cache; created {auto.name} ({auto.id})"
+                        record = record.model_copy(
+                            update={"auto_created_cache_id": auto.id, "match_reason": why}
+                        )
+                self.store.put_group(db, record, client_token, request)
+                # Recorded and adopted in one commit: from then on the group's containers are
+                # kept (by its supervisor and by recovery) whenever its creator dies.
+                self.ctx.runtime.adopt(group_id, db)
+        if raced is not None:
+            # The same create ran elsewhere meanwhile and recorded its group first: that one
+            # counts, and this one goes.
+            with self._lock:
+                self._accounted.discard(group_id)
+                self._accounted.add(raced[0].id)
+            self.ctx.runtime.stop(group_id)
+            shutil.rmtree(self.workdir(group_id), ignore_errors=True)
+            if auto_snapshot is not None:
+                self.ctx.snapshots.remove(auto_snapshot.id)
+            return self._observed(raced[0])
         return record
+
+    def _created_with(self, client_token: str, request: str | None) -> ContainerGroupRecord | None:
+        """The group a create with this token made, as it is now; None once it has given way.
+
+        A token comes back only when the create that used it never got its answer to its
+        caller (the caller died, or the answer was lost): nothing else knows that group, so
+        one that failed or was made for another request is removed here, not left running."""
+        with self.store.read() as db:
+            found = self.store.group_for_token(db, client_token)
+        if found is None:
+            return None
+        record, made_for = found
+        seen = self._observed(record)
+        if seen.status != GroupStatus.FAILED and made_for == request:
+            with self._lock:
+                self._accounted.add(record.id)
+            return seen
+        self.delete(record.id)
+        return None
 
     # running ------------------------------------------------------------------------------
 
@@ -372,6 +413,14 @@ class ContainerGroups:
         with self.store.transaction() as db:
             self.store.delete_group(db, group_id)
         shutil.rmtree(self.workdir(group_id), ignore_errors=True)
+
+
+def request_digest(spec: ContainerGroupSpec) -> str:
+    """What a create asked for, as a digest. Credentials count by server and user: a rotated
+    password asks for the same group (and no password is hashed into the store)."""
+    data = spec.model_dump(mode="json", exclude={"credentials"})
+    data["credentials"] = sorted([c.server, c.username] for c in spec.credentials)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def observed(record: ContainerGroupRecord, state: GroupState | None) -> ContainerGroupRecord:

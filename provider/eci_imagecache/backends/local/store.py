@@ -118,6 +118,14 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     CREATE TABLE deleted_caches (id TEXT PRIMARY KEY, version INTEGER NOT NULL);
     CREATE INDEX deleted_caches_version ON deleted_caches(version)
     """,
+    # 7: the token of the create that made a container group, and a digest of what it asked
+    # for: a create with the same token and request returns the group
+    """
+    ALTER TABLE container_groups ADD COLUMN client_token TEXT;
+    ALTER TABLE container_groups ADD COLUMN request TEXT;
+    CREATE UNIQUE INDEX container_groups_client_token ON container_groups(client_token)
+        WHERE client_token IS NOT NULL
+    """,
 ]
 
 MAX_REMOVALS = 1000  # removal events kept, most recent first
@@ -511,11 +519,32 @@ class Store:
     # container groups ---------------------------------------------------------------------
 
     @staticmethod
-    def put_group(db: sqlite3.Connection, record: ContainerGroupRecord) -> None:
+    def put_group(
+        db: sqlite3.Connection,
+        record: ContainerGroupRecord,
+        client_token: str | None = None,
+        request: str | None = None,
+    ) -> None:
+        """Insert or update; a group keeps the client token (and request digest) it was
+        created with."""
         db.execute(
-            "INSERT OR REPLACE INTO container_groups (id, name, record) VALUES (?, ?, ?)",
-            (record.id, record.name, record.model_dump_json()),
+            "INSERT INTO container_groups (id, name, record, client_token, request) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name, "
+            "record = excluded.record, "
+            "client_token = coalesce(excluded.client_token, container_groups.client_token), "
+            "request = coalesce(excluded.request, container_groups.request)",
+            (record.id, record.name, record.model_dump_json(), client_token, request),
         )
+
+    @staticmethod
+    def group_for_token(
+        db: sqlite3.Connection, client_token: str
+    ) -> tuple[ContainerGroupRecord, str | None] | None:
+        """The group a create with this token made, and the digest of its request."""
+        row = db.execute(
+            "SELECT record, request FROM container_groups WHERE client_token = ?", (client_token,)
+        ).fetchone()
+        return (ContainerGroupRecord.model_validate_json(row[0]), row[1]) if row else None
 
     @staticmethod
     def get_group(db: sqlite3.Connection, group_id: str) -> ContainerGroupRecord | None:
