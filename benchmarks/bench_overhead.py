@@ -1,6 +1,6 @@
 """Provider overhead: `pulumi preview` and `pulumi up` of a stack of our resources (image caches
 and container groups on the local backend, from a registry on loopback) vs the same number of
-no-op dynamic resources, with the real Pulumi CLI, side by side in one run (target <= 1.5)."""
+no-op dynamic resources, with the real Pulumi CLI, side by side in one run (target <= 1.15)."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import threading
@@ -338,9 +339,11 @@ class ContainerGroups:
             accounted = set(self._accounted)
         if not set(runtime.group_ids()) <= accounted:
             return True
-        with contextlib.suppress(FileNotFoundError):
-            for directory in runtime.groups_dir.iterdir():
-                if directory.name not in accounted and (directory / "plan.json").exists():
+        with contextlib.suppress(FileNotFoundError):  # names only: this runs before each hook
+            for name in os.listdir(runtime.groups_dir):
+                if name not in accounted and os.path.exists(
+                    os.path.join(runtime.groups_dir, name, "plan.json")
+                ):
                     return True
         return False
 
