@@ -358,7 +358,9 @@ def registry_serve(
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5055,
     root: Annotated[Path | None, typer.Option(help="registry storage")] = None,
     seed: Annotated[bool, typer.Option("--seed/--no-seed", help="push the demo images")] = True,
-    layer_mib: Annotated[int, typer.Option(help="size of the demo images' base layer")] = 8,
+    layer_mib: Annotated[
+        int, typer.Option(min=1, max=4096, help="size of the demo images' base layer (MiB)")
+    ] = 8,
 ) -> None:
     """Run a local registry (Debian's docker-registry) with the demo images until interrupted."""
     import signal
