@@ -68,7 +68,8 @@ class Unpacking:
     layer_digests: set[str]
     layers: int = 0
     bytes: int = 0
-    seconds: float = 0.0
+    first_start: float | None = None  # perf_counter times: layers unpack side by side
+    last_end: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def feed(self, blob: Layer) -> Feed | None:
@@ -99,10 +100,14 @@ class Unpacking:
             with self.lock:
                 self.layers += 1
                 self.bytes += done.bytes
-                self.seconds += done.seconds
+                end = time.perf_counter()
+                start = end - done.seconds
+                self.first_start = min(start, self.first_start or start)
+                self.last_end = max(end, self.last_end or end)
 
     def summary(self) -> str:
-        return f"unpacked {self.layers} layers ({self.bytes / 1e6:.1f} MB) in {self.seconds:.2f} s"
+        span = (self.last_end or 0.0) - (self.first_start or 0.0)
+        return f"unpacked {self.layers} layers ({self.bytes / 1e6:.1f} MB), over {span:.2f} s"
 
 
 class _Tee:
