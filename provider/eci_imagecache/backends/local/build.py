@@ -107,7 +107,7 @@ class Unpacking:
 
     def summary(self) -> str:
         span = (self.last_end or 0.0) - (self.first_start or 0.0)
-        return f"unpacked {self.layers} layers ({self.bytes / 1e6:.1f} MB), over {span:.2f} s"
+        return f"unpacked {self.layers} layers ({self.bytes / 1e6:.1f} MB) in {span:.2f} s"
 
 
 class _Tee:
