@@ -181,15 +181,21 @@ def test_process_killed_mid_build_is_marked_failed_on_next_run(
             time.sleep(0.05)
         else:
             pytest.fail("the child never started its build")
-        time.sleep(0.3)  # mid-download
+        # Mid-download: blobs are arriving, and their layers unpacking in the same pass.
+        while not any((data_dir / "layers" / "tmp").glob("*")):
+            assert time.monotonic() < deadline, "no layer started unpacking"
+            time.sleep(0.05)
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.wait(10)
+    assert list((data_dir / "blobs" / "tmp").iterdir())  # what the killed build left
+    assert list((data_dir / "layers" / "tmp").iterdir())
     backend = make_backend(data_dir=data_dir)
     [cache] = backend.list_image_caches()
     assert cache.status == CacheStatus.FAILED
     assert f"process {child.pid} ended" in cache.failure
     assert list(backend.blobs.tmp.iterdir()) == []
+    assert list(backend.ctx.layers.tmp.iterdir()) == []
     proxy.faults.clear()
     fixed = backend.update_image_cache(
         cache.id, ImageCacheSpec(name="slow", images=[via(proxy, "demo/tools:1.0")])

@@ -63,7 +63,8 @@ class Housekeeping:
         return build_ended(host, pid, cache_id, self.ctx.host)
 
     def recover(self) -> list[str]:
-        """Fail builds whose process died (so they are never matched) and drop their temp files."""
+        """Fail builds whose process died (so they are never matched) and drop their temp files
+        and half-unpacked layers."""
         failed: list[str] = []
         with self.store.read() as db:
             builds = self.store.builds(db)
@@ -83,6 +84,7 @@ class Housekeeping:
                     failed.append(cache_id)
         with contextlib.suppress(OSError):  # a read-only file system keeps them for later
             self.ctx.blobs.remove_stale_temp_files(pid_alive)
+            self.ctx.layers.remove_stale_temp_dirs(pid_alive)
         return failed
 
     # expiry and gc ------------------------------------------------------------------------
