@@ -76,8 +76,8 @@ def without_unpacking(backend: Any) -> Any:
 
     pipeline = backend.build
 
-    def fetch_only(plan: Any, client: Any, progress: Any) -> Unpacking:
-        pipeline.fetch(plan, client, progress)
+    def fetch_only(images: Any, blobs: Any, owners: Any, client: Any, progress: Any) -> Unpacking:
+        pipeline.fetch(blobs, owners, client, progress)
         return Unpacking(pipeline.ctx, set())
 
     pipeline.fetch_and_unpack = fetch_only

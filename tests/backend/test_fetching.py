@@ -1,5 +1,6 @@
-"""How a build fetches: several blobs at once (bounded), progress as bytes arrive, a failure
-stopping the other downloads, and blobs cut short never taken as held."""
+"""How a build (and a container group pulling without a cache) fetches: several blobs at once
+(bounded), progress as bytes arrive, a failure stopping the other downloads, and blobs cut short
+never taken as held."""
 
 import os
 import threading
@@ -9,7 +10,7 @@ from functools import partial
 import pytest
 
 from eci_imagecache.backends.base import BackendError
-from eci_imagecache.engine.models import CacheStatus, ImageCacheSpec
+from eci_imagecache.engine.models import CacheStatus, ContainerGroupSpec, ImageCacheSpec
 from eci_imagecache.registry.client import RegistryClient
 from eci_imagecache.testing.registry import make_layer
 
@@ -53,6 +54,15 @@ def web(proxy: FaultProxy, name: str = "cache") -> ImageCacheSpec:
     return ImageCacheSpec(name=name, images=[f"{proxy.host}/demo/web:1.0"])
 
 
+def pull(proxy: FaultProxy) -> ContainerGroupSpec:
+    """A group that uses no cache: every blob comes from the registry."""
+    return ContainerGroupSpec(
+        name="pull",
+        cache="none",
+        containers=[{"name": "web", "image": f"{proxy.host}/demo/web:1.0"}],
+    )
+
+
 @pytest.mark.parametrize("bound", [1, 2, 3])
 def test_blobs_are_fetched_at_once_up_to_the_bound(make_backend, registry, proxy, bound) -> None:
     blobs = registry.samples.images["demo/web:1.0"]
@@ -66,6 +76,25 @@ def test_blobs_are_fetched_at_once_up_to_the_bound(make_backend, registry, proxy
     record = backend.create_image_cache(web(proxy))
     assert record.status == CacheStatus.READY
     assert CountingRegistry.most == bound
+
+
+@pytest.mark.parametrize("bound", [2, 3])
+def test_a_group_without_a_cache_pulls_blobs_at_once_up_to_the_bound(
+    make_backend, registry, proxy, bound
+) -> None:
+    image = registry.samples.images["demo/web:1.0"]
+    assert len(image.layers) + 1 > bound
+    CountingRegistry.most = 0
+    slow_blobs(proxy)
+    backend = make_backend(
+        registry_factory=partial(CountingRegistry, retry=FAST_RETRY),
+        fetch_concurrency=bound,
+    )
+    made = backend.create_container_group(pull(proxy))
+    assert (made.bytes_fetched, made.bytes_from_cache) == (image.content_bytes, 0)
+    assert CountingRegistry.most == bound
+    # Each layer was unpacked from its download, ready to mount.
+    assert all(backend.ctx.layers.has(layer.digest) for layer in image.layers)
 
 
 def test_progress_follows_bytes_as_they_arrive(make_backend, registry, proxy) -> None:
@@ -192,3 +221,21 @@ def test_blobs_come_through_the_proxy_the_environment_names(
     direct = make_backend(data_dir=tmp_path / "direct").create_image_cache(spec)
     assert direct.status == CacheStatus.READY
     assert not set(blobs) & set(proxy.hits)
+
+
+def test_a_group_whose_layer_blob_fails_its_digest_leaves_no_layer_and_no_partial_file(
+    backend, registry, proxy
+) -> None:
+    # The group's pull unpacks each layer while it downloads, as a build does: the wrong blob's
+    # layer is discarded, and the downloads it stopped leave nothing half-written behind.
+    image = registry.samples.images["demo/web:1.0"]
+    layer = max(image.layers, key=lambda blob: blob.size)
+    proxy.faults.append(Fault(pattern=f"GET /v2/demo/web/blobs/{layer.digest}", corrupt=True))
+    slow_blobs(proxy)
+    with pytest.raises(BackendError, match=r"container group pull: .*does not match its digest"):
+        backend.create_container_group(pull(proxy))
+    assert not backend.ctx.layers.has(layer.digest)
+    assert not backend.blobs.has(layer.digest)
+    assert list(backend.ctx.layers.tmp.iterdir()) == []
+    assert list(backend.blobs.tmp.iterdir()) == []
+    assert backend.list_container_groups() == []

@@ -71,7 +71,7 @@ class LocalBackend:
         )
         self.housekeeping = Housekeeping(self.ctx)
         self.build = BuildPipeline(self.ctx, self.housekeeping)
-        self.groups = ContainerGroups(self.ctx, self.housekeeping)
+        self.groups = ContainerGroups(self.ctx, self.housekeeping, self.build)
         if quota is not None:
             self.set_quota(quota)
         with contextlib.suppress(StoreError):  # a full disk still opens for reading

@@ -3,7 +3,8 @@ blobs, take the snapshot, and commit the cache Ready.
 
 Errors before the claim leave nothing behind; errors after it leave the cache Failed with the
 reason (never usable). A rebuild keeps serving the old images, layers and snapshot until one
-final commit. ``fetch`` is the one place blobs come from the registry during a build.
+final commit. ``fetch`` is the one place blobs come from the registry, for a build and for a
+container group pulling what no cache holds (``fetch_and_unpack``).
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from ...engine.diff import ChangeKind, diff_cache
 from ...engine.models import CacheKind, CacheRecord, CacheStatus, ImageCacheSpec, SnapshotKind
-from ...engine.planner import BuildPlan, Layer, PlanError, plan_build
+from ...engine.planner import BuildPlan, Layer, PlanError, ResolvedImage, plan_build
 from ...engine.refs import ImageRef
 from ...registry.client import RegistryClient
 from ...registry.client import RegistryError as ClientRegistryError
@@ -56,9 +57,20 @@ def _no_progress(done: int, total: int) -> None:
     pass
 
 
+def blob_owners(images: Iterable[ResolvedImage]) -> dict[str, ImageRef]:
+    """The image each blob is fetched through (its repository on its registry)."""
+    refs: dict[str, ImageRef] = {}
+    for image in images:
+        ref = ImageRef.parse(image.reference)
+        for blob in image.blobs:
+            refs[blob.digest] = ref
+    return refs
+
+
 @dataclass
 class Unpacking:
-    """Unpacks the layers of a build into the layer store, and says what it did (its event).
+    """Unpacks the layers of a build (or of a group's pull) into the layer store, and says what
+    it did (a build's event).
 
     A layer being downloaded is unpacked from the same bytes as they arrive (a :class:`Feed`);
     a layer whose blob the store held already is unpacked from that blob, unless it is
@@ -371,22 +383,19 @@ class BuildPipeline:
 
     def fetch(
         self,
-        plan: BuildPlan,
+        blobs: Iterable[Layer],
+        owners: Mapping[str, ImageRef],
         client: RegistryClient,
         progress: Callable[[int], None],
         unpacking: Unpacking | None = None,
     ) -> None:
-        """Fetch every blob the plan does not reuse into the blob store (digests verified on
-        arrival), ``ctx.fetch_concurrency`` at once, largest first so that the last to finish
-        is a small one. With ``unpacking``, each layer is unpacked from its bytes as they
-        arrive, and committed once its blob is verified. ``progress(n)`` is called in this
-        thread with the bytes that arrived since the last call; the first failure stops the
-        other downloads and is raised."""
-        refs = {image.reference: ImageRef.parse(image.reference) for image in plan.images}
-        owner = {
-            blob.digest: refs[image.reference] for image in plan.images for blob in image.blobs
-        }
-        blobs = sorted(plan.fetch, key=lambda blob: blob.size, reverse=True)
+        """Fetch ``blobs`` into the blob store (digests verified on arrival), each from the
+        repository of its image in ``owners``, ``ctx.fetch_concurrency`` at once, largest first
+        so that the last to finish is a small one. With ``unpacking``, each layer is unpacked
+        from its bytes as they arrive, and committed once its blob is verified. ``progress(n)``
+        is called in this thread with the bytes that arrived since the last call; the first
+        failure stops the other downloads and is raised once they have let go of their files."""
+        blobs = sorted(blobs, key=lambda blob: blob.size, reverse=True)
         if not blobs:
             return
         lock = threading.Lock()
@@ -407,7 +416,7 @@ class BuildPipeline:
 
             def download(out: IO[bytes]) -> None:
                 sink = out if feed is None else _Tee(out, feed)
-                client.fetch_blob(owner[blob.digest], blob, sink, count)  # type: ignore[arg-type]
+                client.fetch_blob(owners[blob.digest], blob, sink, count)  # type: ignore[arg-type]
 
             if feed is None or unpacking is None:
                 self.ctx.blobs.write(blob.digest, download)
@@ -440,18 +449,29 @@ class BuildPipeline:
                 raise
 
     def fetch_and_unpack(
-        self, plan: BuildPlan, client: RegistryClient, progress: Callable[[int], None]
+        self,
+        images: list[ResolvedImage],
+        blobs: list[Layer],
+        owners: Mapping[str, ImageRef],
+        client: RegistryClient,
+        progress: Callable[[int], None],
     ) -> Unpacking:
-        """Fetch, unpacking each layer in the same pass as its download (see :class:`Feed`),
-        so a group starting from the cache only mounts. Layers whose blobs the store held are
-        unpacked from them meanwhile, unless an earlier build did so."""
-        layer_digests = {layer.digest for image in plan.images for layer in image.layers}
+        """Fetch ``blobs`` (see :meth:`fetch`), unpacking each layer of ``images`` in the same
+        pass as its download (see :class:`Feed`), so a group starting from the cache only
+        mounts. Layers whose blobs the store holds already are unpacked from them meanwhile,
+        unless an earlier build (of a cache, or for a group) did so."""
+        layer_digests = {layer.digest for image in images for layer in image.layers}
         unpacking = Unpacking(self.ctx, layer_digests)
-        fetched = {blob.digest for blob in plan.fetch}
+        fetched = {blob.digest for blob in blobs}
         held = sorted(layer_digests - fetched)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unpack") as worker:
             pending = [worker.submit(unpacking.unpack, digest) for digest in held]
-            self.fetch(plan, client, progress, unpacking)
+            try:
+                self.fetch(blobs, owners, client, progress, unpacking)
+            except BaseException:
+                for future in pending:  # what has not started is not needed any more
+                    future.cancel()
+                raise
             for future in pending:
                 future.result()
         return unpacking
@@ -479,7 +499,9 @@ class BuildPipeline:
                 ctx.update(record.id, progress=min(90, 90 * done // total))
                 last_report = time.monotonic()
 
-        unpacking = self.fetch_and_unpack(plan, client, fetched)
+        unpacking = self.fetch_and_unpack(
+            plan.images, plan.fetch, blob_owners(plan.images), client, fetched
+        )
         ctx.update(record.id, event=("Unpacked", unpacking.summary()))
         layers = {blob.digest: blob.size for image in plan.images for blob in image.blobs}
         if record.instant and record.status == CacheStatus.CREATING:

@@ -33,7 +33,8 @@ from ...engine.models import (
     GroupStatus,
     SnapshotKind,
 )
-from ...engine.planner import ResolvedImage
+from ...engine.planner import Layer, ResolvedImage
+from ...engine.refs import ImageRef
 from ...registry.client import RegistryError as ClientRegistryError
 from ...runtime.bundle import BundleError, ContainerSettings
 from ...runtime.layers import UnsafeLayer, UnsupportedLayer
@@ -41,6 +42,7 @@ from ...runtime.state import GroupState
 from ...runtime.supervisor import ContainerRun, RuntimeUnavailable, StartError
 from ..base import InvalidSpec, NotFound, QuotaExceeded, RegistryContentError, from_registry
 from .blobs import UnsafeDigest
+from .build import BuildPipeline
 from .context import Context
 from .housekeeping import Housekeeping
 from .ids import GROUP_ID, new_id
@@ -48,6 +50,10 @@ from .snapshots import Snapshot
 
 # Containers share the host's network namespace: a port answers on this machine's loopback.
 LOOPBACK = "127.0.0.1"
+
+
+def _ignore(arrived: int) -> None:
+    """A pull's progress: nothing follows it (the group's create call waits for it)."""
 
 
 @dataclass
@@ -63,10 +69,12 @@ class Prepared:
 
 
 class ContainerGroups:
-    def __init__(self, ctx: Context, housekeeping: Housekeeping) -> None:
+    def __init__(self, ctx: Context, housekeeping: Housekeeping, pipeline: BuildPipeline) -> None:
         self.ctx = ctx
         self.store = ctx.store
         self.housekeeping = housekeeping
+        # A pull goes through the build pipeline's fetch: blobs come from a registry one way.
+        self.pipeline = pipeline
         self._lock = threading.Lock()
         self._index = CacheIndex()
         self._index_version = -1
@@ -127,40 +135,50 @@ class ContainerGroups:
     def prepare(
         self, group_id: str, spec: ContainerGroupSpec, cache: CacheRecord | None
     ) -> Prepared:
-        """Lay out each image's blobs under the group's directory: from the cache where it
-        holds them (and the pull policy allows), else fetched from the registry."""
+        """Have each image's blobs and layers in the stores: from the cache where it holds them
+        (and the pull policy allows), else fetched from the registry as a build fetches them
+        (several at once, largest first, each layer unpacked as it arrives). Layers a cache
+        holds were unpacked when it was built: these are reused."""
         ctx = self.ctx
+        what = f"container group {spec.name}"
         started = time.perf_counter()
         prepared = Prepared()
         snapshot = ctx.snapshots.read(cache.snapshot_id) if cache else None
         with self.store.read() as db:
             held = self.store.cache_layers(db, cache.id) if cache else {}
-        try:
-            with ctx.registry(
-                spec.credentials, spec.plain_http_registries, spec.insecure_registries
-            ) as client:
-                for ref in spec.images:
-                    from_snapshot = snapshot.find(ref) if snapshot else None
-                    cached = spec.pull_policy(ref) == "IfNotPresent"
-                    image = from_snapshot if from_snapshot and cached else client.resolve(ref)
-                    prepared.images.append(image)
+        cached = [spec.pull_policy(ref) == "IfNotPresent" for ref in spec.images]
+        in_cache = [
+            snapshot.find(ref) if snapshot and use else None
+            for ref, use in zip(spec.images, cached, strict=True)
+        ]
+        with ctx.registry(
+            spec.credentials, spec.plain_http_registries, spec.insecure_registries
+        ) as client:
+            # Resolving names the group in its own errors.
+            asked = [ref for ref, image in zip(spec.images, in_cache, strict=True) if not image]
+            resolved = iter(ctx.resolve(client, asked, what))
+            prepared.images = [image or next(resolved) for image in in_cache]
+            fetch: dict[str, Layer] = {}
+            owners: dict[str, ImageRef] = {}
+            try:
+                for ref, image, use in zip(spec.images, prepared.images, cached, strict=True):
                     for blob in image.blobs:
-                        if cached and blob.digest in held and ctx.blobs.has(blob.digest):
-                            prepared.from_cache += blob.size
-                        else:
-                            ctx.blobs.write(
-                                blob.digest, lambda out, b=blob, r=ref: client.fetch_blob(r, b, out)
-                            )
-                            prepared.fetched += blob.size
                         prepared.layers[blob.digest] = blob.size
-                    # Layers a cache holds were unpacked when it was built: these are reused.
-                    for layer in image.layers:
-                        unpacked = ctx.layers.unpack(layer.digest, ctx.blobs.path(layer.digest))
-                        prepared.unpacked_bytes += unpacked.bytes
-        except ClientRegistryError as err:
-            raise from_registry(f"container group {spec.name}", err) from None
-        except (UnsafeLayer, UnsupportedLayer, UnsafeDigest) as err:
-            raise RegistryContentError(f"container group {spec.name}: {err}") from None
+                        if use and blob.digest in held and ctx.blobs.has(blob.digest, blob.size):
+                            continue
+                        fetch.setdefault(blob.digest, blob)
+                        owners.setdefault(blob.digest, ref)
+                unpacking = self.pipeline.fetch_and_unpack(
+                    prepared.images, list(fetch.values()), owners, client, _ignore
+                )
+            except ClientRegistryError as err:
+                raise from_registry(what, err) from None
+            except (RegistryContentError, UnsafeLayer, UnsupportedLayer, UnsafeDigest) as err:
+                # A layer the store refused to unpack (unsafe, or of a type it cannot apply).
+                raise RegistryContentError(f"{what}: {err}") from None
+        prepared.fetched = sum(blob.size for blob in fetch.values())
+        prepared.from_cache = sum(prepared.layers.values()) - prepared.fetched
+        prepared.unpacked_bytes = unpacking.bytes
         prepared.seconds = time.perf_counter() - started
         return prepared
 
