@@ -1,8 +1,11 @@
 """Container groups on the local backend: matching, preparation from the cache, auto creation."""
 
+from typing import Any
+
 import pytest
 
 from eci_imagecache.backends.base import InvalidSpec
+from eci_imagecache.backends.local.backend import LocalBackend
 from eci_imagecache.engine.models import CacheKind, ContainerGroupSpec, ImageCacheSpec
 
 from ..conftest import Registry
@@ -13,6 +16,20 @@ def group(registry: Registry, *names: str, **kwargs: object) -> ContainerGroupSp
     return ContainerGroupSpec(name=kwargs.pop("name", "group"), containers=containers, **kwargs)
 
 
+def layers_applied(backend: LocalBackend) -> list[str]:
+    """The digests of the layers the backend's (real) layer store applies from now on."""
+    layers = backend.ctx.layers
+    applied: list[str] = []
+    stage = layers.stage
+
+    def counted(digest: str, *args: Any) -> Any:
+        applied.append(digest)
+        return stage(digest, *args)
+
+    layers.stage = counted  # type: ignore[method-assign]
+    return applied
+
+
 def test_matching_cache_prepares_images_without_the_registry(backend, registry, clock) -> None:
     cache = backend.create_image_cache(
         ImageCacheSpec(
@@ -20,6 +37,7 @@ def test_matching_cache_prepares_images_without_the_registry(backend, registry, 
         )
     )
     clock.advance(minutes=5)
+    applied = layers_applied(backend)
     made = backend.create_container_group(group(registry, "demo/web:1.0", cache="auto"))
     assert (made.cache_id, made.match_degree) == (cache.id, "exact")
     assert made.match_reason.startswith("1/1 images exact")
@@ -28,16 +46,20 @@ def test_matching_cache_prepares_images_without_the_registry(backend, registry, 
     assert backend.get_image_cache(cache.id).last_used_at == clock.now
     # The image's layers are on disk, unpacked once for the cache and shared with the group.
     assert all(backend.ctx.layers.has(layer.digest) for layer in web.layers)
+    assert applied == []
 
 
 def test_same_repository_other_version_reuses_shared_layers(backend, registry) -> None:
     backend.create_image_cache(ImageCacheSpec(name="web10", images=[registry.ref("demo/web:1.0")]))
+    applied = layers_applied(backend)
     made = backend.create_container_group(group(registry, "demo/web:1.1", cache="auto"))
     assert made.match_degree == "repository"
     web11 = registry.samples.images["demo/web:1.1"]
     only_new = web11.config.size + web11.layers[-1].size
     assert made.bytes_fetched == only_new
     assert made.bytes_from_cache == web11.content_bytes - only_new
+    # Only the new layer is unpacked; the shared ones are the cache's.
+    assert applied == [web11.layers[-1].digest]
 
 
 def test_miss_creates_an_automatic_cache_that_the_next_group_uses(backend, registry) -> None:
@@ -101,9 +123,12 @@ def test_always_pull_policy_ignores_the_cache(backend, registry) -> None:
             {"name": "web", "image": registry.ref("demo/web:1.0"), "image_pull_policy": "Always"}
         ],
     )
+    applied = layers_applied(backend)
     made = backend.create_container_group(spec)
     assert made.bytes_from_cache == 0
     assert made.bytes_fetched == registry.samples.images["demo/web:1.0"].content_bytes
+    # The blobs came again from the registry; the layers the cache's build unpacked are reused.
+    assert applied == []
 
 
 def test_automatic_caches_expire_when_unused(backend, registry, clock) -> None:
