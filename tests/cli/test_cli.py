@@ -55,6 +55,13 @@ def test_build_list_show_events(cli, registry: Registry) -> None:
     events = json.loads(cli("--json", "caches", "events", cache["id"]).stdout)
     assert [e["reason"] for e in events] == ["Created", "Building", "Unpacked", "Ready"]
     assert "Building" in cli("caches", "events", cache["id"]).stdout
+    # People type the name they built it with.
+    assert json.loads(cli("--json", "caches", "show", "web").stdout) == shown
+    assert json.loads(cli("--json", "caches", "events", "web").stdout) == events
+    nameless = cli("caches", "show", "api", code=3)
+    assert nameless.stderr.strip() == (
+        "error: image cache api not found (no cache has that id or name)"
+    )
 
 
 def test_match_explain_ranks_with_reasons(cli, registry: Registry) -> None:
@@ -126,3 +133,16 @@ def test_options_after_the_subcommand_and_reads_never_write(
     assert report["expired"] == [f"{expired.id} (retention of 2 days elapsed)"]
     with old.store.read() as db:
         assert old.store.list_caches(db) == []
+
+
+def test_a_name_two_caches_share_asks_for_an_id() -> None:
+    from types import SimpleNamespace
+
+    from eci_imagecache.backends.base import NotFound
+    from eci_imagecache.cli.main import cache_id_of
+
+    caches = [SimpleNamespace(id=f"imc-{n}", name="web") for n in ("a1", "b2")]
+    target = SimpleNamespace(list_image_caches=lambda: caches)
+    with pytest.raises(NotFound, match="2 image caches are named web: imc-a1, imc-b2; give an id"):
+        cache_id_of(target, "web")
+    assert cache_id_of(target, "imc-zz") == "imc-zz"  # ids are taken as given

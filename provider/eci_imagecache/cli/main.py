@@ -222,11 +222,27 @@ def caches_list() -> None:
     return None
 
 
+def cache_id_of(target: Any, cache: str) -> str:
+    """The id of ``cache``: an id (``imc-…``) as given, else the one cache of that name."""
+    if cache.startswith("imc-"):
+        return cache
+    named = [c.id for c in target.list_image_caches() if c.name == cache]
+    if len(named) == 1:
+        return named[0]
+    if not named:
+        raise NotFound(f"image cache {cache} not found (no cache has that id or name)")
+    raise NotFound(f"{len(named)} image caches are named {cache}: {', '.join(named)}; give an id")
+
+
+CACHE_ARG = Annotated[str, typer.Argument(metavar="CACHE", help="a cache's id, or its name")]
+
+
 @caches_app.command("show")
 @command
-def caches_show(cache_id: str) -> None:
+def caches_show(cache: CACHE_ARG) -> None:
     """One cache in full."""
-    record = reader().get_image_cache(cache_id)
+    view = reader()
+    record = view.get_image_cache(cache_id_of(view, cache))
     data = cache_json(record)
     if options.json_output:
         return emit_json(data)
@@ -239,9 +255,11 @@ def caches_show(cache_id: str) -> None:
 
 @caches_app.command("events")
 @command
-def caches_events(cache_id: str) -> None:
+def caches_events(cache: CACHE_ARG) -> None:
     """The most recent creation events of a cache (at most 50)."""
-    events = reader().events(cache_id)
+    view = reader()
+    cache_id = cache_id_of(view, cache)
+    events = view.events(cache_id)
     if options.json_output:
         return emit_json([e.model_dump(mode="json") for e in events])
     table = Table("time", "type", "reason", "message", title=f"events of {cache_id}")
@@ -294,9 +312,10 @@ def caches_build(
 
 @caches_app.command("delete")
 @command
-def caches_delete(cache_id: str) -> None:
+def caches_delete(cache: CACHE_ARG) -> None:
     """Delete a cache."""
     target = backend()
+    cache_id = cache_id_of(target, cache)
     target.get_image_cache(cache_id)
     target.delete_image_cache(cache_id)
     if options.json_output:
