@@ -1,12 +1,23 @@
-"""Blob bodies read with http.client: kept-alive connections are reused, and one the server
-has closed meanwhile is replaced without failing the download."""
+"""Blob bodies read with http.client: kept-alive connections are reused, one the server has
+closed meanwhile is replaced without failing the download, and TLS is verified unless the
+registry is listed as insecure."""
 
+import datetime
+import ipaddress
+import ssl
+import threading
 import time
 from http.server import BaseHTTPRequestHandler
 
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
 from eci_imagecache.registry import bodies
 
-from ..support.loopback import serve
+from ..support.loopback import QuietServer, serve
 
 BODY = b"blob bytes " * 1000
 
@@ -33,11 +44,11 @@ def start(close_after_each: bool):
     return server, connections
 
 
-def fetch(url: str) -> bytes:
+def fetch(url: str, verify: bool = True) -> bytes:
     body = bodies.open_body(
         url,
         {},
-        verify=True,
+        verify=verify,
         max_redirects=5,
         connect_timeout=2,
         read_timeout=2,
@@ -72,3 +83,67 @@ def test_a_connection_the_server_closed_is_replaced():
     finally:
         server.shutdown()
         server.server_close()
+
+
+# TLS: what real registries speak ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate (made here for this test)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(BODY)))
+            self.end_headers()
+            self.wfile.write(BODY)
+
+    server = QuietServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/v2/app/blobs/x"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_blob_over_tls_from_an_insecure_registry_arrives(tls_server):
+    assert fetch(tls_server, verify=False) == BODY
+
+
+def test_a_certificate_nobody_vouches_for_is_refused(tls_server):
+    with pytest.raises(ssl.SSLCertVerificationError):
+        fetch(tls_server, verify=True)
