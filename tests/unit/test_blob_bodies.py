@@ -4,6 +4,8 @@ registry is listed as insecure."""
 
 import datetime
 import ipaddress
+import select
+import socket
 import ssl
 import threading
 import time
@@ -147,3 +149,52 @@ def test_a_blob_over_tls_from_an_insecure_registry_arrives(tls_server):
 def test_a_certificate_nobody_vouches_for_is_refused(tls_server):
     with pytest.raises(ssl.SSLCertVerificationError):
         fetch(tls_server, verify=True)
+
+
+@pytest.fixture
+def connect_proxy():
+    """A forward proxy that tunnels CONNECT requests (as HTTPS_PROXY proxies do); it records
+    the targets it was asked for."""
+    tunnels: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_CONNECT(self) -> None:
+            tunnels.append(self.path)
+            host, _, port = self.path.rpartition(":")
+            upstream = socket.create_connection((host, int(port)), timeout=10)
+            self.send_response(200)
+            self.end_headers()
+            self.close_connection = True
+            sockets = [self.connection, upstream]
+            while True:
+                ready, _, _ = select.select(sockets, [], [], 10)
+                if not ready:
+                    break
+                data = b""
+                for sock in ready:
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    (upstream if sock is self.connection else self.connection).sendall(data)
+                if not data:
+                    break
+            upstream.close()
+
+    server, _ = serve(Handler)
+    yield f"http://127.0.0.1:{server.server_address[1]}", tunnels
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_blob_over_tls_goes_through_the_https_proxy(tls_server, connect_proxy, monkeypatch):
+    proxy, tunnels = connect_proxy
+    for name in ("https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    assert fetch(tls_server, verify=False) == BODY
+    assert tunnels == [tls_server.split("/")[2]]  # CONNECT 127.0.0.1:<port>, TLS end to end
