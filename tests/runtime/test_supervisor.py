@@ -3,6 +3,8 @@ ports, stopping, and what a killed supervisor leaves (checked against /proc, /ru
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -229,3 +231,64 @@ def test_no_runtime_means_a_clear_refusal(tmp_path, layers, monkeypatch):
     runtime = Runtime(tmp_path / "g3", tmp_path / "s3.db", layers)
     with pytest.raises(RuntimeUnavailable, match="crun"):
         runtime.start("grp-none", "none", [])
+
+
+# shims started ahead of need ------------------------------------------------------------------
+
+
+def shims_of(groups_dir: Path) -> list[int]:
+    """Shim processes serving groups under ``groups_dir`` (ready or running)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"eci_imagecache.runtime.shim" in args and str(groups_dir).encode() in args:
+            found.append(int(proc.name))
+    return found
+
+
+def test_the_next_group_starts_on_the_shim_kept_ready(runtime, busybox_layer):
+    runtime.start("grp-first", "first", [run(busybox_layer, "main", "sleep 30")])
+    ready = runtime._ready
+    assert ready is not None and ready.process.pid in shims_of(runtime.groups_dir)
+    runtime.start("grp-second", "second", [run(busybox_layer, "main", "sleep 30")])
+    assert runtime.group("grp-second").shim_pid == ready.process.pid
+    assert (runtime.groups_dir / "grp-second" / "shim.log").exists()  # its output goes there
+    for group_id in ("grp-first", "grp-second"):
+        runtime.stop(group_id)
+        assert leftovers(group_id) == []
+
+
+def test_a_ready_shim_ends_with_the_process_that_started_it(tmp_path, layers):
+    # A process keeps a shim ready, then ends without a group for it: the shim ends too.
+    groups = tmp_path / "groups"
+    script = (
+        "import sys; from pathlib import Path; "
+        "from eci_imagecache.runtime.layers import LayerStore; "
+        "from eci_imagecache.runtime.supervisor import Runtime; "
+        f"rt = Runtime(Path({str(groups)!r}), Path({str(tmp_path / 'state.db')!r}), "
+        f"LayerStore(Path({str(layers.root)!r}))); rt.ready(); print(rt._ready.process.pid)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    pid = int(done.stdout)
+    deadline = time.monotonic() + 10
+    while host.alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not host.alive(pid)
+    assert shims_of(groups) == []
+
+
+def test_a_ready_shim_runs_only_a_group_of_its_own_directory(tmp_path, layers):
+    runtime = Runtime(tmp_path / "groups", tmp_path / "state.db", layers)
+    runtime.ready()
+    shim = runtime._ready
+    assert shim is not None
+    elsewhere = tmp_path / "elsewhere" / "grp-x"
+    elsewhere.mkdir(parents=True)
+    process, listen = shim.run(elsewhere)
+    listen.close()
+    assert process.wait(10) == 2
+    assert not (elsewhere / "shim.log").exists()

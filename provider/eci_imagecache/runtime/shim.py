@@ -1,10 +1,12 @@
 """The shim: one long-lived process per container group, started in its own mount namespace.
 
-``python -S -m eci_imagecache.runtime.shim <group dir> <state db> [<notify fd>]``; it first
-moves into a private mount namespace (unshare(2)). It mounts each container's overlay, runs the
-init containers in order and then the containers with ``crun run``, records every state change,
-applies the restart policy, pumps each container's output into a bounded log, and on SIGTERM
-stops the containers (SIGTERM, then SIGKILL after the grace period) and unmounts.
+``python -S -m eci_imagecache.runtime.shim <groups dir> <state db> <notify fd> <group fd>``; it
+first moves into a private mount namespace (unshare(2)), then waits for its group's directory
+(it is started before the group is, see ``supervisor.ReadyShim``). It mounts each container's
+overlay, runs the init containers in order and then the containers with ``crun run``, records
+every state change, applies the restart policy, pumps each container's output into a bounded
+log, and on SIGTERM stops the containers (SIGTERM, then SIGKILL after the grace period) and
+unmounts.
 
 The overlay mounts live in the shim's mount namespace only: they are never visible on the host,
 and they vanish with the last process of the group, even if the shim itself is killed.
@@ -297,9 +299,22 @@ def _pump(stream: IO[bytes], log: BoundedLog) -> None:
 
 
 def main(argv: list[str]) -> int:
+    """``<groups dir> <state db> <notify fd> <group fd>``: started ahead of need, the shim
+    reads its group's directory from ``<group fd>`` (a line), then runs the group."""
     host.private_mount_namespace()  # first, while this process has a single thread
-    group_dir, db = Path(argv[0]), Path(argv[1])
-    notify = int(argv[2]) if len(argv) > 2 else None
+    groups_dir, db, notify, group_fd = Path(argv[0]), Path(argv[1]), int(argv[2]), int(argv[3])
+    with open(group_fd, "rb") as pipe:
+        line = pipe.readline()
+    if not line.endswith(b"\n"):
+        return 0  # its starter ended without a group for it
+    group_dir = Path(line[:-1].decode())
+    if group_dir.parent != groups_dir:
+        print(f"shim: refusing {group_dir}: not a group of {groups_dir}", file=sys.stderr)
+        return 2
+    log = os.open(group_dir / "shim.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
     return Shim(group_dir, RuntimeState(db), notify).run()
 
 
