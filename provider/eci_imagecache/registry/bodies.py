@@ -201,9 +201,10 @@ def _get(
     scheme, host, port = _origin(url)
     proxy = _proxy_for(url)
     route = _Route(scheme, host, port, verify, proxy)
-    target = url if proxy is not None and scheme == "http" else (parts.path or "/")
-    if target is not url and parts.query:
-        target += "?" + parts.query
+    if proxy is not None and scheme == "http":
+        target = url  # a forward proxy is asked for the absolute URL
+    else:
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     left = max(0.01, deadline - time.monotonic())
     kept = _take(route)
     if kept is not None:

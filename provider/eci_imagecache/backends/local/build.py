@@ -418,9 +418,10 @@ class BuildPipeline:
                 sink = out if feed is None else _Tee(out, feed)
                 client.fetch_blob(owners[blob.digest], blob, sink, count)  # type: ignore[arg-type]
 
-            if feed is None or unpacking is None:
+            if feed is None:
                 self.ctx.blobs.write(blob.digest, download)
                 return
+            assert unpacking is not None  # a feed comes from it
             verified = False
             try:
                 self.ctx.blobs.write(blob.digest, download)

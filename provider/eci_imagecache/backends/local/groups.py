@@ -413,13 +413,7 @@ class ContainerGroups:
         return [self._observed(r) for r in records]
 
     def logs(self, group_id: str, container: str, tail: int | None = None) -> bytes:
-        record = self.get(group_id)
-        names = [c.name for c in record.containers]
-        if container not in names:
-            raise NotFound(
-                f"container group {group_id} has no container {container!r} "
-                f"(has {', '.join(names) or 'none running'})"
-            )
+        check_container(self.get(group_id), container)
         return self.ctx.runtime.logs(group_id, container, tail)
 
     def delete(self, group_id: str) -> None:
@@ -442,6 +436,16 @@ def request_digest(spec: ContainerGroupSpec) -> str:
     data = spec.model_dump(mode="json", exclude={"credentials"})
     data["credentials"] = sorted([c.server, c.username] for c in spec.credentials)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def check_container(record: ContainerGroupRecord, container: str) -> None:
+    """``container`` is one of the group's, or NotFound says which it has."""
+    names = [c.name for c in record.containers]
+    if container not in names:
+        raise NotFound(
+            f"container group {record.id} has no container {container!r} "
+            f"(has {', '.join(names) or 'none running'})"
+        )
 
 
 def observed(record: ContainerGroupRecord, state: GroupState | None) -> ContainerGroupRecord:

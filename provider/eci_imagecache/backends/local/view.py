@@ -41,7 +41,7 @@ from .context import (
     interrupted,
     utc_now,
 )
-from .groups import observed
+from .groups import check_container, observed
 from .store import Store
 
 # Who acts on what a view shows: every writer recovers when it opens the store.
@@ -197,13 +197,7 @@ class LocalView:
 
     def container_logs(self, group_id: str, container: str, tail: int | None = None) -> bytes:
         """A container's output (bounded: the most recent part is kept)."""
-        record = self.get_container_group(group_id)
-        names = [c.name for c in record.containers]
-        if container not in names:
-            raise NotFound(
-                f"container group {group_id} has no container {container!r} "
-                f"(has {', '.join(names) or 'none running'})"
-            )
+        check_container(self.get_container_group(group_id), container)
         assert self._runtime is not None
         try:
             return self._runtime.logs(group_id, container, tail)
