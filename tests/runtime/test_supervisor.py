@@ -292,3 +292,15 @@ def test_a_ready_shim_runs_only_a_group_of_its_own_directory(tmp_path, layers):
     listen.close()
     assert process.wait(10) == 2
     assert not (elsewhere / "shim.log").exists()
+
+
+def test_a_group_starts_when_the_shim_kept_ready_was_killed(runtime, busybox_layer):
+    runtime.ready()
+    ready = runtime._ready
+    assert ready is not None
+    ready.process.kill()
+    ready.process.wait(10)
+    group = runtime.start("grp-after", "after", [run(busybox_layer, "main", "sleep 30")])
+    assert group.status == "Running" and group.shim_pid != ready.process.pid
+    runtime.stop("grp-after")
+    assert leftovers("grp-after") == []

@@ -107,9 +107,12 @@ class ReadyShim:
         threading.Thread(target=self.process.wait, daemon=True).start()
 
     def run(self, directory: Path) -> tuple[subprocess.Popen, IO[bytes]]:
-        """Hand the shim its group; returns the process and the pipe it tells progress on."""
-        self.go.write(f"{directory}\n".encode())
-        self.go.close()
+        """Hand the shim its group; returns the process and the pipe it tells progress on.
+        BrokenPipeError: the shim has ended (it was killed) and takes no group."""
+        try:
+            self.go.write(f"{directory}\n".encode())
+        finally:
+            self.go.close()
         return self.process, self.listen
 
 
@@ -190,8 +193,15 @@ class Runtime:
             self.state.set_group(group_id, status=FAILED, reason=f"not started: {err}")
             raise StartError(str(err)) from err
         with self._ready_lock:
-            shim, self._ready = self._ready or ReadyShim(self.groups_dir, self.state.path), None
-        process, listen = shim.run(directory)
+            shim, self._ready = self._ready, None
+        try:
+            if shim is None:
+                raise BrokenPipeError
+            process, listen = shim.run(directory)
+        except BrokenPipeError:  # none ready, or the one ready has gone (killed): start one
+            if shim is not None:
+                shim.listen.close()
+            process, listen = ReadyShim(self.groups_dir, self.state.path).run(directory)
         self.state.set_group(group_id, shim_pid=process.pid)
         try:
             if not wait:
