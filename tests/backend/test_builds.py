@@ -1,8 +1,11 @@
 """Building caches on the local backend from a real registry."""
 
 import hashlib
+import io
+import tarfile
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +20,20 @@ from eci_imagecache.engine.models import (
 )
 
 from ..conftest import Registry
+
+
+def assert_unpacked(directory: Path, blob: bytes) -> None:
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:*") as tar:
+        files = [member for member in tar.getmembers() if member.isfile()]
+        assert files
+        for member in files:
+            expected = tar.extractfile(member).read()  # type: ignore[union-attr]
+            assert (directory / member.name).read_bytes() == expected, member.name
+
+
+def tar_file_bytes(blob: bytes) -> int:
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:*") as tar:
+        return sum(member.size for member in tar.getmembers() if member.isfile())
 
 
 def spec(registry: Registry, *names: str, **kwargs: object) -> ImageCacheSpec:
@@ -36,9 +53,14 @@ def test_build_pulls_every_blob_and_verifies_it(backend: LocalBackend, registry:
     expected = {b.digest: b for img in (web, worker) for b in [img.config, *img.layers]}
     assert record.layer_count == len(expected) == 6  # two shared base layers stored once
     assert record.content_bytes == record.fetched_bytes == sum(b.size for b in expected.values())
-    for digest, blob in expected.items():
-        on_disk = backend.blobs.path(digest).read_bytes()
-        assert "sha256:" + hashlib.sha256(on_disk).hexdigest() == digest == blob.digest
+    for image in (web, worker):
+        on_disk = backend.blobs.path(image.config.digest).read_bytes()
+        assert "sha256:" + hashlib.sha256(on_disk).hexdigest() == image.config.digest
+        for layer in image.layers:
+            # Each layer is kept unpacked only: every file the registry's blob holds (read by
+            # Python's tarfile) is in its directory with the same bytes.
+            assert not backend.blobs.has(layer.digest)
+            assert_unpacked(backend.ctx.layers.path(layer.digest), layer.data)
     reasons = [e.reason for e in backend.events(record.id)]
     assert reasons == ["Created", "Building", "Unpacked", "Ready"]
 
@@ -258,11 +280,15 @@ def test_gc_removes_unreferenced_blobs(backend, registry) -> None:
     record = backend.create_image_cache(spec(registry, "demo/tools:1.0"))
     backend.delete_image_cache(record.id)
     # Just fetched: kept by default, in case a build or group has not recorded them yet.
-    assert backend.gc().blobs_removed == 0
+    assert backend.gc().blobs_removed == backend.gc().layers_removed == 0
     preview = backend.gc(dry_run=True, grace=timedelta(0))
-    assert preview.blobs_removed == record.layer_count and preview.dry_run
-    assert backend.gc(grace=timedelta(0)).bytes_freed == record.content_bytes
-    assert list(backend.blobs.digests()) == []
+    # The config is a blob, the layers are unpacked directories.
+    assert (preview.blobs_removed, preview.layers_removed) == (1, record.layer_count - 1)
+    assert preview.dry_run
+    image = registry.samples.images["demo/tools:1.0"]
+    unpacked = sum(tar_file_bytes(layer.data) for layer in image.layers)
+    assert backend.gc(grace=timedelta(0)).bytes_freed == image.config.size + unpacked
+    assert list(backend.blobs.digests()) == [] and list(backend.ctx.layers.digests()) == []
 
 
 CREATE_MANY = """

@@ -47,8 +47,9 @@ def assert_nothing_usable(backend, digest: str) -> None:
     for cache in backend.list_image_caches():
         assert cache.status == CacheStatus.FAILED and not cache.usable
         assert cache.snapshot == SnapshotKind.NONE
-    assert not backend.blobs.has(digest)
+    assert not backend.ctx.holds(digest)
     assert list(backend.blobs.tmp.iterdir()) == []
+    assert list(backend.ctx.layers.tmp.iterdir()) == []
     probe = ContainerGroupSpec(
         name="probe", cache="auto", containers=[{"name": "c", "image": "nginx"}]
     )
@@ -133,7 +134,7 @@ def test_blob_fault_leaves_a_failed_cache_and_no_partial_blob(
     assert again.status == CacheStatus.READY and again.failure is None
     assert [c.id for c in backend.list_image_caches()] == [again.id]
     assert f"replaces failed {failed.id}" in backend.events(again.id)[0].message
-    assert backend.blobs.has(digest)
+    assert backend.ctx.layers.has(digest)
 
 
 def test_gc_removes_failed_caches(backend, registry, proxy) -> None:
@@ -188,8 +189,7 @@ def test_process_killed_mid_build_is_marked_failed_on_next_run(
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.wait(10)
-    assert list((data_dir / "blobs" / "tmp").iterdir())  # what the killed build left
-    assert list((data_dir / "layers" / "tmp").iterdir())
+    assert list((data_dir / "layers" / "tmp").iterdir())  # what the killed build left
     backend = make_backend(data_dir=data_dir)
     [cache] = backend.list_image_caches()
     assert cache.status == CacheStatus.FAILED

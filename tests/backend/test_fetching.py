@@ -131,29 +131,31 @@ def test_a_failed_blob_stops_the_other_downloads(make_backend, registry, proxy) 
     [failed] = backend.list_image_caches()
     assert failed.status == CacheStatus.FAILED
     # The slow downloads were cut at their next chunk: none finished, none left a partial file.
-    assert not any(backend.blobs.has(b.digest) for b in others)
+    assert not any(backend.ctx.holds(b.digest) for b in others)
     assert list(backend.blobs.tmp.iterdir()) == []
+    assert list(backend.ctx.layers.tmp.iterdir()) == []
 
 
 def test_a_blob_cut_short_is_not_held_and_is_fetched_again(backend, registry) -> None:
     image = registry.samples.images["demo/web:1.0"]
     backend.create_image_cache(ImageCacheSpec(name="first", images=[registry.ref("demo/web:1.0")]))
-    layer = image.layers[-1]
-    path = backend.blobs.path(layer.digest)
+    # Layers are kept unpacked; the image config is the blob the store keeps.
+    config = image.config
+    path = backend.blobs.path(config.digest)
     # What a power cut can leave of a blob that was never flushed: a shorter file.
     os.chmod(path, 0o644)
-    os.truncate(path, layer.size // 2)
+    os.truncate(path, config.size // 2)
     second = backend.create_image_cache(
         ImageCacheSpec(name="second", images=[registry.ref("demo/web:1.0")], layer_reuse=True)
     )
     assert second.status == CacheStatus.READY
-    assert second.fetched_bytes == layer.size
-    assert path.stat().st_size == layer.size
+    assert second.fetched_bytes == config.size
+    assert path.stat().st_size == config.size
 
 
 def test_fsync_policy_builds_the_same_cache(make_backend, registry) -> None:
     backend = make_backend(fsync=True)
-    assert backend.blobs.fsync
+    assert backend.blobs.fsync and backend.ctx.layers.fsync
     record = backend.create_image_cache(
         ImageCacheSpec(name="durable", images=[registry.ref("demo/web:1.0")])
     )

@@ -17,7 +17,7 @@ def assert_consistent(backend: LocalBackend) -> None:
             assert backend.snapshots.read(cache.snapshot_id) is not None, cache.id
             with backend.store.read() as db:
                 layers = backend.store.cache_layers(db, cache.id)
-            assert layers and all(backend.blobs.has(d) for d in layers), cache.id
+            assert layers and all(backend.ctx.holds(d, n) for d, n in layers.items()), cache.id
     with backend.store.read() as db:
         assert backend.store.builds(db) == []
     backend.gc(grace=timedelta(0))
@@ -29,3 +29,4 @@ def assert_consistent(backend: LocalBackend) -> None:
     on_disk = {p.name for p in groups_dir.iterdir()} if groups_dir.exists() else set()
     assert on_disk == groups
     assert list(backend.blobs.tmp.iterdir()) == []
+    assert list(backend.ctx.layers.tmp.iterdir()) == []

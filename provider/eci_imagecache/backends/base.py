@@ -121,8 +121,9 @@ class GcReport(BaseModel):
     expired: list[str]  # "id (reason)"
     failed: list[str]  # "id (failure)"
     blobs_removed: int
-    bytes_freed: int
+    bytes_freed: int  # blobs' and unpacked layers' bytes
     dry_run: bool
+    layers_removed: int = 0  # unpacked layers no cache holds and no group runs on
     files_removed: int = 0  # orphaned snapshot files and group directories
 
 

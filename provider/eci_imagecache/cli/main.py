@@ -384,10 +384,12 @@ def usage() -> None:
 def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="say, do nothing")] = False,
     grace_minutes: Annotated[
-        int, typer.Option(help="keep unreferenced blobs younger than this (builds in flight)")
+        int,
+        typer.Option(help="keep unreferenced blobs and layers younger than this (builds running)"),
     ] = 10,
 ) -> None:
-    """Apply retention and automatic-cache expiry now; drop failed caches and unreferenced blobs."""
+    """Apply retention and automatic-cache expiry now; drop failed caches, unreferenced blobs
+    and unpacked layers."""
     report = backend().gc(dry_run=dry_run, grace=timedelta(minutes=grace_minutes))
     if options.json_output:
         return emit_json(report.model_dump())
@@ -397,7 +399,8 @@ def gc(
     for line in report.failed:
         out.print(f"{verb} failed cache {line}", highlight=False)
     out.print(
-        f"{verb} {report.blobs_removed} unreferenced blobs ({human_bytes(report.bytes_freed)})"
+        f"{verb} {report.blobs_removed} unreferenced blobs and {report.layers_removed} unpacked"
+        f" layers ({human_bytes(report.bytes_freed)})"
     )
     return None
 

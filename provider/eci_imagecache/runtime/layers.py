@@ -4,7 +4,9 @@ Each layer is applied once into its own directory in overlayfs format, so a cont
 system is an overlay mount of its image's layer directories (no copy of image bytes) and a layer
 shared by several images or caches is unpacked once. A layer is unpacked into a temporary
 directory and renamed into place when complete: a directory under ``sha256/`` is always a whole
-layer, and is never written again (overlay mounts use it as a read-only lower directory).
+layer, and is never written again (overlay mounts use it as a read-only lower directory). With
+``fsync``, its files and directories are flushed before the rename and its name after (as the
+blob store does for blobs).
 
 Applying a changeset follows the OCI image spec (layer.md), and treats the archive as hostile:
 
@@ -83,8 +85,9 @@ def layer_hex(digest: str) -> str:
 
 
 class LayerStore:
-    def __init__(self, root: Path, max_layer_bytes: int = 64 << 30) -> None:
+    def __init__(self, root: Path, max_layer_bytes: int = 64 << 30, fsync: bool = False) -> None:
         self.root = root
+        self.fsync = fsync
         self.layers = root / "sha256"
         self.tmp = root / "tmp"
         self.max_layer_bytes = max_layer_bytes
@@ -130,11 +133,21 @@ class LayerStore:
         except BaseException:
             _remove_tree(temp)
             raise
-        return Staged(digest, temp, final, written, started)
+        return Staged(digest, temp, final, written, started, self.fsync)
 
     def feed(self, digest: str) -> Feed:
         """A :class:`Feed` unpacking this layer from the bytes written to it."""
         return Feed(self, digest)
+
+    def size(self, digest: str) -> int:
+        """Bytes of the layer's files (each file once, however many links it has)."""
+        seen: dict[int, int] = {}
+        for directory, _, files in os.walk(self.path(digest)):
+            for name in files:
+                info = os.lstat(os.path.join(directory, name))
+                if stat.S_ISREG(info.st_mode):
+                    seen[info.st_ino] = info.st_size
+        return sum(seen.values())
 
     def remove(self, digest: str) -> None:
         path = self.path(digest)
@@ -157,17 +170,24 @@ class LayerStore:
 class Staged:
     """A layer applied into a temporary directory, waiting to be committed or discarded."""
 
-    def __init__(self, digest: str, temp: Path, final: Path, written: int, started: float):
+    def __init__(
+        self, digest: str, temp: Path, final: Path, written: int, started: float, fsync: bool
+    ) -> None:
         self.digest = digest
         self.temp = temp
         self.final = final
         self.written = written
         self.started = started
+        self.fsync = fsync
 
     def commit(self) -> Unpacked:
         """Rename into place; a layer another process finished first is kept, this one goes."""
         try:
+            if self.fsync:
+                _flush_tree(self.temp)
             os.rename(self.temp, self.final)
+            if self.fsync:
+                _flush(self.final.parent)
         except OSError:
             if not self.final.is_dir():
                 raise
@@ -390,6 +410,25 @@ class _Forward:
             size -= len(piece)
             while out is not None and piece:
                 piece = piece[out.write(piece) or 0 :]
+
+
+def _flush(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _flush_tree(root: Path) -> None:
+    """fsync every regular file and directory under ``root`` (whiteouts and links have no
+    data of their own; their directories' entries are flushed with the directories)."""
+    for directory, _, files in os.walk(root):
+        for name in files:
+            path = Path(directory, name)
+            if stat.S_ISREG(path.lstat().st_mode):
+                _flush(path)
+        _flush(Path(directory))
 
 
 def _remove_tree(path: Path) -> None:

@@ -1,7 +1,9 @@
 """The local backend: real image caches on this machine.
 
-State is in SQLite (``store``), image content in a content-addressed blob store (``blobs``), and
-a cache's snapshot is a file that pins each image to its manifest and blobs (``snapshots``).
+State is in SQLite (``store``); image content is in a store of unpacked layers (``ctx.layers``:
+what containers run on; a layer unpacked as it downloads keeps no compressed copy) and a
+content-addressed blob store (``blobs``: image configs, and blobs not unpacked); a cache's
+snapshot is a file that pins each image to its manifest and blobs (``snapshots``).
 The work is done by the parts this façade holds: the build pipeline (``build``), housekeeping
 (``housekeeping``: quota, recovery, expiry, gc) and container groups (``groups``).
 
@@ -59,7 +61,8 @@ class LocalBackend:
         fsync: bool | None = None,
     ) -> None:
         """``fetch_concurrency``: blobs a build fetches at once (``$ECI_IMAGECACHE_FETCH_
-        CONCURRENCY``, default 4); ``fsync``: flush each blob before it is named (see blobs)."""
+        CONCURRENCY``, default 4); ``fsync``: flush each blob and layer before it is named (see
+        blobs)."""
         self.ctx = Context(
             data_dir=data_dir or default_data_dir(),
             clock=clock,

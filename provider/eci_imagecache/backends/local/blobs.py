@@ -1,4 +1,5 @@
-"""Content-addressed blob store: ``<root>/sha256/<2 hex>/<64 hex>``.
+"""Content-addressed blob store: ``<root>/sha256/<2 hex>/<64 hex>``. It holds image configs and
+blobs that were not unpacked; a layer unpacked as it downloads is kept in the layer store only.
 
 A blob lands in a temporary file named after the writing process and is renamed into place only
 after its digest is verified, so the store never holds a partial or wrong blob under a digest.
@@ -11,7 +12,8 @@ can then leave is a blob shorter than its size, as journaling file systems in th
 ordered mode (ext4, xfs) never expose unwritten blocks. Such a blob is never served: a snapshot
 checks every blob's size before a cache is Ready, and a build counts a blob as held (to reuse)
 only at its full size, so it is fetched again. ``fsync=True`` (``$ECI_IMAGECACHE_FSYNC=1``)
-flushes each blob and its directory around the rename, for file systems without that guarantee.
+flushes each blob and its directory around the rename, for file systems without that guarantee
+(and each unpacked layer's files, see runtime/layers.py).
 """
 
 from __future__ import annotations

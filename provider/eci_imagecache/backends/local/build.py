@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 from ...engine.diff import ChangeKind, diff_cache
 from ...engine.models import CacheKind, CacheRecord, CacheStatus, ImageCacheSpec, SnapshotKind
@@ -122,18 +122,6 @@ class Unpacking:
         return f"unpacked {self.layers} layers ({self.bytes / 1e6:.1f} MB) in {span:.2f} s"
 
 
-class _Tee:
-    """The blob file and the layer's feed get every chunk of a download."""
-
-    def __init__(self, out: IO[bytes], feed: Feed) -> None:
-        self.out = out
-        self.feed = feed
-
-    def write(self, data: bytes) -> None:
-        self.out.write(data)
-        self.feed.write(data)
-
-
 class _Stopped(Exception):
     """Another download of the same build failed: this one ends at its next chunk."""
 
@@ -162,7 +150,7 @@ class BuildPipeline:
             blob.digest
             for image in images
             for blob in image.blobs
-            if blob.digest in referenced and self.ctx.blobs.has(blob.digest, blob.size)
+            if blob.digest in referenced and self.ctx.holds(blob.digest, blob.size)
         }
         try:
             return plan_build(images, spec.size_gib, held, spec.layer_reuse)
@@ -392,7 +380,8 @@ class BuildPipeline:
         """Fetch ``blobs`` into the blob store (digests verified on arrival), each from the
         repository of its image in ``owners``, ``ctx.fetch_concurrency`` at once, largest first
         so that the last to finish is a small one. With ``unpacking``, each layer is unpacked
-        from its bytes as they arrive, and committed once its blob is verified. ``progress(n)``
+        from its bytes as they arrive and committed once they matched its digest, and its blob
+        is not kept (the image config and any blob not unpacked are). ``progress(n)``
         is called in this thread with the bytes that arrived since the last call; the first
         failure stops the other downloads and is raised once they have let go of their files."""
         blobs = sorted(blobs, key=lambda blob: blob.size, reverse=True)
@@ -412,19 +401,20 @@ class BuildPipeline:
         def one(blob: Layer) -> None:
             if stop.is_set():
                 return
+            owner = owners[blob.digest]
             feed = unpacking.feed(blob) if unpacking is not None else None
-
-            def download(out: IO[bytes]) -> None:
-                sink = out if feed is None else _Tee(out, feed)
-                client.fetch_blob(owners[blob.digest], blob, sink, count)  # type: ignore[arg-type]
-
             if feed is None:
-                self.ctx.blobs.write(blob.digest, download)
+                self.ctx.blobs.write(
+                    blob.digest, lambda out: client.fetch_blob(owner, blob, out, count)
+                )
                 return
+            # A layer unpacked as it downloads keeps no blob: its bytes go to the layer only,
+            # which is committed once they matched the digest (one write of the content, and
+            # the disk holds each layer once).
             assert unpacking is not None  # a feed comes from it
             verified = False
             try:
-                self.ctx.blobs.write(blob.digest, download)
+                client.fetch_blob(owner, blob, feed, count)  # type: ignore[arg-type]
                 verified = True
             finally:
                 unpacking.close(feed, verified)
@@ -516,7 +506,7 @@ class BuildPipeline:
                 event=("LocalSnapshotReady", "instant cache usable from a local snapshot"),
             )
             ctx.on_phase("local-snapshot", record)
-        snapshot = ctx.snapshots.take(ctx.blobs, record.id, plan.images, layers)
+        snapshot = ctx.snapshots.take(ctx.holds, record.id, plan.images, layers)
         with self.store.transaction() as db:
             current = self.store.get_cache(db, record.id)
             if current is None:

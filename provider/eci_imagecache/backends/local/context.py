@@ -118,9 +118,15 @@ class Context:
         self._resolved: dict[tuple, tuple[float, ResolvedImage]] = {}
         self._resolved_lock = threading.Lock()
         # Unpacked layers (shared by caches and groups) and the containers running on them.
-        self.layers = LayerStore(self.data_dir / "layers")
+        self.layers = LayerStore(self.data_dir / "layers", fsync=self.fsync)
         # A group's directory (bundles, writable layers, logs) is the runtime's.
         self.runtime = Runtime(self.groups_dir, self.data_dir / "state.db", self.layers)
+
+    def holds(self, digest: str, size: int | None = None) -> bool:
+        """Whether the store holds this blob's content: the blob (at ``size`` bytes, when
+        given), or (for a layer) its unpacked directory; a layer unpacked as it downloaded
+        keeps no blob."""
+        return self.blobs.has(digest, size) or self.layers.has(digest)
 
     # records ------------------------------------------------------------------------------
 

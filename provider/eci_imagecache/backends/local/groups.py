@@ -164,7 +164,7 @@ class ContainerGroups:
                 for ref, image, use in zip(spec.images, prepared.images, cached, strict=True):
                     for blob in image.blobs:
                         prepared.layers[blob.digest] = blob.size
-                        if use and blob.digest in held and ctx.blobs.has(blob.digest, blob.size):
+                        if use and blob.digest in held and ctx.holds(blob.digest, blob.size):
                             continue
                         fetch.setdefault(blob.digest, blob)
                         owners.setdefault(blob.digest, ref)
@@ -205,7 +205,7 @@ class ContainerGroups:
         auto_snapshot = None
         if cache is None and spec.cache == CacheSelection.AUTO_CREATE:
             auto_snapshot = self.ctx.snapshots.take(
-                self.ctx.blobs, new_id("imc"), prepared.images, prepared.layers
+                self.ctx.holds, new_id("imc"), prepared.images, prepared.layers
             )
         record = ContainerGroupRecord(
             id=group_id,

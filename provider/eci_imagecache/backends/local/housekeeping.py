@@ -124,7 +124,6 @@ class Housekeeping:
             for d in blobs.digests()
             if d not in referenced and blobs.path(d).stat().st_mtime <= cutoff
         ]
-        freed = sum(blobs.path(d).stat().st_size for d in orphans)
         # Unpacked layers no cache holds and no group runs on go with their blobs.
         layers = self.ctx.layers
         in_use = self.ctx.runtime.layers_in_use()
@@ -133,6 +132,8 @@ class Housekeeping:
             for d in layers.digests()
             if d not in referenced and d not in in_use and _mtime(layers.path(d)) <= cutoff
         ]
+        freed = sum(blobs.path(d).stat().st_size for d in orphans)
+        freed += sum(layers.size(d) for d in unused_layers)
         if not dry_run:
             for digest in orphans:
                 blobs.remove(digest)
@@ -147,6 +148,7 @@ class Housekeeping:
             expired=expired,
             failed=[f"{c.id} ({c.failure})" for c in failed],
             blobs_removed=len(orphans),
+            layers_removed=len(unused_layers),
             bytes_freed=freed,
             dry_run=dry_run,
             files_removed=len(files),

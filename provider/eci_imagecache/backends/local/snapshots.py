@@ -6,7 +6,7 @@ the file is removed after the record stops naming it (so gc may find files no re
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -14,7 +14,6 @@ from pydantic import BaseModel
 from ...engine.planner import ResolvedImage
 from ...engine.refs import ImageRef
 from ..base import BackendError
-from .blobs import BlobStore
 from .ids import SNAPSHOT_ID, new_id
 
 
@@ -49,14 +48,17 @@ class SnapshotFiles:
         return self.root / f"{snapshot_id}.json"
 
     def take(
-        self, blobs: BlobStore, cache_id: str, images: list[ResolvedImage], layers: dict[str, int]
+        self,
+        holds: Callable[[str, int], bool],
+        cache_id: str,
+        images: list[ResolvedImage],
+        layers: dict[str, int],
     ) -> Snapshot:
-        """Check that every blob is in the store at its size, then write the snapshot file.
-        Digests were verified as the blobs arrived, and stored blobs are read-only, so this
-        costs a stat per blob, not a read of the content."""
+        """Check that the store ``holds`` every blob (at its size) or its unpacked layer, then
+        write the snapshot file. Digests were verified as the blobs arrived, so this costs a
+        stat per blob, not a read of the content."""
         for digest, size in layers.items():
-            path = blobs.path(digest)
-            if not path.is_file() or path.stat().st_size != size:
+            if not holds(digest, size):
                 raise BackendError(f"blob {digest[:19]} is missing or damaged in the store")
         snapshot = Snapshot(id=new_id("snap"), cache_id=cache_id, images=images)
         self.write(snapshot)
