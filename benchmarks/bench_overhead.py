@@ -21,7 +21,8 @@ from tests.e2e.pulumi_cli import Stack, find_pulumi_bin
 from benchmarks.common import quick, write_results
 from eci_imagecache.backends.local.backend import LocalBackend
 from eci_imagecache.engine.models import Quota
-from eci_imagecache.testing.registry import ImageBuilder, RegistryServer, push_samples
+from eci_imagecache.testing.registry import ImageBuilder, RegistryServer
+from eci_imagecache.testing.runnable import push_runnable
 
 STACK_DIR = Path(__file__).parent / "stacks" / "overhead"
 
@@ -47,8 +48,8 @@ def main() -> None:
     figures: dict[str, float] = {"resources": count}
     try:
         with RegistryServer(work / "registry") as server:
-            push_samples(ImageBuilder(server.url))
-            image = f"{server.host}/demo/web:1.0"
+            # A runnable image (busybox): every group really starts its container with crun.
+            image = push_runnable(ImageBuilder(server.url)).references(server.host)["job_ok"]
             stacks = {}
             for mode in ("noop", "ours"):
                 stack = Stack(project_dir=STACK_DIR, work=work / mode, name=mode)

@@ -1,5 +1,8 @@
 """N resources: half image caches and half container groups on the local backend ("ours"), or
-the same number of dynamic resources whose provider does nothing ("noop")."""
+the same number of dynamic resources whose provider does nothing ("noop").
+
+Each group names its cache and really runs its container (a job that prints a line and exits 0:
+the group ends Succeeded, with no process left running between the benchmark's steps)."""
 
 import pulumi
 from pulumi.dynamic import CreateResult, Resource, ResourceProvider
@@ -38,6 +41,8 @@ else:
         ContainerGroup(
             f"group-{i}",
             ContainerGroupArgs(
-                containers=[ContainerArgs(name="app", image=image)], cache_id=cache.id
+                containers=[ContainerArgs(name="app", image=image)],
+                cache_id=cache.id,
+                restart_policy="Never",
             ),
         )
