@@ -202,3 +202,49 @@ def test_outputs_arrive_with_their_declared_types_under_mocks() -> None:
 test_outputs_arrive_with_their_declared_types_under_mocks = pulumi.runtime.test(
     test_outputs_arrive_with_their_declared_types_under_mocks
 )
+
+
+def test_the_program_waits_on_registrations_not_on_every_property_under_mocks() -> None:
+    """Before it ends, the SDK waits for every output it tracks, with one ``asyncio.wait`` over
+    all those pending each time one resolves: tracking each property of each resource made that
+    wait grow with the square of their number. A resource's property outputs are left to its
+    registration (its ``id`` and ``urn`` stay tracked), and they still resolve."""
+    from pulumi.runtime.settings import SETTINGS
+
+    class Mocks(pulumi.runtime.Mocks):
+        def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+            made = {"status": "Ready", "cache_id": "imc-1"} if "ImageCache" in args.typ else {}
+            return f"{args.name}-id", {**args.inputs, **made}
+
+        def call(self, args: pulumi.runtime.MockCallArgs):
+            return {}
+
+    pulumi.runtime.set_mocks(Mocks(), project="conventions", stack="test", preview=False)
+    from eci_imagecache.dynamic import ContainerGroup, ImageCache
+
+    cache = ImageCache("settled", images=["nginx:1.25"])
+    group = ContainerGroup(
+        "settled-grp", containers=[ContainerArgs(name="web", image="nginx:1.25")], cache_id=cache.id
+    )
+    tracked = set(SETTINGS.outputs)
+    for resource in (cache, group):
+        properties = {
+            key: value
+            for key, value in vars(resource).items()
+            if isinstance(value, pulumi.Output) and key not in ("id", "urn")
+        }
+        assert len(properties) > 10
+        assert not any(output._data in tracked for output in properties.values())
+        assert resource.id._data in tracked and resource.urn._data in tracked
+
+    def check(values: list) -> None:
+        assert values == ["Ready", "imc-1", "settled-id", "nginx:1.25"]
+
+    return pulumi.Output.all(
+        cache.status, cache.cache_id, group.cache_id, group.containers[0]["image"]
+    ).apply(check)
+
+
+test_the_program_waits_on_registrations_not_on_every_property_under_mocks = pulumi.runtime.test(
+    test_the_program_waits_on_registrations_not_on_every_property_under_mocks
+)

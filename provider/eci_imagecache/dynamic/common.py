@@ -168,6 +168,21 @@ def resource_inputs(
     return props, pulumi.ResourceOptions.merge(opts, secret)
 
 
+def settle_outputs(resource: pulumi.Resource) -> None:
+    """Leave the resolution of a resource's property outputs to its registration.
+
+    The SDK tracks every ``Output`` it makes, and before the program ends it waits for them
+    with ``asyncio.wait`` on all that are pending, again after each one resolves: its cost
+    grows with the square of the number of pending outputs, and every property of every
+    resource is one. A resource's property outputs are resolved by its registration, which
+    the SDK awaits anyway (an error reaches the program through it, and through ``id`` and
+    ``urn``, which stay tracked); outputs derived from them (``apply``) are tracked as usual.
+    """
+    for key, value in vars(resource).items():
+        if isinstance(value, pulumi.Output) and key not in ("id", "urn"):
+            value._untrack()
+
+
 def evaluated_outputs(resource_class: R) -> R:
     """Evaluate a resource class's output annotations once, when the class is defined.
 

@@ -56,6 +56,7 @@ from .common import (
     resource_inputs,
     resource_key,
     secret_credentials,
+    settle_outputs,
     unknown_keys,
     validate,
 )
@@ -537,3 +538,4 @@ class ContainerGroup(Resource, module="eci", name="ContainerGroup"):
         }
         props, opts = resource_inputs(type(self), props, opts)
         super().__init__(ContainerGroupProvider(), resource_name, props, opts)
+        settle_outputs(self)

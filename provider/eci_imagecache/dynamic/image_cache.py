@@ -50,6 +50,7 @@ from .common import (
     resource_inputs,
     resource_key,
     secret_credentials,
+    settle_outputs,
     unknown_keys,
     validate,
 )
@@ -545,6 +546,7 @@ class ImageCache(Resource, module="eci", name="ImageCache"):
         }
         props, opts = resource_inputs(type(self), props, opts)
         super().__init__(ImageCacheProvider(), resource_name, props, opts)
+        settle_outputs(self)
         _STACK_CACHES.append(self)
         self._declared = {
             "name": args.name or resource_name,
