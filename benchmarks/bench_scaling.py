@@ -30,8 +30,8 @@ from typer.testing import CliRunner
 from benchmarks.common import median, quick, write_results
 from eci_imagecache.backends.local.backend import LocalBackend
 from eci_imagecache.cli.main import app
-from eci_imagecache.dynamic.container_group import ContainerGroupProvider
-from eci_imagecache.dynamic.image_cache import ImageCacheProvider
+from eci_imagecache.dynamic.container_group_provider import ContainerGroupProvider
+from eci_imagecache.dynamic.image_cache_provider import ImageCacheProvider
 from eci_imagecache.engine.models import (
     CacheKind,
     CacheRecord,

@@ -152,7 +152,7 @@ def test_an_automatic_cache_may_hold_more_than_twenty_images(
 
 
 def test_a_refresh_shows_tags_changed_on_the_cloud(wire: Wire, registry: Registry) -> None:
-    from eci_imagecache.dynamic.image_cache import outputs_of
+    from eci_imagecache.dynamic.image_cache_provider import outputs_of
 
     declared = {"name": "web", "images": [registry.ref("demo/web:1.0")], "tags": {"team": "web"}}
     made = wire.backend.create_image_cache(spec(registry, "demo/web:1.0", tags={"team": "web"}))

@@ -1,14 +1,18 @@
 """Pulumi conventions users rely on: documented args, keyword arguments, pulumi-alicloud's names,
 no committed stack salts, ECI's naming rules, settings that name their key."""
 
+import base64
 import dataclasses
 import inspect
 import re
 import subprocess
+import sys
 from pathlib import Path
 
+import dill
 import pulumi
 import pytest
+from pulumi.dynamic import ResourceProvider
 from pydantic import ValidationError
 
 from eci_imagecache.components import CachedContainerGroupsArgs
@@ -248,3 +252,50 @@ def test_the_program_waits_on_registrations_not_on_every_property_under_mocks() 
 test_the_program_waits_on_registrations_not_on_every_property_under_mocks = pulumi.runtime.test(
     test_the_program_waits_on_registrations_not_on_every_property_under_mocks
 )
+
+
+def test_a_program_imports_neither_the_hooks_nor_the_engine_backends_or_registry() -> None:
+    """The program only declares resources; the hooks and what they use load in the provider
+    process. Checked in a fresh interpreter, as a stack's program starts."""
+    probe = (
+        "import sys; import eci_imagecache.dynamic, eci_imagecache.components; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'httpx') "
+        "or m.endswith('_provider') or m.startswith(('eci_imagecache.engine', "
+        "'eci_imagecache.backends', 'eci_imagecache.registry', 'eci_imagecache.runtime'))))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert run.stdout.strip() == "[]"
+
+
+# ``__provider`` as the SDK pickled it into resources made before the hooks moved to their own
+# modules (taken from a stack's state): such resources keep loading their provider.
+EARLIER_PROVIDERS = {
+    "gASVQAAAAAAAAACMImVjaV9pbWFnZWNhY2hlLmR5bmFtaWMuaW1hZ2VfY2FjaGWUjBJJbWFnZUNhY2hlUHJvdmlkZXKU"
+    "k5QpgZQu": "ImageCacheProvider",
+    "gASVSAAAAAAAAACMJmVjaV9pbWFnZWNhY2hlLmR5bmFtaWMuY29udGFpbmVyX2dyb3VwlIwWQ29udGFpbmVyR3JvdXBQ"
+    "cm92aWRlcpSTlCmBlC4=": "ContainerGroupProvider",
+}
+
+
+@pytest.mark.parametrize("pickled", sorted(EARLIER_PROVIDERS))
+def test_resources_made_before_the_hooks_moved_still_load_their_provider(pickled: str) -> None:
+    provider = dill.loads(base64.b64decode(pickled))  # as the SDK's provider server does
+    assert type(provider).__name__ == EARLIER_PROVIDERS[pickled]
+    assert type(provider).__module__.endswith("_provider")
+
+
+def test_the_provider_a_resource_names_unpickles_to_its_hooks() -> None:
+    from pulumi.dynamic.dynamic import serialize_provider
+
+    from eci_imagecache.dynamic import container_group, image_cache
+
+    for module, name in (
+        (image_cache, "ImageCacheProvider"),
+        (container_group, "ContainerGroupProvider"),
+    ):
+        provider = dill.loads(base64.b64decode(serialize_provider(module.PROVIDER)))
+        assert type(provider).__name__ == name
+        assert provider.serialize_as_secret_always is False
+        assert hasattr(provider, "check") and type(provider).check is not ResourceProvider.check

@@ -1,29 +1,24 @@
-"""Helpers shared by the providers: unknown values, input coercion, clean check failures,
-the identity of a resource, and arguments given as an object or as keywords."""
+"""Helpers shared by the resources and their providers: unknown values, the identity of a
+resource, arguments given as an object or as keywords, and the provider a resource names.
+
+The program imports this module (and the resource modules), so it stays light: the engine, the
+backends and the registry client are imported by the providers' hooks (``*_provider`` modules,
+see ``checks``), in the provider process only."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import pulumi
-from pulumi.dynamic import CheckFailure
-from pydantic import BaseModel, ValidationError
+from pulumi.dynamic import ResourceProvider
 
-from ..backends import base
-from ..engine.models import validation_failures
-from ..engine.refs import ImageRefError
-from ..registry import client
+CONFIG_NAMESPACE = "eci"
 
-# A registry's answers, as the registry client or a backend reports them.
-NOT_FOUND = (client.ImageNotFound, base.ImageNotFound)
-REFUSED = (client.AuthenticationError, base.RegistryAuthError)
-UNAVAILABLE = (client.RegistryUnavailable, base.RegistryUnavailable)
-
-M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R", bound=type)
 
 
@@ -45,16 +40,6 @@ def unknown_keys(props: dict[str, Any]) -> list[str]:
 def present(props: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
     """The fields that are set (None means "use the default")."""
     return {k: props[k] for k in fields if props.get(k) is not None}
-
-
-def validate(build: Callable[[], M]) -> tuple[M | None, list[CheckFailure]]:
-    """Run a model constructor; failures name the property, as ``check`` must."""
-    try:
-        return build(), []
-    except ValidationError as err:
-        return None, [CheckFailure(prop, reason) for prop, reason in validation_failures(err)]
-    except ImageRefError as err:
-        return None, [CheckFailure("images", str(err))]
 
 
 def _field(item: Any, *names: str) -> Any:
@@ -85,6 +70,35 @@ def secret_credentials(credentials: list[Any]) -> list[dict[str, Any]]:
         }
         for c in credentials
     ]
+
+
+def program_placement(backend: str | None, region: str | None) -> dict[str, Any]:
+    """The ``backend`` and ``region`` inputs a resource registers: its own, or the stack's
+    (``eci:backend``, ``eci:region``), so that policies and reviews can read them."""
+    config = pulumi.Config(CONFIG_NAMESPACE)
+    backend = backend or config.get("backend") or "local"
+    region = region or config.get("region") or ("local" if backend == "local" else None)
+    return {"backend": backend, "region": region}
+
+
+class ProviderRef(ResourceProvider):
+    """The provider a resource names, as the program hands it to the SDK: the module and class
+    of its hooks. The SDK pickles it into every resource (``__provider``); unpickled in the
+    provider process, it is that provider. So the program never imports the hooks, nor the
+    engine, backends and registry client behind them (about 0.25 s of every ``pulumi`` run)."""
+
+    serialize_as_secret_always = False
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return load_provider, (self.module, self.name)
+
+
+def load_provider(module: str, name: str) -> ResourceProvider:
+    """The provider a :class:`ProviderRef` names (called when it is unpickled)."""
+    return getattr(importlib.import_module(module), name)()
 
 
 def resource_key(type_name: str, resource_name: str, opts: pulumi.ResourceOptions | None) -> str:

@@ -1,380 +1,33 @@
 """The ``ContainerGroup`` resource: an ECI instance whose images come from a cache when one fits.
 
-The cache is resolved once, when the group is created, and recorded (cache id, match degree, the
-reason). ``check`` says in ``match_preview`` which cache would be chosen, counting the caches of
-the same program that are created or rebuilt in the same deployment (the group waits for them),
-and fails, naming the property, for what is knowable before anything is made: a ``cache_id``
-that does not exist or is not usable, an image the registry does not have, credentials missing
-or refused. Any change to the group replaces it.
+What the program imports. Its hooks (check, diff, create, read, delete) are in
+``container_group_provider``, which only the provider process imports: the cache is resolved
+once, when the group is created, and recorded; ``check`` says in ``match_preview`` which cache
+would be chosen. Any change to the group replaces it.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import (
-    CheckFailure,
-    CheckResult,
-    ConfigureRequest,
-    CreateResult,
-    DiffResult,
-    ReadResult,
-    Resource,
-    ResourceProvider,
-)
+from pulumi.dynamic import Resource
 
-from ..backends.base import BackendError, NotFound
-from ..engine.cost import PriceError, estimate_group
-from ..engine.diff import diff_group
-from ..engine.matcher import CacheIndex
-from ..engine.models import (
-    MAX_IMAGES_PER_CACHE,
-    CacheKind,
-    CacheRecord,
-    CacheSelection,
-    CacheStatus,
-    ContainerGroupRecord,
-    ContainerGroupSpec,
-    EvictionStrategy,
-    ImageCacheSpec,
-)
-from ..engine.refs import parse_image_ref
 from .common import (
-    NOT_FOUND,
-    REFUSED,
-    UNAVAILABLE,
+    ProviderRef,
     args_from,
-    client_token,
     evaluated_outputs,
-    is_unknown,
-    next_generation,
-    present,
+    program_placement,
     resource_inputs,
     resource_key,
     secret_credentials,
     settle_outputs,
-    unknown_keys,
-    validate,
 )
 from .image_cache import _STACK_CACHES
-from .pricing import price_inputs, prices_of
-from .server import UPDATE_REPLACE, UserError, send_detailed_diff
-from .settings import (
-    ProviderSettings,
-    SettingsSource,
-    program_placement,
-    settings_failures,
-)
+from .pricing import price_inputs
 
-SPEC_FIELDS = tuple(ContainerGroupSpec.model_fields)
-# Inputs that inform the preview but never change the group (it is matched once, at creation).
-PREVIEW_ONLY = (
-    "backend",
-    "region",
-    "match_preview",
-    "stack_caches",
-    "location",
-    "prices",
-    "cost",
-    # The identity of the create (see ``common.client_token``), as for image caches.
-    "resource_key",
-    "generation",
-)
-BEING_BUILT = "being built in this update"
-
-
-def spec_from(props: dict[str, Any]) -> ContainerGroupSpec:
-    values = present(props, SPEC_FIELDS)
-    for key in ("containers", "init_containers"):
-        if key in values:  # drop unset optional container fields
-            values[key] = [{k: v for k, v in c.items() if v is not None} for c in values[key]]
-    return ContainerGroupSpec(**values)
-
-
-def _pending_caches(backend: Any, stack_caches: list[dict[str, Any]]) -> list[CacheRecord]:
-    """The program's caches that will be created or rebuilt before this group is created, as
-    the records they will have then. A cache whose id is known and whose content is what its
-    record holds is already counted by the backend's matching."""
-    now = datetime.now(UTC)
-    pending = []
-    for n, cache in enumerate(stack_caches):
-        if is_unknown(cache.get("images")) or is_unknown(cache.get("size_gib")):
-            continue  # not known until deploy: cannot be counted now
-        try:
-            declared = ImageCacheSpec(
-                name="declared",
-                images=cache.get("images") or [],
-                size_gib=cache.get("size_gib") or 20,
-            )
-        except (ValueError, TypeError):
-            continue  # the cache's own check reports it
-        cache_id = cache.get("cache_id")
-        if cache_id and not is_unknown(cache_id):
-            try:
-                current = backend.get_image_cache(cache_id)
-            except NotFound:
-                current = None
-            if (
-                current is not None
-                and set(current.images) == set(declared.images)
-                and current.size_gib == declared.size_gib
-            ):
-                continue
-        name = cache.get("name")
-        pending.append(
-            CacheRecord(
-                id=cache_id if cache_id and not is_unknown(cache_id) else f"pending-{n}",
-                name=name if isinstance(name, str) else f"cache {n}",
-                kind=CacheKind.MANUAL,
-                region=backend.region,
-                images=declared.images,
-                size_gib=declared.size_gib,
-                status=CacheStatus.READY,
-                eviction=EvictionStrategy.NEVER,
-                created_at=now,
-            )
-        )
-    return pending
-
-
-def preview_text(
-    backend: Any, spec: ContainerGroupSpec, stack_caches: list[dict[str, Any]]
-) -> tuple[str, CacheRecord | None]:
-    """What ``match_preview`` says, and the existing cache it names (if any)."""
-    if spec.cache == CacheSelection.NONE:
-        return "no cache (cache selection is none)", None
-    if spec.cache == CacheSelection.EXPLICIT:
-        return f"explicit: {spec.cache_id}", None
-    pending = _pending_caches(backend, stack_caches)
-    result = backend.match(spec)
-    if pending:
-        rebuilt = {c.id for c in pending}
-        existing = []
-        for candidate in result.ranking:
-            if candidate.cache_id not in rebuilt:
-                with contextlib.suppress(NotFound):
-                    existing.append(backend.get_image_cache(candidate.cache_id))
-        result = CacheIndex([*existing, *pending]).match(
-            spec.images, backend.region, spec.ephemeral_storage_gib
-        )
-    best = result.chosen
-    if best is not None:
-        if best.cache_id in {c.id for c in pending}:
-            return (
-                f"will use {best.name} ({BEING_BUILT}): {best.degree.label}; {best.reason}",
-                None,
-            )
-        return f"would use {best.name} ({best.cache_id}): {best.degree.label}; {best.reason}", None
-    if spec.cache == CacheSelection.AUTO_CREATE:
-        return "no matching cache now; one would be created automatically", None
-    return "no matching cache now; images would be pulled", None
-
-
-def registry_failures(
-    backend: Any, spec: ContainerGroupSpec, held: set[str]
-) -> tuple[list[CheckFailure], str | None]:
-    """Ask the registry for every image the cache does not hold: failures, or a warning."""
-    images = [i for i in spec.images if str(i) not in held]
-    if not images:
-        return [], None
-    try:
-        for first in range(0, len(images), MAX_IMAGES_PER_CACHE):  # a plan takes 20 at most
-            chunk = images[first : first + MAX_IMAGES_PER_CACHE]
-            servers = {i.registry for i in chunk}
-            backend.plan_image_cache(
-                ImageCacheSpec(
-                    name="preflight",
-                    images=chunk,
-                    size_gib=2048,
-                    credentials=[c for c in spec.credentials if c.server in servers],
-                    insecure_registries=spec.insecure_registries,
-                    plain_http_registries=spec.plain_http_registries,
-                )
-            )
-    except NOT_FOUND as err:
-        return [CheckFailure("containers", str(err))], None
-    except REFUSED as err:
-        servers = {c.server for c in spec.credentials}
-        missing = sorted({i.registry for i in images} - servers)
-        hint = (
-            f"; no credentials are given for {', '.join(missing)}"
-            if missing
-            else "; check the username and password"
-        )
-        return [CheckFailure("credentials", f"{err}{hint}")], None
-    except UNAVAILABLE as err:
-        return [], f"the registry did not answer ({err})"
-    except (BackendError, ValueError) as err:
-        return [CheckFailure("containers", str(err))], None
-    return [], None
-
-
-class ContainerGroupProvider(ResourceProvider):
-    serialize_as_secret_always = False
-
-    def configure(self, req: ConfigureRequest) -> None:
-        self._source = SettingsSource(req.config)
-
-    def settings_for(self, props: dict[str, Any] | None) -> ProviderSettings:
-        """The settings for a resource: the stack's, or its own backend and region."""
-        source = getattr(self, "_source", None)
-        if source is None:  # configure was not called (e.g. under test): the defaults
-            source = self._source = SettingsSource({})  # type: ignore[arg-type]
-        return source.for_resource(props)
-
-    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        settings = self.settings_for(news)
-        inputs = {**news, "location": settings.location, "generation": next_generation(olds)}
-        refused = settings_failures(settings, olds)
-        if refused:
-            return CheckResult(inputs, refused)
-        unknown = [k for k in unknown_keys(news) if k not in ("stack_caches", "cache_id")]
-        if unknown:
-            return CheckResult(inputs, [])  # validated again once the values are known
-        cache_id_unknown = is_unknown(news.get("cache_id"))
-        values = {**news, "cache_id": "pending"} if cache_id_unknown else news
-        spec, failures = validate(lambda: spec_from(values))
-        if spec is None:
-            return CheckResult(inputs, failures)
-        try:
-            cost = estimate_group(spec.extra_ephemeral_storage_gib, prices_of(news))
-            inputs["cost"] = cost.as_output()
-        except PriceError as err:
-            return CheckResult(inputs, [CheckFailure("prices", str(err).removeprefix("prices: "))])
-        if olds and "containers" in olds and not diff_group(olds, inputs, SPEC_FIELDS):
-            inputs["match_preview"] = olds.get("match_preview")  # matched once, at creation
-            return CheckResult(inputs, [])
-        if cache_id_unknown:
-            inputs["match_preview"] = "explicit: the cache created in this update"
-            return CheckResult(inputs, [])
-        try:
-            backend = settings.open()
-        except BackendError as err:  # e.g. no cloud credentials where the preview runs
-            inputs["match_preview"] = f"unknown until deploy ({err})"
-            return CheckResult(inputs, [])
-        try:
-            return self._check(backend, inputs, spec)
-        except BackendError as err:
-            return CheckResult(inputs, [CheckFailure("", str(err))])
-
-    def _check(self, backend: Any, inputs: dict[str, Any], spec: ContainerGroupSpec) -> CheckResult:
-        held: set[str] = set()
-        if spec.cache == CacheSelection.EXPLICIT:
-            try:
-                cache = backend.get_image_cache(spec.cache_id)
-            except NotFound:
-                return CheckResult(
-                    inputs, [CheckFailure("cache_id", f"no image cache {spec.cache_id} exists")]
-                )
-            except BackendError as err:
-                inputs["match_preview"] = f"explicit: {spec.cache_id} (not checked: {err})"
-                return CheckResult(inputs, [])
-            if not cache.usable:
-                reason = f": {cache.failure}" if cache.failure else ""
-                return CheckResult(
-                    inputs,
-                    [
-                        CheckFailure(
-                            "cache_id",
-                            f"image cache {cache.id} is not usable ({cache.status.value}{reason})",
-                        )
-                    ],
-                )
-            held = {str(i) for i in cache.images}
-        stack_caches = inputs.get("stack_caches") or []
-        try:
-            preview, _ = preview_text(backend, spec, stack_caches)
-        except BackendError as err:  # e.g. the cloud API unreachable from here
-            preview = f"unknown until deploy ({err})"
-        pending_images = {
-            str(parse_image_ref(i))
-            for c in stack_caches
-            if not is_unknown(c.get("images"))
-            for i in c.get("images") or []
-            if isinstance(i, str)
-        }
-        failures, warning = registry_failures(backend, spec, held | pending_images)
-        inputs["match_preview"] = preview + (f"; image check skipped: {warning}" if warning else "")
-        return CheckResult(inputs, failures)
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = diff_group(olds, news, SPEC_FIELDS)
-        send_detailed_diff(dict.fromkeys(changed, UPDATE_REPLACE))
-        return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=False)
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        """A create repeated after an interrupted deployment (same resource, same generation)
-        gets the group the first attempt made, through the create's token."""
-        key = props.get("resource_key")
-        token = client_token(key, int(props.get("generation") or 0)) if key else None
-        try:
-            record = (
-                self.settings_for(props)
-                .open()
-                .create_container_group(spec_from(props), client_token=token)
-            )
-        except BackendError as err:
-            raise UserError(str(err)) from err
-        return CreateResult(id_=record.id, outs=outputs_of(record, props))
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        settings = self.settings_for(props)
-        settings.require_location(props.get("location"))
-        try:
-            record = settings.open().get_container_group(id_)
-        except NotFound:
-            return ReadResult(id_=None, outs={})
-        except BackendError as err:
-            raise UserError(str(err)) from err
-        return ReadResult(id_=id_, outs=outputs_of(record, props))
-
-    def delete(self, id_: str, props: dict[str, Any]) -> None:
-        settings = self.settings_for(props)
-        settings.require_location(props.get("location"))
-        try:
-            with contextlib.suppress(NotFound):
-                settings.open().delete_container_group(id_)
-        except BackendError as err:
-            raise UserError(str(err)) from err
-
-
-def outputs_of(record: ContainerGroupRecord, props: dict[str, Any]) -> dict[str, Any]:
-    return {
-        **{k: props.get(k) for k in (*SPEC_FIELDS, *PREVIEW_ONLY)},
-        "group_id": record.id,
-        "status": record.status.value,
-        "images": [str(i) for i in record.images],
-        "ephemeral_storage_gib": record.ephemeral_storage_gib,
-        "cache_used": record.cache_id,
-        "cache_name": record.cache_name,
-        "match_degree": record.match_degree,
-        "match_reason": record.match_reason,
-        "auto_created_cache_id": record.auto_created_cache_id,
-        "bytes_fetched": record.bytes_fetched,
-        "bytes_from_cache": record.bytes_from_cache,
-        "preparation_seconds": record.preparation_seconds,
-        # What runs (the local backend runs containers; the cloud reports its own).
-        "status_reason": record.status_reason,
-        "containers_state": [
-            {
-                "name": c.name,
-                "state": c.state,
-                "exit_code": c.exit_code,
-                "restart_count": c.restart_count,
-                "reason": c.reason,
-            }
-            for c in record.containers
-        ],
-        "address": record.address,
-        "phases": {
-            "image_preparation_seconds": record.preparation_seconds,
-            "container_start_seconds": record.container_start_seconds,
-        },
-    }
+PROVIDER = ProviderRef(f"{__name__}_provider", "ContainerGroupProvider")
 
 
 @dataclass
@@ -537,5 +190,15 @@ class ContainerGroup(Resource, module="eci", name="ContainerGroup"):
             "resource_key": resource_key("eci:ContainerGroup", resource_name, opts),
         }
         props, opts = resource_inputs(type(self), props, opts)
-        super().__init__(ContainerGroupProvider(), resource_name, props, opts)
+        super().__init__(PROVIDER, resource_name, props, opts)
         settle_outputs(self)
+
+
+def __getattr__(name: str) -> Any:
+    """``ContainerGroupProvider`` here is the name resources created before the hooks moved to
+    ``container_group_provider`` carry in their state (the SDK pickled it by reference)."""
+    if name == "ContainerGroupProvider":
+        from .container_group_provider import ContainerGroupProvider
+
+        return ContainerGroupProvider
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

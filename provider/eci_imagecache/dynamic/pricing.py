@@ -9,13 +9,15 @@ change what a resource is (the diff ignores them), only the ``cost`` estimate.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 import yaml
 
-from ..engine.cost import PriceError, Prices, prices_from
-from .settings import CONFIG_NAMESPACE
+from .common import CONFIG_NAMESPACE
+
+if TYPE_CHECKING:
+    from ..engine.cost import Prices
 
 
 def price_inputs() -> dict[str, Any] | None:
@@ -47,6 +49,8 @@ def price_inputs() -> dict[str, Any] | None:
 
 
 def _check(overrides: Any, where: str) -> None:
+    from ..engine.cost import PriceError, prices_from  # the program needs it only for overrides
+
     try:
         prices_from(overrides)
     except PriceError as err:
@@ -55,6 +59,8 @@ def _check(overrides: Any, where: str) -> None:
 
 def prices_of(props: dict[str, Any]) -> Prices:
     """The price table a resource's inputs name; :class:`PriceError` names a bad price."""
+    from ..engine.cost import PriceError, prices_from
+
     overrides = props.get("prices")
     if overrides is not None and not isinstance(overrides, dict):
         raise PriceError("prices: must be a map of price names to numbers")

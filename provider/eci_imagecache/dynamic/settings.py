@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from ..backends.base import BackendError
 from ..backends.factory import BACKENDS, make_backend
+from .common import CONFIG_NAMESPACE
 from .server import UserError
 
-CONFIG_NAMESPACE = "eci"
 DEFAULT_TIMEOUT_SECONDS = 1800.0
 
 
@@ -58,17 +58,6 @@ class SettingsSource:
         if key not in self._settings:
             self._settings[key] = settings_from_config(self.config, *key)
         return self._settings[key]
-
-
-def program_placement(backend: str | None, region: str | None) -> dict[str, Any]:
-    """The ``backend`` and ``region`` inputs a resource registers: its own, or the stack's
-    (``eci:backend``, ``eci:region``), so that policies and reviews can read them."""
-    import pulumi
-
-    config = pulumi.Config(CONFIG_NAMESPACE)
-    backend = backend or config.get("backend") or "local"
-    region = region or config.get("region") or ("local" if backend == "local" else None)
-    return {"backend": backend, "region": region}
 
 
 class ProviderSettings(BaseModel):
