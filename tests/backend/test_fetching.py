@@ -241,3 +241,20 @@ def test_a_group_whose_layer_blob_fails_its_digest_leaves_no_layer_and_no_partia
     assert list(backend.ctx.layers.tmp.iterdir()) == []
     assert list(backend.blobs.tmp.iterdir()) == []
     assert backend.list_container_groups() == []
+
+
+def test_a_build_that_reuses_nothing_fetches_every_layer_and_keeps_each_once(
+    backend, registry, proxy
+) -> None:
+    image = registry.samples.images["demo/web:1.0"]
+    backend.create_image_cache(web(proxy, "first"))
+    proxy.hits.clear()
+    second = backend.create_image_cache(web(proxy, "second"))  # layer reuse is off by default
+    assert second.status == CacheStatus.READY
+    assert second.fetched_bytes == second.content_bytes
+    for blob in (image.config, *image.layers):
+        assert f"GET /v2/demo/web/blobs/{blob.digest}" in proxy.hits
+    # The layers were unpacked by the first build: the second verified their bytes and kept
+    # nothing more; the blob store holds the image config only.
+    assert list(backend.blobs.digests()) == [image.config.digest]
+    assert all(backend.ctx.layers.has(layer.digest) for layer in image.layers)

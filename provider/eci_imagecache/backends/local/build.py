@@ -84,6 +84,10 @@ class Unpacking:
     last_end: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def holds(self, blob: Layer) -> bool:
+        """Whether ``blob`` is a layer of these images that the store holds unpacked."""
+        return blob.digest in self.layer_digests and self.ctx.layers.has(blob.digest)
+
     def feed(self, blob: Layer) -> Feed | None:
         """A feed for ``blob``'s download to write to, or None when it needs no unpacking."""
         if blob.digest not in self.layer_digests or self.ctx.layers.has(blob.digest):
@@ -120,6 +124,14 @@ class Unpacking:
     def summary(self) -> str:
         span = (self.last_end or 0.0) - (self.first_start or 0.0)
         return f"unpacked {self.layers} layers ({self.bytes / 1e6:.1f} MB) in {span:.2f} s"
+
+
+class _Discard:
+    def write(self, data: bytes) -> None:
+        pass
+
+
+_DISCARD = _Discard()
 
 
 class _Stopped(Exception):
@@ -402,6 +414,10 @@ class BuildPipeline:
             if stop.is_set():
                 return
             owner = owners[blob.digest]
+            if unpacking is not None and unpacking.holds(blob):
+                # Fetched again (a build that reuses no layer), verified, and not kept twice.
+                client.fetch_blob(owner, blob, _DISCARD, count)  # type: ignore[arg-type]
+                return
             feed = unpacking.feed(blob) if unpacking is not None else None
             if feed is None:
                 self.ctx.blobs.write(
