@@ -64,6 +64,19 @@ def claims(data: Path) -> list[str]:
     return [line for line in store_contents(data / "state.db")[1] if 'INSERT INTO "builds"' in line]
 
 
+def supervisors(data: Path) -> list[int]:
+    """Shims (running a group or kept ready) of the store at ``data``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"eci_imagecache.runtime.shim" in args and any(str(data).encode() in a for a in args):
+            found.append(int(proc.name))
+    return found
+
+
 def wait_for(condition, what: str, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -116,6 +129,9 @@ def test_read_commands_recover_nothing_and_show_what_recovery_would_act_on(
         wait_for(lambda: not host.alive(shim), "the supervisor did not die")
         # The unrecorded group's supervisor saw its starter die and stopped the group.
         wait_for(lambda: not what_runs([unrecorded]), "the unrecorded group still runs")
+        # ...and ended, as did the shims kept ready by the writers that are gone: the last
+        # to close the database folds its log in (the file changes then, reads or not).
+        wait_for(lambda: not supervisors(data), "a supervisor still runs")
         running = what_runs([group.id, unrecorded])
         assert any(f"{group.id}-main" in line for line in running), running
         assert claims(data)  # the dead builder's claim, left for recovery

@@ -1,14 +1,21 @@
 """What the runtime knows about groups and containers, in SQLite (the backend's database file).
 
 Written by the process that starts a group and by the group's shim (a separate, long-lived
-process), read by anyone; each write is one short ``BEGIN IMMEDIATE`` transaction. The tables
-are the runtime's own (``runtime_*``), made on open if missing.
+process), read by anyone; each write is one short ``BEGIN IMMEDIATE`` transaction, on a
+connection each thread keeps. The tables are the runtime's own (``runtime_*``), made on open if
+missing.
+
+Commits are not flushed to disk one by one (WAL with ``synchronous=NORMAL``, as the backend's
+store): a commit survives the death of the process that made it, and what a power loss could
+take back describes processes that the power loss ended too (recovery finds them gone either
+way).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -97,6 +104,7 @@ class RuntimeState:
         created or written, and any write fails with SQLite's "readonly database"."""
         self.path = path
         self.read_only = read_only
+        self._local = threading.local()
         if read_only:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,6 +116,16 @@ class RuntimeState:
                     db.execute(statement)
 
     def _connect(self) -> sqlite3.Connection:
+        """This thread's connection (opened once); a fallback opened on a file that cannot be
+        written is used for one transaction only (an immutable open sees no later change)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._open()
+            if not getattr(db, "fallback", False):
+                self._local.db = db
+        return db
+
+    def _open(self) -> sqlite3.Connection:
         if self.read_only:
             uri = self.path.resolve().as_uri() + "?mode=ro"
             db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
@@ -118,21 +136,24 @@ class RuntimeState:
                 db.close()
                 if not self.path.exists():
                     raise
-                uri = self.path.resolve().as_uri() + "?immutable=1"
-                return sqlite3.connect(uri, uri=True, isolation_level=None)
+                return self._immutable()
             return db
         try:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=30000")
         except sqlite3.OperationalError:
             if not self.path.exists():
                 raise
             # Nothing can be written here (a full disk, a read-only file system): reads go on,
             # as the backend's own store does; a write then fails with SQLite's reason.
-            uri = self.path.resolve().as_uri() + "?immutable=1"
-            db = sqlite3.connect(uri, uri=True, isolation_level=None)
+            return self._immutable()
         return db
+
+    def _immutable(self) -> sqlite3.Connection:
+        uri = self.path.resolve().as_uri() + "?immutable=1"
+        return sqlite3.connect(uri, uri=True, isolation_level=None, factory=_Fallback)
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -143,10 +164,11 @@ class RuntimeState:
                 yield db
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
         finally:
-            db.close()
+            self._done(db)
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -156,6 +178,12 @@ class RuntimeState:
             yield db
             db.execute("COMMIT")
         finally:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self._done(db)
+
+    def _done(self, db: sqlite3.Connection) -> None:
+        if getattr(db, "fallback", False):
             db.close()
 
     # groups -------------------------------------------------------------------------------
@@ -169,12 +197,24 @@ class RuntimeState:
         containers: list[ContainerState],
         owner_pid: int,
         requested_at: float,
+        shim_pid: int | None = None,
+        shim_start: str | None = None,
     ) -> None:
         with self.write() as db:
             db.execute(
-                "INSERT INTO runtime_groups (id, name, dir, restart_policy, owner_pid, status, "
-                "requested_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (group_id, name, str(directory), restart_policy, owner_pid, PENDING, requested_at),
+                "INSERT INTO runtime_groups (id, name, dir, restart_policy, owner_pid, shim_pid, "
+                "shim_start, status, requested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    group_id,
+                    name,
+                    str(directory),
+                    restart_policy,
+                    owner_pid,
+                    shim_pid,
+                    shim_start,
+                    PENDING,
+                    requested_at,
+                ),
             )
             db.executemany(
                 "INSERT INTO runtime_containers (group_id, name, seq, init, state, ports) "
@@ -297,6 +337,12 @@ class RuntimeState:
         with self.write() as db:
             db.execute("DELETE FROM runtime_groups WHERE id = ?", (group_id,))
             db.execute("DELETE FROM runtime_containers WHERE group_id = ?", (group_id,))
+
+
+class _Fallback(sqlite3.Connection):
+    """A connection opened because the normal one could not be: closed after one use."""
+
+    fallback = True
 
 
 def derive_status(containers: list[ContainerState]) -> str:
