@@ -13,7 +13,12 @@ import pytest
 
 from eci_imagecache.runtime import host
 from eci_imagecache.runtime.bundle import ContainerSettings
-from eci_imagecache.runtime.supervisor import ContainerRun, Runtime, RuntimeUnavailable
+from eci_imagecache.runtime.supervisor import (
+    ContainerRun,
+    Runtime,
+    RuntimeUnavailable,
+    StartError,
+)
 from eci_imagecache.testing.registry import free_port
 
 SH = {"config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}}
@@ -160,6 +165,24 @@ def test_memory_limit_reaches_the_cgroup(runtime, busybox_layer):
     assert '"limit": 268435456' in config
 
 
+def test_a_container_crun_cannot_start_ends_the_wait_with_crun_s_reason(runtime, busybox_layer):
+    """crun ends without writing the pid file (here: a 1-byte memory limit fails the setup): the
+    start returns at once with crun's words, instead of waiting for a process that never runs."""
+    if "memory" not in host.cgroup_controllers():
+        pytest.skip("the kernel offers no memory controller here")
+    tiny = 1 / (1 << 30)  # one byte
+    started = time.monotonic()
+    group = runtime.start(
+        "grp-oom", "oom", [run(busybox_layer, "main", "true", memory_gib=tiny)], "Never"
+    )
+    assert time.monotonic() - started < 20
+    [container] = group.containers
+    assert (group.status, container.state, container.started_at) == ("Failed", "Terminated", None)
+    assert container.reason.startswith("did not start: ") and "memory" in container.reason
+    runtime.stop("grp-oom")
+    assert leftovers("grp-oom") == []
+
+
 def test_a_killed_supervisor_fails_the_group_and_cleanup_still_works(runtime, busybox_layer):
     group = runtime.start("grp-kill", "kill", [run(busybox_layer, "main", "exec sleep 600")])
     assert group.status == "Running"
@@ -292,6 +315,46 @@ def test_a_ready_shim_runs_only_a_group_of_its_own_directory(tmp_path, layers):
     listen.close()
     assert process.wait(10) == 2
     assert not (elsewhere / "shim.log").exists()
+
+
+def test_a_group_that_cannot_be_described_leaves_the_shim_ready_and_names_none(
+    runtime, busybox_layer
+):
+    runtime.ready()
+    ready = runtime._ready
+    assert ready is not None
+    missing_program = ContainerRun(
+        ContainerSettings(name="main", command=["/no/such/program"]), SH, [busybox_layer]
+    )
+    with pytest.raises(StartError, match="not in the image"):
+        runtime.start("grp-bad", "bad", [missing_program])
+    failed = runtime.group("grp-bad")
+    assert failed.status == "Failed" and failed.shim_pid is None  # no shim had it
+    assert runtime._ready is ready and host.alive(ready.pid)
+    group = runtime.start("grp-good", "good", [run(busybox_layer, "main", "sleep 30")])
+    assert group.status == "Running" and group.shim_pid == ready.pid
+    for group_id in ("grp-bad", "grp-good"):
+        runtime.stop(group_id)
+        assert leftovers(group_id) == []
+
+
+def test_crun_is_read_only_in_the_shim_s_mount_namespace_and_nowhere_else(runtime, busybox_layer):
+    group = runtime.start("grp-ro", "ro", [run(busybox_layer, "main", "sleep 30")])
+    crun = os.path.realpath(host.crun_binary() or "crun")
+
+    def mount_options(pid: int | str) -> list[str]:
+        """Options of mounts at crun's path in the mount namespace of ``pid``."""
+        found = []
+        for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
+            fields = line.split()
+            if fields[4] == crun:
+                found.append(fields[5])
+        return found
+
+    assert [o.split(",")[0] for o in mount_options(group.shim_pid)] == ["ro"]
+    assert mount_options("self") == []  # the host's namespace has none
+    runtime.stop("grp-ro")
+    assert leftovers("grp-ro") == []
 
 
 def test_a_group_starts_when_the_shim_kept_ready_was_killed(runtime, busybox_layer):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 MNT_DETACH = 2
@@ -42,6 +45,21 @@ def private_mount_namespace() -> None:
     if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"making / private: {os.strerror(errno)}")
+
+
+MS_BIND, MS_REMOUNT, MS_RDONLY = 0x1000, 0x20, 0x1
+
+
+def read_only_bind(path: str) -> None:
+    """Mount ``path`` (a file) over itself read-only, in this process's mount namespace."""
+    target = path.encode()
+    if _libc.mount(target, target, None, MS_BIND, None) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"bind mount of {path}: {os.strerror(errno)}")
+    if _libc.mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY, None) != 0:
+        errno = ctypes.get_errno()
+        _libc.umount2(target, MNT_DETACH)
+        raise OSError(errno, f"read-only remount of {path}: {os.strerror(errno)}")
 
 
 def unmount(target: Path) -> None:
@@ -85,6 +103,95 @@ def cgroup_controllers() -> set[str]:
         if Path("/sys/fs/cgroup", controller, probe).exists():
             found.add(controller)
     return found
+
+
+def own_cgroup_procs() -> Path | None:
+    """The ``cgroup.procs`` of this process's own cgroup in a cgroup v1 hierarchy, or None
+    (cgroup v2 only, or no hierarchy found)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        number, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if number == "0" or not controllers:
+            continue  # the v2 hierarchy: processes start in their cgroup (no move to warm)
+        for name in controllers.split(","):
+            procs = Path("/sys/fs/cgroup", name.removeprefix("name="), path.lstrip("/"))
+            procs /= "cgroup.procs"
+            if procs.is_file():
+                return procs
+    return None
+
+
+class CgroupMoves:
+    """Keeps moving a process between cgroups cheap while containers start (cgroup v1).
+
+    The kernel makes a move (a pid written to ``cgroup.procs``) wait for an RCU grace period
+    (10-16 ms here) when no move happened in the last one; crun moves each container's process
+    into its cgroups. While ``keep`` runs, this process is moved within its own cgroup (a
+    change of nothing) every ``interval`` seconds, so crun's moves find that wait done: it is
+    taken once, beside the start's other work, instead of on its path."""
+
+    def __init__(self, procs: Path, interval: float = 0.002) -> None:
+        self.procs = procs
+        self.interval = interval
+        self.stop = threading.Event()
+
+    def keep(self, limit: float) -> None:
+        """Until ``stop`` is set or ``limit`` seconds have passed (a start that takes longer
+        has time for the wait)."""
+        deadline = time.monotonic() + limit
+        pid = str(os.getpid()).encode()
+        try:
+            fd = os.open(self.procs, os.O_WRONLY)
+        except OSError:
+            return
+        try:
+            while time.monotonic() < deadline:
+                os.write(fd, pid)
+                if self.stop.wait(self.interval):
+                    return
+        except OSError:
+            return  # moved out of that cgroup meanwhile: nothing to warm
+        finally:
+            os.close(fd)
+
+
+IN_CLOSE_WRITE, IN_MOVED_TO = 0x8, 0x80
+IN_NONBLOCK, IN_CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
+
+
+class DirectoryWatch:
+    """Files written (closed after writing) or renamed into a directory, as a readable file
+    descriptor (inotify): a wait for a file wakes when it is written, not at a polling tick."""
+
+    def __init__(self, directory: Path) -> None:
+        self.fd = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if self.fd < 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"inotify_init1: {os.strerror(errno)}")
+        mask = IN_CLOSE_WRITE | IN_MOVED_TO
+        if _libc.inotify_add_watch(self.fd, str(directory).encode(), mask) < 0:
+            errno = ctypes.get_errno()
+            os.close(self.fd)
+            raise OSError(errno, f"inotify_add_watch {directory}: {os.strerror(errno)}")
+
+    def drain(self) -> None:
+        """Forget the events read so far (the caller looks at the files themselves)."""
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.fd, 65536):
+                pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __enter__(self) -> DirectoryWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def crun_binary() -> str | None:

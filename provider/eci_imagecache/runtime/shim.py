@@ -1,12 +1,13 @@
 """The shim: one long-lived process per container group, started in its own mount namespace.
 
-``python -S -m eci_imagecache.runtime.shim <groups dir> <state db> <notify fd> <group fd>``; it
-first moves into a private mount namespace (unshare(2)), then waits for its group's directory
-(it is started before the group is, see ``supervisor.ReadyShim``). It mounts each container's
-overlay, runs the init containers in order and then the containers with ``crun run``, records
-every state change, applies the restart policy, pumps each container's output into a bounded
-log, and on SIGTERM stops the containers (SIGTERM, then SIGKILL after the grace period) and
-unmounts.
+``python -S -m eci_imagecache.runtime.shim <groups dir> <state db> <notify fd> <group fd>
+[<crun>]``; it is started before its group is (see ``supervisor.ReadyShim``) and gets ready
+meanwhile: it moves into a private mount namespace (unshare(2)), where it lays out what every
+group needs (crun read-only, see ``Ready``), and opens the state. Then it waits for its group's
+directory. It mounts each container's overlay, runs the init containers in order and then the
+containers with ``crun run``, records every state change, applies the restart policy, pumps
+each container's output into a bounded log, and on SIGTERM stops the containers (SIGTERM, then
+SIGKILL after the grace period) and unmounts.
 
 The overlay mounts live in the shim's mount namespace only: they are never visible on the host,
 and they vanish with the last process of the group, even if the shim itself is killed.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -61,13 +63,78 @@ class BoundedLog:
         return data if tail is None else data[max(0, len(data) - tail) :]
 
 
+# crun's guard against a container overwriting it through /proc/self/exe: unless crun runs
+# from a read-only mount that its caller made (this variable says so), each crun run first
+# makes one (a temporary file bind-mounted read-only) and executes itself again from it.
+CLONED_BINARY = "_LIBCONTAINER_CLONED_BINARY"
+WARM_SECONDS = 2.0  # cgroup moves are kept warm at most this long after a group is announced
+
+
+class Ready:
+    """What a shim lays out before it has a group (off every start's path).
+
+    - On a cgroup v1 host that also mounts a v2 hierarchy holding controllers (crun refuses
+      that layout), the v2 mount is dropped from the shim's mount namespace.
+    - crun is bind-mounted over itself read-only, in the shim's mount namespace only, and runs
+      with ``CLONED_BINARY`` set: crun then runs at once instead of making that mount itself
+      and executing itself a second time (the protection is the same: a read-only mount).
+    - The cgroup ``CgroupMoves`` keeps warm once a group is announced (``warm``)."""
+
+    def __init__(self, crun: str | None) -> None:
+        self.error: OSError | None = None
+        self.crun: str | None = None
+        try:
+            if host.cgroup_hybrid():
+                host.unmount(Path(host.UNIFIED))
+        except OSError as err:
+            self.error = err
+        if crun:
+            try:
+                host.read_only_bind(crun)
+            except OSError as err:
+                print(f"shim: crun runs as it is: {err}", file=sys.stderr)
+            else:
+                self.crun = crun
+        self.procs = host.own_cgroup_procs()
+        self.moves: host.CgroupMoves | None = None
+
+    def warm(self) -> None:
+        """A group is on its way: keep cgroup moves warm until its containers have started."""
+        if self.procs is None or self.moves is not None:
+            return
+        self.moves = host.CgroupMoves(self.procs)
+        threading.Thread(target=self.moves.keep, args=(WARM_SECONDS,), daemon=True).start()
+
+    def settled(self) -> None:
+        """The group's containers have started (or will not): no more moves to warm."""
+        if self.moves is not None:
+            self.moves.stop.set()
+
+    def env(self, crun: str) -> dict[str, str] | None:
+        """crun's environment: None (this process's) unless ``crun`` is the one made
+        read-only."""
+        if self.crun is None or os.path.realpath(crun) != self.crun:
+            return None
+        return {**os.environ, CLONED_BINARY: "1"}
+
+
 class Shim:
-    def __init__(self, group_dir: Path, state: RuntimeState, notify: int | None = None) -> None:
+    def __init__(
+        self,
+        group_dir: Path,
+        state: RuntimeState,
+        notify: int | None = None,
+        ready: Ready | None = None,
+    ) -> None:
         self.dir = group_dir
         self.plan: dict[str, Any] = json.loads((group_dir / "plan.json").read_text())
         self.group_id: str = self.plan["group_id"]
         self.state = state
         self.crun: str = self.plan["crun"]
+        self.ready = ready or Ready(None)
+        self.crun_env = self.ready.env(self.crun)
+        # Containers (not init) not started yet: cgroup moves are kept warm until none is left.
+        self.starting = {c["name"] for c in self.plan["containers"] if not c["init"]}
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.procs: dict[str, subprocess.Popen] = {}
@@ -88,13 +155,11 @@ class Shim:
     # set-up -------------------------------------------------------------------------------
 
     def mount_all(self) -> None:
+        """Mount each container's overlay (its starter made the directories)."""
         layers = Path(self.plan["layers_dir"])
         for container in self.plan["containers"]:
             bundle = Path(container["bundle"])
-            for sub in ("upper", "work", "rootfs"):
-                (bundle / sub).mkdir(exist_ok=True)
             lower = container["lower"] or [str(self.dir / "empty")]
-            (self.dir / "empty").mkdir(exist_ok=True)
             host.mount_overlay(bundle / "rootfs", lower, bundle / "upper", bundle / "work", layers)
             self.mounted.append(bundle / "rootfs")
 
@@ -116,23 +181,25 @@ class Shim:
         pid_file = bundle / "pid"
         pid_file.unlink(missing_ok=True)
         log = BoundedLog(self.dir / "logs" / f"{name}.log", int(self.plan["log_limit"]))
-        with self.lock:
-            if self.stopping.is_set():
-                return None
-            proc = subprocess.Popen(
-                [self.crun, "run", "--bundle", str(bundle), "--pid-file", str(pid_file), crun_id],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-            )
-            self.procs[name] = proc
-        assert proc.stdout is not None
-        pump = threading.Thread(target=_pump, args=(proc.stdout, log), daemon=True)
-        pump.start()
-        while not pid_file.exists() and proc.poll() is None:
-            time.sleep(0.001)
-        if pid_file.exists():
-            started = now()
+        argv = [self.crun, "run", "--bundle", str(bundle), "--pid-file", str(pid_file), crun_id]
+        with host.DirectoryWatch(bundle) as watch:  # before crun: its pid file is seen
+            with self.lock:
+                if self.stopping.is_set():
+                    return None
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    env=self.crun_env,
+                )
+                self.procs[name] = proc
+            assert proc.stdout is not None
+            pump = threading.Thread(target=_pump, args=(proc.stdout, log), daemon=True)
+            pump.start()
+            started = _started(proc, pid_file, watch)
+        self._settle(name)
+        if started is not None:
             self.state.set_container(
                 self.group_id,
                 name,
@@ -194,6 +261,13 @@ class Shim:
         self.notify()
         return code
 
+    def _settle(self, name: str) -> None:
+        with self.lock:
+            self.starting.discard(name)
+            if self.starting:
+                return
+        self.ready.settled()
+
     def watch(self, container: dict[str, Any]) -> None:
         restarts = 0
         while self.run_once(container, restarts) == RESTART:
@@ -224,17 +298,15 @@ class Shim:
         )
 
     def run(self) -> int:
-        self.state.set_group(
-            self.group_id, shim_pid=os.getpid(), shim_start=host.process_start(os.getpid())
-        )
+        """Run the group (its starter recorded this process as its shim)."""
         signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
         signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
-        (self.dir / "logs").mkdir(exist_ok=True)
         try:
-            if host.cgroup_hybrid():
-                host.unmount(Path(host.UNIFIED))
+            if self.ready.error is not None:
+                raise self.ready.error
             self.mount_all()
         except OSError as err:
+            self.ready.settled()
             self.unmount_all()
             self.state.set_group(self.group_id, status=FAILED, reason=f"not started: {err}")
             self.notify()
@@ -259,6 +331,7 @@ class Shim:
             )
             return 0
         finally:
+            self.ready.settled()
             self.unmount_all()
 
     def supervise(self, work: list[Any]) -> None:
@@ -293,18 +366,45 @@ class Shim:
         return True
 
 
+def _started(proc: subprocess.Popen, pid_file: Path, watch: host.DirectoryWatch) -> float | None:
+    """When crun wrote the container's pid file (its process is running), or None when crun
+    ended first. Woken by the file's writing (``watch``) or by crun's end (a pidfd), not by
+    polling."""
+    ended = os.pidfd_open(proc.pid)
+    try:
+        while True:
+            if _written(pid_file):
+                return now()
+            if select.select([watch.fd, ended], [], [])[0] == [ended]:
+                return now() if _written(pid_file) else None
+            watch.drain()
+    finally:
+        os.close(ended)
+
+
+def _written(pid_file: Path) -> bool:
+    try:
+        return pid_file.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
 def _pump(stream: IO[bytes], log: BoundedLog) -> None:
     while chunk := stream.read1(65536):  # type: ignore[attr-defined]
         log.write(chunk)
 
 
 def main(argv: list[str]) -> int:
-    """``<groups dir> <state db> <notify fd> <group fd>``: started ahead of need, the shim
-    reads its group's directory from ``<group fd>`` (a line), then runs the group."""
+    """``<groups dir> <state db> <notify fd> <group fd> [<crun>]``: started ahead of need, the
+    shim gets ready, then reads lines from ``<group fd>``: an empty line announces a group (the
+    shim warms cgroup moves meanwhile), a directory is the group to run."""
     host.private_mount_namespace()  # first, while this process has a single thread
     groups_dir, db, notify, group_fd = Path(argv[0]), Path(argv[1]), int(argv[2]), int(argv[3])
+    ready = Ready(argv[4] if len(argv) > 4 else None)
+    state = RuntimeState(db)  # opened (and checked) now, not on the start's path
     with open(group_fd, "rb") as pipe:
-        line = pipe.readline()
+        while (line := pipe.readline()) == b"\n":
+            ready.warm()
     if not line.endswith(b"\n"):
         return 0  # its starter ended without a group for it
     group_dir = Path(line[:-1].decode())
@@ -315,7 +415,7 @@ def main(argv: list[str]) -> int:
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.close(log)
-    return Shim(group_dir, RuntimeState(db), notify).run()
+    return Shim(group_dir, state, notify, ready).run()
 
 
 if __name__ == "__main__":

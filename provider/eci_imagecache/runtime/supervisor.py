@@ -70,13 +70,15 @@ class ContainerRun:
 
 class ReadyShim:
     """A group's shim, started before it has a group: its interpreter is up, its imports are
-    done and its mount namespace is made (~70 ms of a start from a cache) when ``run`` hands it
-    the group's directory. Until then it waits on a pipe; when the process that started it ends
-    without handing it a group (the pipe closes), it ends too."""
+    done, its mount namespace is made and its state is open (~70 ms of a start from a cache)
+    when ``run`` hands it the group's directory. ``announce`` tells it a group is on its way (it
+    gets the kernel ready for crun's cgroup moves meanwhile). Until then it waits on a pipe;
+    when the process that started it ends without handing it a group (the pipe closes), it ends
+    too."""
 
-    def __init__(self, groups_dir: Path, state_path: Path) -> None:
+    def __init__(self, groups_dir: Path, state_path: Path, crun: str | None = None) -> None:
         listen, tell = os.pipe()  # the shim writes a byte at each start or end
-        go_read, go_write = os.pipe()  # the group's directory, then the end
+        go_read, go_write = os.pipe()  # announcements, the group's directory, then the end
         try:
             self.process = subprocess.Popen(
                 [
@@ -84,6 +86,7 @@ class ReadyShim:
                     # PYTHONPATH), and starts faster without the site packages.
                     *(sys.executable, "-S", "-m", "eci_imagecache.runtime.shim"),
                     *(str(groups_dir), str(state_path), str(tell), str(go_read)),
+                    *([os.path.realpath(crun)] if crun else []),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,  # the shim writes to its group's shim.log
@@ -103,8 +106,15 @@ class ReadyShim:
         # File objects: a shim never used is let go when this object is (its pipe closes).
         self.listen = open(listen, "rb", buffering=0)  # noqa: SIM115
         self.go = open(go_write, "wb", buffering=0)  # noqa: SIM115
+        # Who it is: a group's record names its shim by pid and start time before handing over.
+        self.pid = self.process.pid
+        self.start_time = host.process_start(self.pid)
         # Reap it if it ends while this process lives; it outlives this process otherwise.
         threading.Thread(target=self.process.wait, daemon=True).start()
+
+    def announce(self) -> None:
+        """A group is on its way. BrokenPipeError: the shim has ended (it was killed)."""
+        self.go.write(b"\n")
 
     def run(self, directory: Path) -> tuple[subprocess.Popen, IO[bytes]]:
         """Hand the shim its group; returns the process and the pipe it tells progress on.
@@ -114,6 +124,11 @@ class ReadyShim:
         finally:
             self.go.close()
         return self.process, self.listen
+
+    def close(self) -> None:
+        """Let it go unused (it ends)."""
+        self.go.close()
+        self.listen.close()
 
 
 class Runtime:
@@ -135,6 +150,7 @@ class Runtime:
         groups_dir.mkdir(parents=True, exist_ok=True)
         self._ready: ReadyShim | None = None
         self._ready_lock = threading.Lock()
+        self._limits: Limits | None = None
 
     @classmethod
     def reader(cls, groups_dir: Path, db_path: Path) -> RuntimeReader:
@@ -175,34 +191,47 @@ class Runtime:
                     raise StartError(
                         f"container {run.settings.name}: layer {digest[:19]} is not unpacked"
                     )
-        self.state.add_group(
-            group_id,
-            name,
-            directory,
-            restart_policy,
-            [
-                ContainerState(name=r.settings.name, init=r.init, ports=list(r.settings.ports))
-                for r in containers
-            ],
-            owner_pid=os.getpid(),
-            requested_at=requested,
-        )
+        shim = self._take_ready(crun)
+        try:
+            # The record names its shim from the start (one write before the hand-over).
+            self.state.add_group(
+                group_id,
+                name,
+                directory,
+                restart_policy,
+                [
+                    ContainerState(name=r.settings.name, init=r.init, ports=list(r.settings.ports))
+                    for r in containers
+                ],
+                owner_pid=os.getpid(),
+                requested_at=requested,
+                shim_pid=shim.pid,
+                shim_start=shim.start_time,
+            )
+        except BaseException:
+            self._give_back(shim)
+            raise
         try:
             self._write(directory, group_id, containers, restart_policy, crun)
         except Exception as err:
-            self.state.set_group(group_id, status=FAILED, reason=f"not started: {err}")
+            # The shim never had this group: it stays ready for the next one.
+            self.state.set_group(
+                group_id,
+                status=FAILED,
+                reason=f"not started: {err}",
+                shim_pid=None,
+                shim_start=None,
+            )
+            self._give_back(shim)
             raise StartError(str(err)) from err
-        with self._ready_lock:
-            shim, self._ready = self._ready, None
         try:
-            if shim is None:
-                raise BrokenPipeError
-            process, listen = shim.run(directory)
-        except BrokenPipeError:  # none ready, or the one ready has gone (killed): start one
-            if shim is not None:
-                shim.listen.close()
-            process, listen = ReadyShim(self.groups_dir, self.state.path).run(directory)
-        self.state.set_group(group_id, shim_pid=process.pid)
+            _, listen = shim.run(directory)
+        except BrokenPipeError:  # the one ready has gone since it was announced: start one
+            shim.listen.close()
+            shim = ReadyShim(self.groups_dir, self.state.path, crun)
+            self.state.set_group(group_id, shim_pid=shim.pid, shim_start=shim.start_time)
+            shim.announce()
+            _, listen = shim.run(directory)
         try:
             if not wait:
                 return self.group(group_id) or _missing(group_id)
@@ -217,7 +246,30 @@ class Runtime:
         process (a burst of starts finds one ready, the others start theirs)."""
         with self._ready_lock:
             if self._ready is None:
-                self._ready = ReadyShim(self.groups_dir, self.state.path)
+                self._ready = ReadyShim(self.groups_dir, self.state.path, host.crun_binary())
+
+    def _take_ready(self, crun: str) -> ReadyShim:
+        """The shim kept ready (or a new one), told a group is on its way."""
+        with self._ready_lock:
+            shim, self._ready = self._ready, None
+        if shim is not None:
+            try:
+                shim.announce()
+                return shim
+            except BrokenPipeError:  # it has gone (killed)
+                shim.close()
+        shim = ReadyShim(self.groups_dir, self.state.path, crun)
+        shim.announce()
+        return shim
+
+    def _give_back(self, shim: ReadyShim) -> None:
+        """A shim announced a group that did not come: ready for the next one, unless another
+        is kept already."""
+        with self._ready_lock:
+            if self._ready is None:
+                self._ready, shim = shim, None
+        if shim is not None:
+            shim.close()
 
     def _write(
         self,
@@ -228,14 +280,18 @@ class Runtime:
         crun: str,
     ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        controllers = host.cgroup_controllers()
-        limits = Limits(cpu="cpu" in controllers, memory="memory" in controllers)
+        # Directories the shim writes or mounts on: made here, off its path to crun.
+        (directory / "logs").mkdir(exist_ok=True)
+        (directory / "empty").mkdir(exist_ok=True)
+        limits = self._cgroup_limits()
         planned = []
         for run in containers:
             bundle = directory / "containers" / run.settings.name
             top_first = [self.layers.path(d) for d in reversed(run.layers)]
             spec = runtime_config(run.image_config, run.settings, "rootfs", top_first, limits)
             write_bundle(bundle, spec)
+            for sub in ("upper", "work", "rootfs"):
+                (bundle / sub).mkdir(exist_ok=True)
             planned.append(
                 {
                     "name": run.settings.name,
@@ -258,6 +314,13 @@ class Runtime:
             "containers": planned,
         }
         (directory / "plan.json").write_text(json.dumps(plan, indent=1))
+
+    def _cgroup_limits(self) -> Limits:
+        """Which limits containers can have here (read once: the kernel's controllers)."""
+        if self._limits is None:
+            controllers = host.cgroup_controllers()
+            self._limits = Limits(cpu="cpu" in controllers, memory="memory" in controllers)
+        return self._limits
 
     def wait_started(
         self, group_id: str, timeout: float | None = None, listen: int | None = None
