@@ -168,9 +168,16 @@ class ContainerGroups:
                             continue
                         fetch.setdefault(blob.digest, blob)
                         owners.setdefault(blob.digest, ref)
-                unpacking = self.pipeline.fetch_and_unpack(
-                    prepared.images, list(fetch.values()), owners, client, _ignore
-                )
+                if fetch or not all(
+                    ctx.layers.has(layer.digest)
+                    for image in prepared.images
+                    for layer in image.layers
+                ):
+                    unpacked = self.pipeline.fetch_and_unpack(
+                        prepared.images, list(fetch.values()), owners, client, _ignore
+                    ).bytes
+                else:
+                    unpacked = 0  # all there (a start from a cache): nothing to set going
             except ClientRegistryError as err:
                 raise from_registry(what, err) from None
             except (RegistryContentError, UnsafeLayer, UnsupportedLayer, UnsafeDigest) as err:
@@ -178,7 +185,7 @@ class ContainerGroups:
                 raise RegistryContentError(f"{what}: {err}") from None
         prepared.fetched = sum(blob.size for blob in fetch.values())
         prepared.from_cache = sum(prepared.layers.values()) - prepared.fetched
-        prepared.unpacked_bytes = unpacking.bytes
+        prepared.unpacked_bytes = unpacked
         prepared.seconds = time.perf_counter() - started
         return prepared
 
