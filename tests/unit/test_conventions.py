@@ -256,9 +256,13 @@ test_the_program_waits_on_registrations_not_on_every_property_under_mocks = pulu
 
 def test_a_program_imports_neither_the_hooks_nor_the_engine_backends_or_registry() -> None:
     """The program only declares resources; the hooks and what they use load in the provider
-    process. Checked in a fresh interpreter, as a stack's program starts."""
+    process. Checked in a fresh interpreter, as a stack's program starts, with what each
+    resource computes when it is declared (its placement and the stack's price overrides)."""
     probe = (
         "import sys; import eci_imagecache.dynamic, eci_imagecache.components; "
+        "from eci_imagecache.dynamic import common, pricing; "
+        "assert common.program_placement(None, None)['backend'] == 'local'; "
+        "assert pricing.price_inputs() is None; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'httpx') "
         "or m.endswith('_provider') or m.startswith(('eci_imagecache.engine', "
         "'eci_imagecache.backends', 'eci_imagecache.registry', 'eci_imagecache.runtime'))))"

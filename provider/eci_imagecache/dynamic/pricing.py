@@ -42,7 +42,8 @@ def price_inputs() -> dict[str, Any] | None:
         _check(loaded, f"eci:pricesFile {path}")
         prices.update(loaded)
     overrides = config.get_object("prices") or {}
-    _check(overrides, "eci:prices")
+    if overrides:
+        _check(overrides, "eci:prices")
     prices.update(overrides)
     prices = {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in prices.items()}
     return prices or None
