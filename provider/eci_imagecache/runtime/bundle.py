@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import os
 import resource
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,36 +105,36 @@ def _find(layers_top_first: list[Path], path: str, hops: int = 0) -> Path | None
                 resolved.pop()
             continue
         here = "/".join([*resolved, part])
-        found = next(
-            (
-                layer / here
-                for layer in layers_top_first
-                if (layer / here).is_symlink() or (layer / here).exists()
-            ),
-            None,
-        )
-        if found is None or (found.is_char_device() and not found.is_symlink()):
+        found = _entry(layers_top_first, here)
+        if found is None or stat.S_ISCHR(found[1]):
             return None  # absent, or a whiteout
-        if found.is_symlink():
+        if stat.S_ISLNK(found[1]):
             if hops > 40:
                 return None
-            target = os.readlink(found)
+            target = os.readlink(found[0])
             rest = "/".join(parts)
             base = "" if target.startswith("/") else "/".join(resolved)
             return _find(layers_top_first, f"/{base}/{target}/{rest}", hops + 1)
         resolved.append(part)
-    return (
-        layers_top_first[0]
-        if not resolved
-        else next(
-            (
-                layer / "/".join(resolved)
-                for layer in layers_top_first
-                if (layer / "/".join(resolved)).exists()
-            ),
-            None,
-        )
-    )
+    if not resolved:
+        return layers_top_first[0]
+    joined = "/".join(resolved)
+    return next((Path(p) for p in _paths(layers_top_first, joined) if os.path.exists(p)), None)
+
+
+def _paths(layers_top_first: list[Path], here: str) -> Iterator[str]:
+    return (os.path.join(layer, here) for layer in layers_top_first)
+
+
+def _entry(layers_top_first: list[Path], here: str) -> tuple[str, int] | None:
+    """The topmost entry at ``here`` (relative to the layers): its path and mode (lstat: one
+    system call a layer, a symbolic link not followed)."""
+    for path in _paths(layers_top_first, here):
+        try:
+            return path, os.lstat(path).st_mode
+        except OSError:  # absent, or a file where a directory would be
+            continue
+    return None
 
 
 def check_executable(argv0: str, env: list[str], layers_top_first: list[Path]) -> None:
@@ -316,5 +318,5 @@ def _nofile() -> dict[str, Any]:
 def write_bundle(directory: Path, spec: dict[str, Any]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "config.json"
-    path.write_text(json.dumps(spec, indent=1))
+    path.write_text(json.dumps(spec))  # compact: the C encoder (indenting is pure Python)
     return path

@@ -282,7 +282,8 @@ class Runtime:
         directory.mkdir(parents=True, exist_ok=True)
         # Directories the shim writes or mounts on: made here, off its path to crun.
         (directory / "logs").mkdir(exist_ok=True)
-        (directory / "empty").mkdir(exist_ok=True)
+        if any(not run.layers for run in containers):
+            (directory / "empty").mkdir(exist_ok=True)  # the lower layer of an image of none
         limits = self._cgroup_limits()
         planned = []
         for run in containers:
@@ -313,7 +314,7 @@ class Runtime:
             "crun": crun,
             "containers": planned,
         }
-        (directory / "plan.json").write_text(json.dumps(plan, indent=1))
+        (directory / "plan.json").write_text(json.dumps(plan))
 
     def _cgroup_limits(self) -> Limits:
         """Which limits containers can have here (read once: the kernel's controllers)."""
