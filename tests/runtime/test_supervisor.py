@@ -338,6 +338,20 @@ def test_a_group_that_cannot_be_described_leaves_the_shim_ready_and_names_none(
         assert leftovers(group_id) == []
 
 
+def test_a_shim_announced_ahead_runs_the_group_or_stays_ready(runtime, busybox_layer):
+    runtime.ready()
+    ready = runtime._ready
+    assert ready is not None
+    with runtime.expecting():  # e.g. the images' preparation fails: no start comes
+        assert runtime._ready is None  # taken, and told a group is on its way
+    assert runtime._ready is ready and host.alive(ready.pid)  # ready again, for the next
+    with runtime.expecting():
+        group = runtime.start("grp-expected", "expected", [run(busybox_layer, "main", "sleep 30")])
+    assert group.status == "Running" and group.shim_pid == ready.pid
+    runtime.stop("grp-expected")
+    assert leftovers("grp-expected") == []
+
+
 def test_crun_is_read_only_in_the_shim_s_mount_namespace_and_nowhere_else(runtime, busybox_layer):
     group = runtime.start("grp-ro", "ro", [run(busybox_layer, "main", "sleep 30")])
     crun = os.path.realpath(host.crun_binary() or "crun")

@@ -97,13 +97,16 @@ class Ready:
                 self.crun = crun
         self.procs = host.own_cgroup_procs()
         self.moves: host.CgroupMoves | None = None
+        self.warming: threading.Thread | None = None
 
     def warm(self) -> None:
-        """A group is on its way: keep cgroup moves warm until its containers have started."""
-        if self.procs is None or self.moves is not None:
+        """A group is on its way: keep cgroup moves warm until its containers have started
+        (again, when an earlier announcement's warming has run out)."""
+        if self.procs is None or (self.warming is not None and self.warming.is_alive()):
             return
         self.moves = host.CgroupMoves(self.procs)
-        threading.Thread(target=self.moves.keep, args=(WARM_SECONDS,), daemon=True).start()
+        self.warming = threading.Thread(target=self.moves.keep, args=(WARM_SECONDS,), daemon=True)
+        self.warming.start()
 
     def settled(self) -> None:
         """The group's containers have started (or will not): no more moves to warm."""

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
@@ -150,6 +150,7 @@ class Runtime:
         groups_dir.mkdir(parents=True, exist_ok=True)
         self._ready: ReadyShim | None = None
         self._ready_lock = threading.Lock()
+        self._expected = threading.local()  # the shim announced by this thread's ``expect``
         self._limits: Limits | None = None
 
     @classmethod
@@ -191,7 +192,7 @@ class Runtime:
                     raise StartError(
                         f"container {run.settings.name}: layer {digest[:19]} is not unpacked"
                     )
-        shim = self._take_ready(crun)
+        shim = self._expected.__dict__.pop("shim", None) or self._take_ready(crun)
         try:
             # The record names its shim from the start (one write before the hand-over).
             self.state.add_group(
@@ -247,6 +248,22 @@ class Runtime:
         with self._ready_lock:
             if self._ready is None:
                 self._ready = ReadyShim(self.groups_dir, self.state.path, host.crun_binary())
+
+    @contextlib.contextmanager
+    def expecting(self) -> Iterator[None]:
+        """Within: this thread is about to start a group (its images are being prepared). The
+        shim kept ready is announced at once, so that what it readies for crun overlaps that
+        preparation, and this thread's ``start`` hands the group to it; one no start took is
+        kept ready again at the end."""
+        crun = host.crun_binary()
+        if crun is not None and not self.unavailable():
+            self._expected.shim = self._take_ready(crun)
+        try:
+            yield
+        finally:
+            shim = self._expected.__dict__.pop("shim", None)
+            if shim is not None:
+                self._give_back(shim)
 
     def _take_ready(self, crun: str) -> ReadyShim:
         """The shim kept ready (or a new one), told a group is on its way."""

@@ -206,31 +206,33 @@ class ContainerGroups:
         group_id = new_id("eci")
         with self._lock:
             self._accounted.add(group_id)
-        cache, degree, reason = self._select_cache(spec)
-        prepared = self.prepare(group_id, spec, cache)
-        now = self.ctx.clock()
-        auto_snapshot = None
-        if cache is None and spec.cache == CacheSelection.AUTO_CREATE:
-            auto_snapshot = self.ctx.snapshots.take(
-                self.ctx.holds, new_id("imc"), prepared.images, prepared.layers
+        # The runtime readies what it can for the start while the images are prepared.
+        with self.ctx.runtime.expecting():
+            cache, degree, reason = self._select_cache(spec)
+            prepared = self.prepare(group_id, spec, cache)
+            now = self.ctx.clock()
+            auto_snapshot = None
+            if cache is None and spec.cache == CacheSelection.AUTO_CREATE:
+                auto_snapshot = self.ctx.snapshots.take(
+                    self.ctx.holds, new_id("imc"), prepared.images, prepared.layers
+                )
+            record = ContainerGroupRecord(
+                id=group_id,
+                name=spec.name,
+                region=self.ctx.region,
+                status=GroupStatus.PENDING,
+                images=spec.images,
+                created_at=now,
+                ephemeral_storage_gib=spec.ephemeral_storage_gib,
+                cache_id=cache.id if cache else None,
+                cache_name=cache.name if cache else None,
+                match_degree=degree,
+                match_reason=reason,
+                bytes_fetched=prepared.fetched,
+                bytes_from_cache=prepared.from_cache,
+                preparation_seconds=round(prepared.seconds, 6),
             )
-        record = ContainerGroupRecord(
-            id=group_id,
-            name=spec.name,
-            region=self.ctx.region,
-            status=GroupStatus.PENDING,
-            images=spec.images,
-            created_at=now,
-            ephemeral_storage_gib=spec.ephemeral_storage_gib,
-            cache_id=cache.id if cache else None,
-            cache_name=cache.name if cache else None,
-            match_degree=degree,
-            match_reason=reason,
-            bytes_fetched=prepared.fetched,
-            bytes_from_cache=prepared.from_cache,
-            preparation_seconds=round(prepared.seconds, 6),
-        )
-        record = self._start(record, spec, prepared)
+            record = self._start(record, spec, prepared)
         with self.store.transaction() as db:
             raced = self.store.group_for_token(db, client_token) if client_token else None
             if raced is None:
