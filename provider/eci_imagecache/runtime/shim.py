@@ -225,6 +225,7 @@ class Shim:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             check=False,
+            env=self.crun_env,
         )
         if code < 0 or code > 128:
             reason = f"killed by signal {-code if code < 0 else code - 128}"
@@ -298,6 +299,7 @@ class Shim:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             check=False,
+            env=self.crun_env,
         )
 
     def run(self) -> int:

@@ -152,15 +152,28 @@ class Runtime:
         self._ready_lock = threading.Lock()
         self._expected = threading.local()  # the shim announced by this thread's ``expect``
         self._limits: Limits | None = None
+        self._host_seen: tuple[tuple[str | None, str | None], float, str | None] | None = None
 
     @classmethod
     def reader(cls, groups_dir: Path, db_path: Path) -> RuntimeReader:
         """A view of the groups that starts, stops and writes nothing."""
         return RuntimeReader(groups_dir, RuntimeState(db_path, read_only=True))
 
-    @staticmethod
-    def unavailable() -> str | None:
-        return host.unavailable()
+    def unavailable(self) -> str | None:
+        return self._host()[1]
+
+    def _host(self) -> tuple[str | None, str | None]:
+        """crun's path and why containers cannot run here (None when they can). A positive
+        answer is kept a minute for the same crun setting and PATH: each create asks twice,
+        and the answer costs a scan of the PATH and /proc."""
+        key = (os.environ.get("ECI_IMAGECACHE_CRUN"), os.environ.get("PATH"))
+        kept = self._host_seen
+        if kept is not None and kept[0] == key and time.monotonic() - kept[1] < 60:
+            return kept[2], None
+        reason = host.unavailable()
+        crun = host.crun_binary()
+        self._host_seen = (key, time.monotonic(), crun) if reason is None else None
+        return crun, reason
 
     def _dir(self, group_id: str) -> Path:
         if not _SAFE_ID.fullmatch(group_id):
@@ -177,10 +190,9 @@ class Runtime:
         restart_policy: str = "Always",
         wait: bool = True,
     ) -> GroupState:
-        reason = self.unavailable()
+        crun, reason = self._host()
         if reason:
             raise RuntimeUnavailable(reason)
-        crun = host.crun_binary()
         assert crun is not None
         directory = self._dir(group_id)
         requested = now()
@@ -255,8 +267,8 @@ class Runtime:
         shim kept ready is announced at once, so that what it readies for crun overlaps that
         preparation, and this thread's ``start`` hands the group to it; one no start took is
         kept ready again at the end."""
-        crun = host.crun_binary()
-        if crun is not None and not self.unavailable():
+        crun, reason = self._host()
+        if crun is not None and reason is None:
             self._expected.shim = self._take_ready(crun)
         try:
             yield
