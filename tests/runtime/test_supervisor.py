@@ -2,6 +2,7 @@
 ports, stopping, and what a killed supervisor leaves (checked against /proc, /run/crun)."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -302,6 +303,17 @@ def test_a_ready_shim_ends_with_the_process_that_started_it(tmp_path, layers):
         time.sleep(0.05)
     assert not host.alive(pid)
     assert shims_of(groups) == []
+
+
+def test_a_ready_shim_whose_store_was_removed_ends_without_making_it_again(tmp_path, layers):
+    data = tmp_path / "data"
+    runtime = Runtime(data / "groups", data / "state.db", layers)
+    shutil.rmtree(data)  # removed before the shim opens it
+    runtime.ready()
+    shim = runtime._ready
+    assert shim is not None
+    assert shim.process.wait(10) == 0  # ended by itself: nothing to run
+    assert not data.exists()
 
 
 def test_a_ready_shim_runs_only_a_group_of_its_own_directory(tmp_path, layers):

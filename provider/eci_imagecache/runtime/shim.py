@@ -19,6 +19,7 @@ import json
 import os
 import select
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -406,7 +407,10 @@ def main(argv: list[str]) -> int:
     host.private_mount_namespace()  # first, while this process has a single thread
     groups_dir, db, notify, group_fd = Path(argv[0]), Path(argv[1]), int(argv[2]), int(argv[3])
     ready = Ready(argv[4] if len(argv) > 4 else None)
-    state = RuntimeState(db)  # opened (and checked) now, not on the start's path
+    try:
+        state = RuntimeState(db, create=False)  # opened now, not on the start's path
+    except sqlite3.OperationalError:
+        return 0  # its starter's store is gone (removed meanwhile): nothing to run, or make
     with open(group_fd, "rb") as pipe:
         while (line := pipe.readline()) == b"\n":
             ready.warm()

@@ -99,13 +99,19 @@ class GroupState:
 
 
 class RuntimeState:
-    def __init__(self, path: Path, read_only: bool = False) -> None:
+    def __init__(self, path: Path, read_only: bool = False, create: bool = True) -> None:
         """``read_only``: open the database for reading only (``mode=ro``): nothing is
-        created or written, and any write fails with SQLite's "readonly database"."""
+        created or written, and any write fails with SQLite's "readonly database".
+        ``create=False``: open a database the runtime made already, now (a missing file raises
+        sqlite3.OperationalError instead of being made: a shim whose store was removed)."""
         self.path = path
         self.read_only = read_only
+        self.create = create
         self._local = threading.local()
         if read_only:
+            return
+        if not create:
+            self._connect()
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         with self.read() as db:
@@ -139,7 +145,11 @@ class RuntimeState:
                 return self._immutable()
             return db
         try:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            if self.create:
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            else:
+                uri = self.path.resolve().as_uri() + "?mode=rw"
+                db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=30000")
