@@ -83,7 +83,7 @@ def raw_copy(urls: list[str], target: Path) -> None:
 
 def main() -> None:
     scale = 10 if quick() else 100  # percent of the full ~400 MB set
-    runs = 3
+    runs = 3 if quick() else 5  # builds vary run to run on this machine: a median of five
     work = Path(tempfile.mkdtemp(prefix="eci-bench-"))
     figures: dict[str, float] = {}
     try:
