@@ -94,8 +94,34 @@ def test_sigkill_mid_build_then_up_ends_with_exactly_one_cache_in_state(
         assert [c.id for c in backend.list_image_caches()] == [caches[0].id]
         stack.run("destroy", "--yes", "--skip-preview")
         assert backend.list_image_caches() == []
+        # Our processes the killed `pulumi` left (its provider, which finished the build, and
+        # the group supervisor it kept ready) end too. (Pulumi's language host stays: the
+        # CLI's plugin, not ours.)
+        ours = [p for p in left if any(name in commands(p) for name in OUR_PROCESSES)]
+        deadline = time.monotonic() + 60
+        while running := [commands(p) for p in ours if is_running(p)]:
+            assert time.monotonic() < deadline, f"still running: {running}"
+            time.sleep(0.2)
     finally:
         kill_all(left)
+
+
+OUR_PROCESSES = ("pulumi.dynamic", "eci_imagecache")  # the dynamic provider, group supervisors
+
+
+def is_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def commands(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    except OSError:
+        return str(pid)
 
 
 def test_import_pending_creates_does_not_adopt_and_up_does(

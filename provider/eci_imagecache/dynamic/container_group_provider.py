@@ -43,6 +43,7 @@ from ..engine.models import (
 from ..engine.refs import parse_image_ref
 from .checks import NOT_FOUND, REFUSED, UNAVAILABLE, validate
 from .common import client_token, is_unknown, next_generation, present, unknown_keys
+from .lifetime import counted_hooks, watch_cli
 from .pricing import prices_of
 from .server import UPDATE_REPLACE, UserError, send_detailed_diff
 from .settings import ProviderSettings, SettingsSource, settings_failures
@@ -190,11 +191,13 @@ def registry_failures(
     return [], None
 
 
+@counted_hooks
 class ContainerGroupProvider(ResourceProvider):
     serialize_as_secret_always = False
 
     def configure(self, req: ConfigureRequest) -> None:
         self._source = SettingsSource(req.config)
+        watch_cli()
 
     def settings_for(self, props: dict[str, Any] | None) -> ProviderSettings:
         """The settings for a resource: the stack's, or its own backend and region."""

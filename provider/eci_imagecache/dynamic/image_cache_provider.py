@@ -38,6 +38,7 @@ from ..engine.models import CacheRecord, CacheStatus, ImageCacheSpec
 from ..engine.planner import PlanError
 from .checks import NOT_FOUND, REFUSED, UNAVAILABLE, validate
 from .common import client_token, next_generation, present, unknown_keys
+from .lifetime import counted_hooks, watch_cli
 from .pricing import prices_of
 from .server import UPDATE, UPDATE_REPLACE, UserError, send_detailed_diff
 from .settings import ProviderSettings, SettingsSource, settings_failures
@@ -206,6 +207,7 @@ def create_idempotent(
     return record
 
 
+@counted_hooks
 class ImageCacheProvider(ResourceProvider):
     """Every hook opens the backend the provider's settings name (see ``settings``)."""
 
@@ -213,6 +215,7 @@ class ImageCacheProvider(ResourceProvider):
 
     def configure(self, req: ConfigureRequest) -> None:
         self._source = SettingsSource(req.config)
+        watch_cli()
 
     def settings_for(self, props: dict[str, Any] | None) -> ProviderSettings:
         """The settings for a resource: the stack's, or its own backend and region."""
