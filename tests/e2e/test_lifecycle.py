@@ -48,7 +48,8 @@ def kill_all(pids: list[int]) -> None:
 
 def start_up_and_kill_mid_build(stack: Stack, whole_session: bool) -> list[int]:
     """Start `pulumi up`, wait until the cache is being built, SIGKILL `pulumi` (and, with
-    ``whole_session``, every process it started). Returns the processes left running."""
+    ``whole_session``, its process group). Returns the processes it had started that are left
+    running: Pulumi starts its plugins (the provider too) in process groups of their own."""
     backend = stack.backend()
     up = stack.start("up", "--yes", "--skip-preview")
     deadline = time.monotonic() + 300
@@ -73,8 +74,8 @@ def test_sigkill_mid_build_then_up_ends_with_exactly_one_cache_in_state(
     backend = stack.backend()
     left = start_up_and_kill_mid_build(stack, whole_session)
     try:
-        # With only `pulumi` killed, its provider goes on building; with the whole session
-        # killed, the build dies with it and is marked failed.
+        # Either way the provider, in a process group of its own, finishes the build it had
+        # begun (then ends, as checked below), and the next `up` adopts that cache.
         slow_registry.faults.clear()
         # The file backend keeps the dead run's lock: `pulumi cancel` is Pulumi's step for that.
         stack.run("cancel", "--yes")
