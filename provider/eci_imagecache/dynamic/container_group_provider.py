@@ -18,11 +18,9 @@ from typing import Any
 from pulumi.dynamic import (
     CheckFailure,
     CheckResult,
-    ConfigureRequest,
     CreateResult,
     DiffResult,
     ReadResult,
-    ResourceProvider,
 )
 
 from ..backends.base import BackendError, NotFound
@@ -43,10 +41,9 @@ from ..engine.models import (
 from ..engine.refs import parse_image_ref
 from .checks import NOT_FOUND, REFUSED, UNAVAILABLE, validate
 from .common import client_token, is_unknown, next_generation, present, unknown_keys
-from .lifetime import counted_hooks, watch_cli
 from .pricing import prices_of
 from .server import UPDATE_REPLACE, UserError, send_detailed_diff
-from .settings import ProviderSettings, SettingsSource, settings_failures
+from .settings import ConfiguredProvider, settings_failures
 
 SPEC_FIELDS = tuple(ContainerGroupSpec.model_fields)
 # Inputs that inform the preview but never change the group (it is matched once, at creation).
@@ -191,21 +188,7 @@ def registry_failures(
     return [], None
 
 
-@counted_hooks
-class ContainerGroupProvider(ResourceProvider):
-    serialize_as_secret_always = False
-
-    def configure(self, req: ConfigureRequest) -> None:
-        self._source = SettingsSource(req.config)
-        watch_cli()
-
-    def settings_for(self, props: dict[str, Any] | None) -> ProviderSettings:
-        """The settings for a resource: the stack's, or its own backend and region."""
-        source = getattr(self, "_source", None)
-        if source is None:  # configure was not called (e.g. under test): the defaults
-            source = self._source = SettingsSource({})  # type: ignore[arg-type]
-        return source.for_resource(props)
-
+class ContainerGroupProvider(ConfiguredProvider):
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         settings = self.settings_for(news)
         inputs = {**news, "location": settings.location, "generation": next_generation(olds)}

@@ -22,11 +22,9 @@ from typing import Any
 from pulumi.dynamic import (
     CheckFailure,
     CheckResult,
-    ConfigureRequest,
     CreateResult,
     DiffResult,
     ReadResult,
-    ResourceProvider,
     UpdateResult,
 )
 
@@ -38,10 +36,9 @@ from ..engine.models import CacheRecord, CacheStatus, ImageCacheSpec
 from ..engine.planner import PlanError
 from .checks import NOT_FOUND, REFUSED, UNAVAILABLE, validate
 from .common import client_token, next_generation, present, unknown_keys
-from .lifetime import counted_hooks, watch_cli
 from .pricing import prices_of
 from .server import UPDATE, UPDATE_REPLACE, UserError, send_detailed_diff
-from .settings import ProviderSettings, SettingsSource, settings_failures
+from .settings import ConfiguredProvider, settings_failures
 
 # Inputs that make the spec: exactly the engine model's fields.
 SPEC_FIELDS = tuple(ImageCacheSpec.model_fields)
@@ -207,22 +204,8 @@ def create_idempotent(
     return record
 
 
-@counted_hooks
-class ImageCacheProvider(ResourceProvider):
+class ImageCacheProvider(ConfiguredProvider):
     """Every hook opens the backend the provider's settings name (see ``settings``)."""
-
-    serialize_as_secret_always = False
-
-    def configure(self, req: ConfigureRequest) -> None:
-        self._source = SettingsSource(req.config)
-        watch_cli()
-
-    def settings_for(self, props: dict[str, Any] | None) -> ProviderSettings:
-        """The settings for a resource: the stack's, or its own backend and region."""
-        source = getattr(self, "_source", None)
-        if source is None:  # configure was not called (e.g. under test): the defaults
-            source = self._source = SettingsSource({})  # type: ignore[arg-type]
-        return source.for_resource(props)
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         settings = self.settings_for(news)

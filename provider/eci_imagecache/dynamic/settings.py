@@ -18,11 +18,13 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
+from pulumi.dynamic import ConfigureRequest, ResourceProvider
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from ..backends.base import BackendError
 from ..backends.factory import BACKENDS, make_backend
 from .common import CONFIG_NAMESPACE
+from .lifetime import counted_hooks, watch_cli
 from .server import UserError
 
 DEFAULT_TIMEOUT_SECONDS = 1800.0
@@ -205,3 +207,26 @@ def settings_from_config(
         access_key_secret=SecretStr(secret) if secret else None,
         problem=problem,
     )
+
+
+class ConfiguredProvider(ResourceProvider):
+    """What both providers share: their settings (the stack's, from ``configure``, or those a
+    resource names) and the provider process's lifetime (hooks counted, the CLI watched: see
+    ``lifetime``)."""
+
+    serialize_as_secret_always = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        counted_hooks(cls)
+
+    def configure(self, req: ConfigureRequest) -> None:
+        self._source = SettingsSource(req.config)
+        watch_cli()
+
+    def settings_for(self, props: dict[str, Any] | None) -> ProviderSettings:
+        """The settings for a resource: the stack's, or its own backend and region."""
+        source = getattr(self, "_source", None)
+        if source is None:  # configure was not called (e.g. under test): the defaults
+            source = self._source = SettingsSource({})  # type: ignore[arg-type]
+        return source.for_resource(props)
