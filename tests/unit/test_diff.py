@@ -72,3 +72,31 @@ def test_any_group_change_replaces_and_unset_equals_empty() -> None:
     ]
     new = {**old, "containers": [{"image": "nginx:2"}], "tags": {"a": "b"}}
     assert diff_group(old, new, fields) == ["containers", "tags"]
+
+
+def test_a_group_recorded_with_empty_container_fields_is_unchanged_without_them() -> None:
+    """Groups created before unset container fields were left out of the inputs have them in
+    state as empty values: the same program must not replace them."""
+    from eci_imagecache.dynamic.container_group import ContainerArgs
+    from eci_imagecache.engine.diff import diff_group
+
+    recorded = {
+        "containers": [
+            {
+                "args": [],
+                "command": [],
+                "env": {},
+                "image": "nginx:1",
+                "image_pull_policy": "IfNotPresent",
+                "name": "web",
+                "ports": [],
+            }
+        ]
+    }
+    declared = ContainerArgs(name="web", image="nginx:1").to_input()
+    assert declared == {"name": "web", "image": "nginx:1", "image_pull_policy": "IfNotPresent"}
+    assert diff_group(recorded, {"containers": [declared]}, ["containers"]) == []
+    with_args = ContainerArgs(name="web", image="nginx:1", args=["-g", "daemon off;"])
+    assert diff_group(recorded, {"containers": [with_args.to_input()]}, ["containers"]) == [
+        "containers"
+    ]

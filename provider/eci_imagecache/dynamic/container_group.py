@@ -52,7 +52,8 @@ class ContainerArgs:
     working_dir: str | None = None
 
     def to_input(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """Only the fields given: unset ones would be values in every preview and checkpoint."""
+        return {k: v for k, v in self.__dict__.items() if v is not None and v != [] and v != {}}
 
 
 @dataclass

@@ -187,9 +187,28 @@ def diff_cache(old: Mapping[str, Any], new: Mapping[str, Any]) -> CacheDiff:
 def diff_group(old: Mapping[str, Any], new: Mapping[str, Any], fields: Iterable[str]) -> list[str]:
     """The fields of a container group that changed. A group's cache is chosen once, at
     creation, from its images and storage, so every one of them replaces the group."""
-    empty = (None, [], {}, "")
+    old, new = _without_empty_items(old), _without_empty_items(new)
     return sorted(
         f
         for f in fields
-        if old.get(f) != new.get(f) and not (old.get(f) in empty and new.get(f) in empty)
+        if old.get(f) != new.get(f) and not (old.get(f) in _EMPTY and new.get(f) in _EMPTY)
     )
+
+
+_EMPTY = (None, [], {}, "")
+
+
+def _without_empty_items(props: Mapping[str, Any]) -> dict[str, Any]:
+    """Items of lists (containers, credentials) compared without their unset fields: a group
+    recorded with ``"args": []`` is the same as one declared without ``args``."""
+    return {
+        key: [
+            {k: v for k, v in item.items() if v not in _EMPTY}
+            if isinstance(item, Mapping)
+            else item
+            for item in value
+        ]
+        if isinstance(value, list)
+        else value
+        for key, value in props.items()
+    }
