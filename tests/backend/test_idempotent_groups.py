@@ -1,7 +1,8 @@
 """Container group creates carry a client token too: a create repeated after its caller died
 (`pulumi` killed, the provider killed right after recording the group) returns the group the
-first one made; a group of the token that failed, or that was made for another request, gives
-way to a new one and leaves nothing behind."""
+first one made, as it is (running, or failed: a finished job is not run again); a group of the
+token made for another request, or deleted meanwhile, gives way to a new one and leaves nothing
+behind."""
 
 from __future__ import annotations
 
@@ -76,24 +77,40 @@ def test_a_creator_killed_right_after_recording_leaves_a_group_its_token_adopts(
     assert list((data / "groups").iterdir()) == []
 
 
-@pytest.mark.parametrize("why", ["failed", "another request", "deleted"])
-def test_a_group_of_the_token_that_failed_changed_or_went_gives_way(
+def test_a_group_of_the_token_that_failed_is_returned_as_it_is_not_run_again(
+    backend, registry
+) -> None:
+    """Its create succeeded and then its job failed: an uninterrupted create would have
+    returned that group, and ECI returns the group of a repeated ClientToken whatever its
+    state since. A second run of the job is what the token is there to prevent."""
+    job = spec(registry, "job_fail", container={"env": {"EXIT_CODE": "3"}})
+    first = backend.create_container_group(job, client_token="t")
+    try:
+        ended = settle(backend, first.id)
+        assert ended.status == GroupStatus.FAILED
+        assert ended.containers[0].exit_code == 3
+        again = backend.create_container_group(job, client_token="t")
+        assert (again.id, again.status) == (first.id, GroupStatus.FAILED)
+        assert again.containers[0].exit_code == 3
+        assert again.containers[0].restart_count == ended.containers[0].restart_count
+        assert [g.id for g in backend.list_container_groups()] == [first.id]
+        assert runtime_ids(backend) == [first.id]
+    finally:
+        backend.delete_container_group(first.id)
+    assert traces(first.id) == []
+
+
+@pytest.mark.parametrize("why", ["another request", "deleted"])
+def test_a_group_of_the_token_made_for_another_request_or_deleted_gives_way(
     backend, registry, why: str
 ) -> None:
-    if why == "failed":
-        first = backend.create_container_group(
-            spec(registry, "job_fail", container={"env": {"EXIT_CODE": "3"}}), client_token="t"
-        )
-        assert settle(backend, first.id).status == GroupStatus.FAILED
-        second_spec = spec(registry, "job_fail", container={"env": {"EXIT_CODE": "3"}})
-    else:
-        first = backend.create_container_group(
-            spec(registry, "job_ok", container=SERVE), client_token="t"
-        )
-        second_spec = spec(registry, "job_ok", container={**SERVE, "env": {"MODE": "new"}})
-        if why == "deleted":
-            backend.delete_container_group(first.id)
-            second_spec = spec(registry, "job_ok", container=SERVE)
+    first = backend.create_container_group(
+        spec(registry, "job_ok", container=SERVE), client_token="t"
+    )
+    second_spec = spec(registry, "job_ok", container={**SERVE, "env": {"MODE": "new"}})
+    if why == "deleted":
+        backend.delete_container_group(first.id)
+        second_spec = spec(registry, "job_ok", container=SERVE)
     second = backend.create_container_group(second_spec, client_token="t")
     try:
         assert second.id != first.id

@@ -164,8 +164,8 @@ class Backend(Protocol):
         self, spec: ContainerGroupSpec, *, client_token: str | None = None
     ) -> ContainerGroupRecord:
         """Create a group. A ``client_token`` that already names a group made for the same
-        request returns that group instead of making another (a re-run create); a group of the
-        token that failed gives way."""
+        request returns that group, as it is now (failed too), instead of making another (a
+        re-run create); a group of the token made for another request gives way."""
         ...
 
     def get_container_group(self, group_id: str) -> ContainerGroupRecord: ...

@@ -197,9 +197,10 @@ class ContainerGroups:
         """Choose the cache, prepare the images, start the containers, record the group.
 
         A ``client_token`` naming a group a create with the same request made returns that
-        group as it is now (a create repeated after its caller died before keeping the
-        answer); one naming a group that failed, or one made for another request, gives way:
-        that group is stopped and removed, and this create makes a new one."""
+        group as it is now, failed or not (a create repeated after its caller died before
+        keeping the answer), as ECI does with a repeated ``ClientToken``; one naming a group
+        made for another request gives way: that group is stopped and removed, and this create
+        makes a new one."""
         request = request_digest(spec) if client_token else None
         if client_token and (held := self._created_with(client_token, request)):
             return held
@@ -274,18 +275,20 @@ class ContainerGroups:
         """The group a create with this token made, as it is now; None once it has given way.
 
         A token comes back only when the create that used it never got its answer to its
-        caller (the caller died, or the answer was lost): nothing else knows that group, so
-        one that failed or was made for another request is removed here, not left running."""
+        caller (the caller died, or the answer was lost). A group recorded under it was
+        created: its containers failing (a job that exited non-zero, an entrypoint missing)
+        is what that create made, so it is returned as it is, as an uninterrupted create would
+        have returned it; making another would run a finished job again. Only a group made
+        for another request is removed here (nothing else knows it), not left running."""
         with self.store.read() as db:
             found = self.store.group_for_token(db, client_token)
         if found is None:
             return None
         record, made_for = found
-        seen = self._observed(record)
-        if seen.status != GroupStatus.FAILED and made_for == request:
+        if made_for == request:
             with self._lock:
                 self._accounted.add(record.id)
-            return seen
+            return self._observed(record)
         self.delete(record.id)
         return None
 
