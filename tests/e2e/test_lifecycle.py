@@ -9,12 +9,14 @@ import os
 import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from eci_imagecache.backends.local.backend import LocalBackend
 from eci_imagecache.engine.models import CacheStatus, ImageCacheSpec
+from eci_imagecache.testing.registry import free_port
 from tests.support.fault_proxy import Fault, FaultProxy
 
 from ..conftest import REGISTRY_USER, Registry
@@ -46,17 +48,29 @@ def kill_all(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def start_up_and_kill_mid_build(stack: Stack, whole_session: bool) -> list[int]:
-    """Start `pulumi up`, wait until the cache is being built, SIGKILL `pulumi` (and, with
-    ``whole_session``, its process group). Returns the processes it had started that are left
-    running: Pulumi starts its plugins (the provider too) in process groups of their own."""
+def building(backend: LocalBackend) -> bool:
+    return any(c.status == CacheStatus.CREATING for c in backend.list_image_caches())
+
+
+def start_up_and_kill_mid_build(
+    stack: Stack,
+    whole_session: bool,
+    until: Callable[[LocalBackend], bool] = building,
+    command: str = "up",
+    interval: float = 0.1,
+) -> list[int]:
+    """Start `pulumi up` (or ``command``), wait until ``until`` holds of the backend (by
+    default: the cache is being built; asked every ``interval`` seconds), SIGKILL `pulumi`
+    (and, with ``whole_session``, its process group). Returns the processes it had started
+    that are left running: Pulumi starts its plugins (the provider too) in process groups of
+    their own."""
     backend = stack.backend()
-    up = stack.start("up", "--yes", "--skip-preview")
+    up = stack.start(command, "--yes", "--skip-preview")
     deadline = time.monotonic() + 300
-    while not any(c.status == CacheStatus.CREATING for c in backend.list_image_caches()):
+    while not until(backend):
         assert up.poll() is None, (stack.work / "background.log").read_text()
-        assert time.monotonic() < deadline, "the build never started"
-        time.sleep(0.1)
+        assert time.monotonic() < deadline, "the kill point was never reached"
+        time.sleep(interval)
     left = descendants(up.pid)
     if whole_session:
         os.killpg(up.pid, signal.SIGKILL)
@@ -96,18 +110,23 @@ def test_sigkill_mid_build_then_up_ends_with_exactly_one_cache_in_state(
         stack.run("destroy", "--yes", "--skip-preview")
         assert backend.list_image_caches() == []
         # Our processes the killed `pulumi` left (its provider, which finished the build, and
-        # the group supervisor it kept ready) end too. (Pulumi's language host stays: the
-        # CLI's plugin, not ours.)
-        ours = [p for p in left if any(name in commands(p) for name in OUR_PROCESSES)]
-        deadline = time.monotonic() + 60
-        while running := [commands(p) for p in ours if is_running(p)]:
-            assert time.monotonic() < deadline, f"still running: {running}"
-            time.sleep(0.2)
+        # the group supervisor it kept ready) end too.
+        wait_until_ours_end(left)
     finally:
         kill_all(left)
 
 
 OUR_PROCESSES = ("pulumi.dynamic", "eci_imagecache")  # the dynamic provider, group supervisors
+
+
+def wait_until_ours_end(left: list[int], names: tuple[str, ...] = OUR_PROCESSES) -> None:
+    """Our processes among ``left`` (those ``names`` name) end within a minute. (Pulumi's
+    language host stays after a SIGKILL of the CLI alone: the CLI's plugin, not ours.)"""
+    ours = [p for p in left if any(name in commands(p) for name in names)]
+    deadline = time.monotonic() + 60
+    while running := [commands(p) for p in ours if is_running(p)]:
+        assert time.monotonic() < deadline, f"still running: {running}"
+        time.sleep(0.2)
 
 
 def is_running(pid: int) -> bool:
@@ -123,6 +142,105 @@ def commands(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
     except OSError:
         return str(pid)
+
+
+SKIP_CHECKPOINTS = {"PULUMI_SKIP_CHECKPOINTS": "true"}  # Pulumi's: save only when a run ends
+
+
+def in_state(state: dict, kind: str) -> list[str]:
+    """The ids of the stack's resources of one of our types (ImageCache, ContainerGroup)."""
+    return sorted(r["id"] for r in state.get("resources", []) if f"eci:{kind}::" in r["urn"])
+
+
+def test_up_killed_with_skipped_checkpoints_saves_nothing_and_the_next_up_adopts_all_it_made(
+    pulumi_bin, tmp_path: Path, slow_registry: FaultProxy
+) -> None:
+    """With `PULUMI_SKIP_CHECKPOINTS=true` Pulumi saves the stack only when a deployment ends.
+    `pulumi up` of the quickstart, SIGKILLed once a cache and a container group exist in the
+    backend, leaves a state that knows none of them, not even as pending creates. The next
+    `up` creates every resource again with the same tokens (same resource, generation 0), and
+    so adopts what the killed run made, groups whose containers failed included: one cache and
+    one group per resource, all in state, nothing left over."""
+    stack = Stack(project_dir=QUICKSTART, work=tmp_path, extra_env=SKIP_CHECKPOINTS).init(
+        {"registry": slow_registry.host, "serverPort": str(free_port())}
+    )
+    backend = stack.backend()
+
+    def a_cache_and_a_group(backend: LocalBackend) -> bool:
+        return bool(backend.list_image_caches() and backend.list_container_groups())
+
+    left = start_up_and_kill_mid_build(stack, whole_session=False, until=a_cache_and_a_group)
+    try:
+        slow_registry.faults.clear()
+        stack.run("cancel", "--yes")  # the dead run's lock is taken with or without checkpoints
+        killed = stack.state()
+        assert killed.get("resources", []) == [] and not killed.get("pending_operations")
+        # The killed run's provider finishes the hooks it was running, then ends: what it
+        # leaves is all the killed run made.
+        wait_until_ours_end(left, names=("pulumi.dynamic",))
+        made_caches = {c.id for c in backend.list_image_caches()}
+        made_groups = {g.id for g in backend.list_container_groups()}
+        assert made_caches and made_groups
+
+        up = stack.run("up", "--yes", "--skip-preview")
+        no_traceback(up)
+        assert "pending operations" not in up.stdout + up.stderr  # none was saved
+        state = stack.state()
+        caches, groups = in_state(state, "ImageCache"), in_state(state, "ContainerGroup")
+        assert len(caches) == 1 and len(groups) == 4, ids(state)
+        assert sorted(c.id for c in backend.list_image_caches()) == caches
+        assert sorted(g.id for g in backend.list_container_groups()) == groups
+        # Adopted, not made again: what the killed run made is what is in state.
+        assert made_caches <= set(caches) and made_groups <= set(groups), (made_groups, groups)
+        [cache_id] = caches
+        out = stack.outputs()
+        assert out["cache_id"] == out["explicit_match"] == cache_id
+        assert out["auto_match"].startswith(f"{cache_id} (exact)")
+        stack.run("preview", "--expect-no-changes")
+        stack.run("destroy", "--yes", "--skip-preview")
+        assert backend.list_image_caches() == [] and backend.list_container_groups() == []
+        wait_until_ours_end(left)
+    finally:
+        kill_all(left)
+
+
+def test_destroy_killed_with_skipped_checkpoints_then_destroy_again_leaves_nothing(
+    quickstart: Stack,
+) -> None:
+    """A `pulumi destroy` SIGKILLed once it has deleted part of the stack saves nothing with
+    `PULUMI_SKIP_CHECKPOINTS=true`: the state still lists every resource, the deleted ones too.
+    The next destroy deletes what is left, takes what is gone as deleted, and ends without an
+    error, leaving nothing."""
+    quickstart.extra_env.update(SKIP_CHECKPOINTS)
+    quickstart.run("up", "--yes", "--skip-preview")
+    backend = quickstart.backend()
+    before = quickstart.state()
+    groups = in_state(before, "ContainerGroup")
+    seen: dict[str, list[str]] = {}
+
+    def partly_deleted(backend: LocalBackend) -> bool:
+        seen["caches"] = [c.id for c in backend.list_image_caches()]
+        seen["groups"] = [g.id for g in backend.list_container_groups()]
+        return len(seen["groups"]) < len(groups)
+
+    # The groups go first, in parallel, within a second; the cache only once they are all gone.
+    left = start_up_and_kill_mid_build(
+        quickstart, whole_session=False, until=partly_deleted, command="destroy", interval=0.005
+    )
+    try:
+        assert seen["caches"] or seen["groups"], "the destroy had ended"
+        quickstart.run("cancel", "--yes")
+        killed = quickstart.state()
+        assert ids(killed) == ids(before) and not killed.get("pending_operations")
+        # The killed run's provider finishes the deletes it was running, then ends.
+        wait_until_ours_end(left, names=("pulumi.dynamic",))
+        destroy = quickstart.run("destroy", "--yes", "--skip-preview")
+        no_traceback(destroy)
+        assert quickstart.state().get("resources", []) == []
+        assert backend.list_image_caches() == [] and backend.list_container_groups() == []
+        wait_until_ours_end(left)
+    finally:
+        kill_all(left)
 
 
 def test_import_pending_creates_does_not_adopt_and_up_does(
