@@ -85,14 +85,22 @@ def layer_hex(digest: str) -> str:
 
 
 class LayerStore:
-    def __init__(self, root: Path, max_layer_bytes: int = 64 << 30, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        max_layer_bytes: int = 64 << 30,
+        fsync: bool = False,
+        create: bool = True,
+    ) -> None:
+        """``create=False``: only look (nothing is made; a missing store holds nothing)."""
         self.root = root
         self.fsync = fsync
         self.layers = root / "sha256"
         self.tmp = root / "tmp"
         self.max_layer_bytes = max_layer_bytes
-        self.layers.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.layers.mkdir(parents=True, exist_ok=True)
+            self.tmp.mkdir(parents=True, exist_ok=True)
 
     def path(self, digest: str) -> Path:
         return self.layers / layer_hex(digest)
@@ -101,6 +109,8 @@ class LayerStore:
         return self.path(digest).is_dir()
 
     def digests(self) -> Iterable[str]:
+        if not self.layers.is_dir():
+            return
         for path in self.layers.iterdir():
             if _DIGEST.fullmatch(f"sha256:{path.name}"):
                 yield f"sha256:{path.name}"

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
@@ -424,14 +424,7 @@ class Runtime:
 
     def layers_in_use(self) -> set[str]:
         """Digests of the layers some group's containers are mounted on (or will be)."""
-        used = set()
-        for plan in self.groups_dir.glob("*/plan.json"):
-            try:
-                containers = json.loads(plan.read_text())["containers"]
-            except (OSError, ValueError, KeyError):
-                continue
-            used |= {f"sha256:{h}" for c in containers for h in c.get("lower", [])}
-        return used
+        return self._reader().layers_in_use()
 
     # stopping -----------------------------------------------------------------------------
 
@@ -493,10 +486,8 @@ class Runtime:
         removed = []
         for group_id in self.state.group_ids():
             group = self.state.group(group_id)
-            if group is None:
+            if group is None or _being_created(group):
                 continue
-            if group.owner_pid is not None and host.alive(group.owner_pid):
-                continue  # being started by a live process
             if not known(group_id):
                 self.stop(group_id)
                 removed.append(group_id)
@@ -504,18 +495,9 @@ class Runtime:
             if group.owner_pid is not None:
                 self.adopt(group_id)  # recorded, then its creator died before saying so
             self.group(group_id)
-        # Directories with no state row: left by a removal that was interrupted.
-        if self.groups_dir.is_dir():
-            ids = set(self.state.group_ids())
-            for directory in self.groups_dir.iterdir():
-                if (
-                    directory.is_dir()
-                    and _SAFE_ID.fullmatch(directory.name)
-                    and (directory / "plan.json").exists()
-                    and directory.name not in ids
-                ):
-                    self.stop(directory.name)
-                    removed.append(directory.name)
+        for group_id in self._reader().leftover_directories():
+            self.stop(group_id)
+            removed.append(group_id)
         return removed
 
 
@@ -529,6 +511,46 @@ class RuntimeReader:
 
     def group_ids(self) -> list[str]:
         return self.state.group_ids()
+
+    def unclaimed(self, known: Callable[[str], bool]) -> list[str]:
+        """The groups :meth:`Runtime.reconcile` stops and removes: those no record claims
+        (``known``) that no live process is creating, and the directories it removes."""
+        found = []
+        for group_id in self.state.group_ids():
+            group = self.state.group(group_id)
+            if group is not None and not _being_created(group) and not known(group_id):
+                found.append(group_id)
+        return found + self.leftover_directories()
+
+    def leftover_directories(self) -> list[str]:
+        """Group directories with a plan and no state row: left by a removal that was
+        interrupted."""
+        if not self.groups_dir.is_dir():
+            return []
+        ids = set(self.state.group_ids())
+        return [
+            directory.name
+            for directory in sorted(self.groups_dir.iterdir())
+            if directory.is_dir()
+            and _SAFE_ID.fullmatch(directory.name)
+            and (directory / "plan.json").exists()
+            and directory.name not in ids
+        ]
+
+    def layers_in_use(self, excluding: Iterable[str] = ()) -> set[str]:
+        """Digests of the layers some group's containers are mounted on (or will be), but
+        the groups ``excluding`` names."""
+        skipped = set(excluding)
+        used = set()
+        for plan in self.groups_dir.glob("*/plan.json"):
+            if plan.parent.name in skipped:
+                continue
+            try:
+                containers = json.loads(plan.read_text())["containers"]
+            except (OSError, ValueError, KeyError):
+                continue
+            used |= {f"sha256:{h}" for c in containers for h in c.get("lower", [])}
+        return used
 
     def observe(self, group_id: str) -> GroupState | None:
         return self.recorded_and_seen(group_id)[1]
@@ -588,6 +610,11 @@ class RuntimeReader:
         if not _SAFE_NAME.fullmatch(container):
             raise StartError(f"refusing container name {container[:80]!r}")
         return BoundedLog.read(self.groups_dir / group_id / "logs" / f"{container}.log", tail)
+
+
+def _being_created(group: GroupState) -> bool:
+    """Started by a process that lives and has not recorded it yet: no reconcile touches it."""
+    return group.owner_pid is not None and host.alive(group.owner_pid)
 
 
 def _missing(group_id: str) -> GroupState:

@@ -40,11 +40,13 @@ def digest_hex(digest: str) -> str:
 
 
 class BlobStore:
-    def __init__(self, root: Path, fsync: bool = False) -> None:
+    def __init__(self, root: Path, fsync: bool = False, create: bool = True) -> None:
+        """``create=False``: only look (nothing is made; a missing store holds nothing)."""
         self.root = root
         self.fsync = fsync
         self.tmp = root / "tmp"
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.tmp.mkdir(parents=True, exist_ok=True)
 
     def path(self, digest: str) -> Path:
         hex_part = digest_hex(digest)

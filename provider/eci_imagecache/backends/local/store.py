@@ -490,9 +490,14 @@ class Store:
         return held
 
     @staticmethod
-    def referenced_digests(db: sqlite3.Connection) -> set[str]:
-        """Digests some cache holds: kept by gc, and reusable by builds with layer reuse."""
-        return {r[0] for r in db.execute("SELECT DISTINCT digest FROM cache_layers")}
+    def referenced_digests(db: sqlite3.Connection, excluding: Iterable[str] = ()) -> set[str]:
+        """Digests some cache holds (but the caches ``excluding`` names): kept by gc, and
+        reusable by builds with layer reuse."""
+        skipped = set(excluding)
+        if not skipped:
+            return {r[0] for r in db.execute("SELECT DISTINCT digest FROM cache_layers")}
+        rows = db.execute("SELECT cache_id, digest FROM cache_layers")
+        return {digest for cache_id, digest in rows if cache_id not in skipped}
 
     @staticmethod
     def cache_layers(db: sqlite3.Connection, cache_id: str) -> dict[str, int]:
