@@ -1,9 +1,9 @@
 """``eci-imagecache``: look at caches, explain matches, collect garbage, serve the emulator.
 
-Commands that only look (``caches list|show|events``, ``usage``, ``match explain``, ``groups``)
-change nothing: on the local backend they read through its read-only view, and recovery (failing
-builds whose process died, stopping orphaned containers, deleting expired caches) is left to the
-commands that write.
+Commands that only look (``caches list|show|events``, ``usage``, ``match explain``, ``groups``,
+``gc --dry-run``) change nothing: on the local backend they read through its read-only view, and
+recovery (failing builds whose process died, stopping orphaned containers, deleting expired
+caches) is left to the commands that write.
 
 Tables for people, ``--json`` for machines. Exit codes: 0 success, 1 the operation failed,
 2 bad usage, 3 not found. Errors are one line on stderr.
@@ -390,7 +390,10 @@ def gc(
 ) -> None:
     """Apply retention and automatic-cache expiry now; drop failed caches, unreferenced blobs
     and unpacked layers."""
-    report = backend().gc(dry_run=dry_run, grace=timedelta(minutes=grace_minutes))
+    # A dry run only looks: through the read-only view, which finds what gc would delete
+    # after the recovery that opening the backend to write does (and changes nothing).
+    source = reader() if dry_run else backend()
+    report = source.gc(dry_run=dry_run, grace=timedelta(minutes=grace_minutes))
     if options.json_output:
         return emit_json(report.model_dump())
     verb = "would delete" if dry_run else "deleted"

@@ -7,14 +7,19 @@ import contextlib
 import shutil
 import sqlite3
 import time
-from datetime import timedelta
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ...engine import lifecycle
 from ...engine.models import CacheKind, CacheRecord, CacheStatus, Quota
+from ...runtime.layers import LayerStore
 from ..base import GcReport, QuotaExceeded, Usage
-from .context import Context, build_ended, interrupted, pid_alive
+from .blobs import BlobStore
+from .context import Context, as_failed, build_ended, interrupted, pid_alive
 from .ids import GROUP_ID, SNAPSHOT_ID
+from .store import Store
 
 
 class Housekeeping:
@@ -106,70 +111,151 @@ class Housekeeping:
         """Apply expiry now, delete failed caches (never usable), and remove blobs, snapshot
         files and group directories no record names any more (left by a process that died
         between writing them and its commit). Files younger than ``grace`` stay: a build or a
-        container group may have written them and not committed yet."""
-        expired = self.expire(dry_run=dry_run)
-        with self.store.transaction() as db:
-            failed = [c for c in self.store.list_caches(db) if c.status == CacheStatus.FAILED]
-            if not dry_run:
-                for cache in failed:
-                    self.ctx.delete_cache(db, cache.id, ("Deleted", f"gc: {cache.failure}"))
-            referenced = self.store.referenced_digests(db)
-            snapshots = {c.snapshot_id for c in self.store.list_caches(db) if c.snapshot_id}
-            groups = {g.id for g in self.store.list_groups(db)}
-        blobs = self.ctx.blobs
-        cutoff = time.time() - grace.total_seconds()
-        files = self._orphan_files(snapshots, groups, cutoff)
-        orphans = [
-            d
-            for d in blobs.digests()
-            if d not in referenced and blobs.path(d).stat().st_mtime <= cutoff
-        ]
-        # Unpacked layers no cache holds and no group runs on go with their blobs.
-        layers = self.ctx.layers
-        in_use = self.ctx.runtime.layers_in_use()
-        unused_layers = [
-            d
-            for d in layers.digests()
-            if d not in referenced and d not in in_use and _mtime(layers.path(d)) <= cutoff
-        ]
-        freed = sum(blobs.path(d).stat().st_size for d in orphans)
-        freed += sum(layers.size(d) for d in unused_layers)
+        container group may have written them and not committed yet. ``dry_run``: find the
+        same, in a read, and change nothing."""
+        ctx = self.ctx
+        if dry_run:
+            with self.store.read() as db:
+                doomed = condemn(self.store, db, ctx.clock())
+        else:
+            with self.store.transaction() as db:
+                doomed = condemn(self.store, db, ctx.clock())
+                for expiry in doomed.expired:
+                    ctx.delete_cache(db, expiry.cache_id, ("Expired", expiry.reason))
+                for cache in doomed.failed:
+                    ctx.delete_cache(db, cache.id, ("Deleted", f"gc: {cache.failure}"))
+        found = unneeded(
+            ctx.blobs,
+            ctx.layers,
+            ctx.snapshots.root,
+            ctx.groups_dir,
+            doomed,
+            ctx.runtime.layers_in_use(),
+            time.time() - grace.total_seconds(),
+        )
         if not dry_run:
-            for digest in orphans:
-                blobs.remove(digest)
-            for digest in unused_layers:
-                layers.remove(digest)
-            for path in files:
-                if path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
+            found.remove()
+        return found.report(doomed, dry_run)
+
+
+@dataclass
+class Condemned:
+    """The records gc deletes, and what the records that stay hold."""
+
+    expired: list[lifecycle.Expiry]
+    failed: list[CacheRecord]
+    referenced: set[str]  # digests the caches that stay hold
+    snapshots: set[str]  # snapshot files records name (a deleted cache's goes with it)
+    groups: set[str]  # container groups recorded
+
+
+def condemn(
+    store: Store, db: sqlite3.Connection, now: datetime, ended: Mapping[str, int] | None = None
+) -> Condemned:
+    """Read in ``db`` what gc deletes: caches past their expiry, then failed caches.
+    ``ended``: builds (cache id: pid) whose process has ended and that recovery has not
+    recorded yet, counted as it will record them (failed, or a rebuild back to its snapshot)."""
+    ended = ended or {}
+    records = [
+        as_failed(r, interrupted(ended[r.id]))
+        if r.id in ended and r.status in (CacheStatus.CREATING, CacheStatus.UPDATING)
+        else r
+        for r in store.list_caches(db)
+    ]
+    expired = lifecycle.due_for_deletion(records, now)
+    gone = {e.cache_id for e in expired}
+    failed = [c for c in records if c.status == CacheStatus.FAILED and c.id not in gone]
+    gone |= {c.id for c in failed}
+    return Condemned(
+        expired=expired,
+        failed=failed,
+        referenced=store.referenced_digests(db, excluding=gone),
+        snapshots={c.snapshot_id for c in records if c.snapshot_id},
+        groups={g.id for g in store.list_groups(db)},
+    )
+
+
+@dataclass
+class Unneeded:
+    """Files gc removes: blobs and unpacked layers no cache holds (and no group runs on),
+    snapshot files and group directories no record names."""
+
+    blobs: BlobStore
+    layers: LayerStore
+    blob_digests: list[str]
+    layer_digests: list[str]
+    files: list[Path]
+    bytes: int
+
+    def remove(self) -> None:
+        for digest in self.blob_digests:
+            self.blobs.remove(digest)
+        for digest in self.layer_digests:
+            self.layers.remove(digest)
+        for path in self.files:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+    def report(self, doomed: Condemned, dry_run: bool) -> GcReport:
         return GcReport(
-            expired=expired,
-            failed=[f"{c.id} ({c.failure})" for c in failed],
-            blobs_removed=len(orphans),
-            layers_removed=len(unused_layers),
-            bytes_freed=freed,
+            expired=[f"{e.cache_id} ({e.reason})" for e in doomed.expired],
+            failed=[f"{c.id} ({c.failure})" for c in doomed.failed],
+            blobs_removed=len(self.blob_digests),
+            layers_removed=len(self.layer_digests),
+            bytes_freed=self.bytes,
             dry_run=dry_run,
-            files_removed=len(files),
+            files_removed=len(self.files),
         )
 
-    def _orphan_files(self, snapshots: set[str], groups: set[str], cutoff: float) -> list[Path]:
-        """Snapshot files and group directories older than ``cutoff`` that no record names;
-        only names this backend makes are considered (nothing else in the directory)."""
-        found = []
-        root = self.ctx.snapshots.root
-        for path in root.iterdir():
+
+def unneeded(
+    blobs: BlobStore,
+    layers: LayerStore,
+    snapshots_dir: Path,
+    groups_dir: Path,
+    doomed: Condemned,
+    in_use: set[str],
+    cutoff: float,
+    removed_groups: Iterable[str] = (),
+) -> Unneeded:
+    """What gc removes from the files, once the records ``doomed`` names are deleted: only
+    files older than ``cutoff``, and only names this backend makes. ``removed_groups``: group
+    directories recovery removes first (not counted here)."""
+    referenced = doomed.referenced
+    orphans = [
+        d for d in blobs.digests() if d not in referenced and _mtime(blobs.path(d)) <= cutoff
+    ]
+    # Unpacked layers no cache holds and no group runs on go with their blobs.
+    unused_layers = [
+        d
+        for d in layers.digests()
+        if d not in referenced and d not in in_use and _mtime(layers.path(d)) <= cutoff
+    ]
+    freed = sum(_size(blobs.path(d)) for d in orphans)
+    freed += sum(layers.size(d) for d in unused_layers)
+    files = []
+    if snapshots_dir.is_dir():
+        for path in snapshots_dir.iterdir():
             name = path.name.removeprefix(".").removesuffix(".json").removesuffix(".tmp")
-            kept = path.name.endswith(".json") and name in snapshots
+            kept = path.name.endswith(".json") and name in doomed.snapshots
             if SNAPSHOT_ID.fullmatch(name) and not kept and _mtime(path) <= cutoff:
-                found.append(path)
-        if self.ctx.groups_dir.is_dir():
-            for path in self.ctx.groups_dir.iterdir():
-                orphan = GROUP_ID.fullmatch(path.name) and path.name not in groups
-                if orphan and _mtime(path) <= cutoff:
-                    found.append(path)
-        return found
+                files.append(path)
+    if groups_dir.is_dir():
+        skipped = doomed.groups | set(removed_groups)
+        for path in groups_dir.iterdir():
+            orphan = GROUP_ID.fullmatch(path.name) and path.name not in skipped
+            if orphan and _mtime(path) <= cutoff:
+                files.append(path)
+    return Unneeded(blobs, layers, orphans, unused_layers, files, freed)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _mtime(path: Path) -> float:

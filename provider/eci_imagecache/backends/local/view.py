@@ -13,7 +13,9 @@ operations, ``eci-imagecache gc``).
 from __future__ import annotations
 
 import socket
-from datetime import UTC, datetime
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ...engine.lifecycle import expired, expiry_reason
@@ -29,9 +31,11 @@ from ...engine.models import (
     Quota,
 )
 from ...runtime import host
+from ...runtime.layers import LayerStore
 from ...runtime.state import PENDING, RUNNING, GroupState
 from ...runtime.supervisor import Runtime, StartError
-from ..base import NotFound, Usage
+from ..base import GcReport, NotFound, Usage
+from .blobs import BlobStore
 from .context import (
     LOCAL_REGION,
     Clock,
@@ -42,6 +46,7 @@ from .context import (
     utc_now,
 )
 from .groups import check_container, observed
+from .housekeeping import condemn, unneeded
 from .store import Store
 
 # Who acts on what a view shows: every writer recovers when it opens the store.
@@ -77,12 +82,17 @@ class LocalView:
             else:
                 one = store.get_cache(db, cache_id)
                 records = [one] if one else []
-            ended = {
-                build: pid
-                for build, on, pid in store.builds(db)
-                if build_ended(on, pid, build, self.host)
-            }
+            ended = self._ended(db)
         return [self._built(r, ended.get(r.id)) for r in records]
+
+    def _ended(self, db: sqlite3.Connection) -> dict[str, int]:
+        """Builds (cache id: pid) whose process has ended: recovery records them failed."""
+        assert self._store is not None
+        return {
+            build: pid
+            for build, on, pid in self._store.builds(db)
+            if build_ended(on, pid, build, self.host)
+        }
 
     @staticmethod
     def _built(record: CacheRecord, ended: int | None) -> CacheRecord:
@@ -129,6 +139,33 @@ class LocalView:
         are not candidates; nothing is deleted)."""
         index = CacheIndex(self.list_image_caches())
         return index.match(spec.images, self.region, spec.ephemeral_storage_gib)
+
+    def gc(self, dry_run: bool = True, grace: timedelta = timedelta(minutes=10)) -> GcReport:
+        """What ``eci-imagecache gc`` would delete now, found as that gc finds it: after the
+        recovery a writer does as it opens (builds whose process has ended are failed, groups
+        no record claims are removed, their layers no longer in use), and by the same code.
+        A view deletes nothing: ``dry_run`` must be true."""
+        if not dry_run:
+            raise ValueError("a read-only view of the store only reports what gc would delete")
+        nothing = GcReport(expired=[], failed=[], blobs_removed=0, bytes_freed=0, dry_run=True)
+        if self._store is None or self._runtime is None:
+            return nothing
+        with self._store.read() as db:
+            if not self._store.has_table(db, "caches"):
+                return nothing
+            doomed = condemn(self._store, db, self.clock(), self._ended(db))
+        removed = self._runtime.unclaimed(lambda group_id: group_id in doomed.groups)
+        found = unneeded(
+            BlobStore(self.data_dir / "blobs", create=False),
+            LayerStore(self.data_dir / "layers", create=False),
+            self.data_dir / "snapshots",
+            self.data_dir / "groups",
+            doomed,
+            self._runtime.layers_in_use(excluding=removed),
+            time.time() - grace.total_seconds(),
+            removed_groups=removed,
+        )
+        return found.report(doomed, dry_run=True)
 
     # container groups ---------------------------------------------------------------------
 
