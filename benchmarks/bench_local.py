@@ -7,8 +7,9 @@
    and no hashing: what `curl -o` does; target build_vs_raw_copy >= 0.7), `skopeo copy` to a
    directory (target build_throughput_vs_skopeo >= 1.5) and, when built (scripts/install-crane.sh,
    run by `make bench`), `crane pull` to an OCI layout. Our build unpacks every layer into the
-   layer store as well, which none of the references do; build_fetch_only_vs_raw_copy is the
-   same build with that step taken out.
+   layer store as well, which none of those do; build_fetch_only_vs_raw_copy is the same build
+   with that step taken out, and build_throughput_vs_curl_tar compares it with the same work done
+   by standard tools: each layer streamed from curl into `tar -xz`, as many at once.
 3. Bytes fetched when building a second cache that shares base layers, with layer reuse vs
    without (target: with reuse, exactly the new layers' bytes).
 
@@ -21,7 +22,9 @@ import shutil
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from subprocess import PIPE
 
 from benchmarks.common import median, quick, report, without_unpacking
 from eci_imagecache.backends.local.backend import LocalBackend
@@ -81,6 +84,24 @@ def raw_copy(urls: list[str], target: Path) -> None:
     subprocess.run(args, check=True)
 
 
+def raw_unpack(layer_urls: list[str], target: Path) -> None:
+    """Every layer registry -> `tar -xz` into a directory of its own, as many at once as the
+    build fetches: fetching and unpacking with standard tools (no hashing, no checks)."""
+
+    def one(index: int, url: str) -> None:
+        directory = target / str(index)
+        directory.mkdir(parents=True)
+        curl = subprocess.Popen(["curl", "--silent", "--show-error", "--fail", url], stdout=PIPE)
+        tar = subprocess.run(["tar", "-xzf", "-", "-C", str(directory)], stdin=curl.stdout)
+        assert curl.stdout is not None
+        curl.stdout.close()
+        if curl.wait() or tar.returncode:
+            raise RuntimeError(f"curl | tar failed for {url}")
+
+    with ThreadPoolExecutor(max_workers=env_fetch_concurrency()) as pool:
+        list(pool.map(one, range(len(layer_urls)), layer_urls))
+
+
 def main() -> None:
     scale = 10 if quick() else 100  # percent of the full ~400 MB set
     runs = 3 if quick() else 5  # builds vary run to run on this machine: a median of five
@@ -136,7 +157,13 @@ def main() -> None:
                     app1,
                     "{target}",
                 ]
-            times: dict[str, list[float]] = {"ours": [], "ours_fetch_only": [], "raw": []}
+            layer_urls = urls[1:]  # the config blob is not a layer
+            times: dict[str, list[float]] = {
+                "ours": [],
+                "ours_fetch_only": [],
+                "raw": [],
+                "curl_tar": [],
+            }
             times |= {name: [] for name in references}
             for i in range(runs):
                 backend = LocalBackend(data_dir=work / f"build-{i}")
@@ -150,6 +177,9 @@ def main() -> None:
                 shutil.rmtree(work / f"fetch-{i}")
                 target = work / f"raw-{i}"
                 times["raw"].append(timed(lambda t=target: raw_copy(urls, t)))
+                shutil.rmtree(target)
+                target = work / f"curl-tar-{i}"
+                times["curl_tar"].append(timed(lambda t=target: raw_unpack(layer_urls, t)))
                 shutil.rmtree(target)
                 for name, command in references.items():
                     target = work / f"{name}-{i}"
@@ -167,7 +197,7 @@ def main() -> None:
             figures["build_fetch_only_vs_raw_copy"] = round(
                 median(times["raw"]) / median(times["ours_fetch_only"]), 3
             )
-            for name in references:
+            for name in (*references, "curl_tar"):
                 figures[f"{name}_mb_per_s"] = round(mb / median(times[name]), 1)
                 figures[f"build_throughput_vs_{name}"] = round(
                     median(times[name]) / median(times["ours"]), 3
