@@ -129,7 +129,8 @@ def test_the_official_sdk_script(eci: Client, private_registry: Registry, regist
             container=[sdk.CreateContainerGroupRequestContainer(name="tools", image=tools)],
         )
     ).body.container_group_id
-    reasons = [r for r, _ in group_events(eci, auto)]
+    events = group_events(eci, auto)
+    reasons = [r for r, m in events if m.startswith("[eci.imagecache]")]
     assert reasons == ["ImageCacheMissed", "ImageCacheAutoCreated"]
     (made_for_it,) = describe(eci, image_cache_name=f"auto-create-for-{auto}")
     assert made_for_it.container_group_id == auto and made_for_it.elimination_strategy == "LRU"

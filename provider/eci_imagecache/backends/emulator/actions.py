@@ -8,6 +8,7 @@ cannot be written. Wire errors are raised as the classes in ``errors``.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -63,6 +64,12 @@ CACHE_PAGE = (10, 100)
 UPDATABLE = (CacheStatus.READY, CacheStatus.UPDATE_FAILED)
 # The image-cache events ECI reports on a container group ("Custom events of ECI").
 SOURCE = "EciService"
+# Where the emulator's groups get their addresses. The reference: IntranetIp is "the private IP
+# address" (the instance's ENI in its vSwitch, given when the instance is made) and InternetIp
+# "the public IP address" (its EIP, when it has one). A private range for the vSwitch, and the
+# documentation range (RFC 5737, TEST-NET-3) for EIPs, which it cycles through.
+PRIVATE_ADDRESSES = ipaddress.ip_network("172.16.0.0/12")
+PUBLIC_ADDRESSES = ipaddress.ip_network("203.0.113.0/24")
 
 
 def api_time(value: datetime | None) -> str:
@@ -449,6 +456,7 @@ class Actions:
 
         def create() -> str:
             record = self.backend.create_container_group(spec)
+            has_eip = bool(spec.eip_instance_id or spec.auto_create_eip)
             self.state.put_extra(
                 "group",
                 record.id,
@@ -464,6 +472,8 @@ class Actions:
                     "memory": spec.memory_gib,
                     "vswitch_id": spec.vswitch_id or "",
                     "security_group_id": spec.security_group_id or "",
+                    "intranet_ip": self._address("private", PRIVATE_ADDRESSES),
+                    "internet_ip": self._address("public", PUBLIC_ADDRESSES) if has_eip else "",
                 },
             )
             return record.id
@@ -472,6 +482,11 @@ class Actions:
             "CreateContainerGroup", r.client_token, create, self._group_alive
         )
         return sdk.CreateContainerGroupResponseBody(container_group_id=group_id)
+
+    def _address(self, pool: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+        """The next address of a pool, past the network's first (its gateway) and last."""
+        hosts = network.num_addresses - 3
+        return str(network[2 + self.state.next_number(f"address:{pool}") % hosts])
 
     def _group_alive(self, group_id: str) -> bool:
         try:
@@ -482,7 +497,24 @@ class Actions:
 
     @staticmethod
     def _group_events(record: ContainerGroupRecord) -> list[tuple[str, str, str]]:
-        """(type, reason, message) of the image-cache events, as ECI words them."""
+        """(type, reason, message) of the group's events, as ECI words them: the image-cache
+        ones, and a Warning when the group failed before any of its containers started."""
+        return [*Actions._cache_events(record), *Actions._failure_events(record)]
+
+    @staticmethod
+    def _failure_events(record: ContainerGroupRecord) -> list[tuple[str, str, str]]:
+        """A group whose containers could not be started at all (nothing to run, a layer that
+        cannot be mounted): the containers say nothing, so ECI's pods tell it with a Warning
+        event, "Failed" with "Error: ..." as the kubelet words it. A container that ran and
+        failed is told by its own state (Terminated, ExitCode), not by an event."""
+        if record.status.value != "Failed" or any(
+            c.started_at is not None or c.state != "Waiting" for c in record.containers
+        ):
+            return []
+        return [("Warning", "Failed", f"Error: {record.status_reason or 'containers not started'}")]
+
+    @staticmethod
+    def _cache_events(record: ContainerGroupRecord) -> list[tuple[str, str, str]]:
         if record.cache_id:
             return [
                 (
@@ -605,8 +637,8 @@ class Actions:
                 restart_policy=extra.get("restart_policy", "Always"),
                 v_switch_id=extra.get("vswitch_id", ""),
                 security_group_id=extra.get("security_group_id", ""),
-                internet_ip="203.0.113.10" if extra.get("eip") else "",
-                intranet_ip="192.168.0.10",
+                internet_ip=extra.get("internet_ip", ""),
+                intranet_ip=extra.get("intranet_ip", ""),
                 containers=containers(extra.get("containers", [])),
                 init_containers=init_containers(extra.get("init_containers", [])),
                 events=[

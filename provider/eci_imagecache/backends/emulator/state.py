@@ -4,7 +4,9 @@
   is still refused after it (a nonce is forgotten only once its date is too old to be accepted).
 - ClientTokens: the first result of a create, so a repeated token gets that result back.
 - What the cloud keeps about a cache or group that the local backend does not model (tags,
-  resource group, zone, the build instance, the group's containers as they were asked for).
+  resource group, zone, the build instance, the group's containers as they were asked for, the
+  IP addresses it gave the group).
+- Counters (the addresses handed out so far), so no two groups get the same address.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ CREATE TABLE IF NOT EXISTS tokens (
 CREATE TABLE IF NOT EXISTS extras (
     kind TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (kind, id)
 );
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
@@ -101,6 +104,18 @@ class EmulatorState:
                     (*key, result, self.clock()),
                 )
             return result
+
+    # counters -----------------------------------------------------------------------------
+
+    def next_number(self, name: str) -> int:
+        """0, 1, 2, ... for each name, kept across restarts."""
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+            value = row[0] if row else 0
+            db.execute(
+                "INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", (name, value + 1)
+            )
+            return int(value)
 
     # what the cloud keeps beside the backend's records ------------------------------------
 
