@@ -234,3 +234,126 @@ def test_each_containers_state_exit_code_and_restarts_come_from_the_documented_f
     # A state that is not an object is read as none (the group is not lost).
     odd = {**item, "Containers": [{**item["Containers"][0], "CurrentState": "Running"}]}
     assert reading.group_record(odd, REGION).containers[1].state == "Waiting"
+
+
+def group_item(**fields) -> dict:
+    """A DescribeContainerGroups entry as the SDK's response model writes it (``to_map``)."""
+    prefix = "DescribeContainerGroupsResponseBodyContainerGroups"
+    base = {
+        "container_group_id": "eci-2zelg8vwnlzdhf8hv6ph",
+        "container_group_name": "web",
+        "status": "Running",
+        "creation_time": "2026-01-01T00:00:00Z",
+    }
+    return getattr(sdk, prefix)(**{**base, **fields}).to_map()
+
+
+def test_the_address_is_the_public_ip_with_an_eip_else_the_private_one() -> None:
+    prefix = "DescribeContainerGroupsResponseBodyContainerGroupsContainers"
+    Container, State, Port = (getattr(sdk, f"{prefix}{s}") for s in ("", "CurrentState", "Ports"))
+    # The reference's words for the two fields the address is read from.
+    docs = shape(sdk.DescribeContainerGroupsResponseBodyContainerGroups).docs
+    assert "public IP" in docs["InternetIp"] and "private IP" in docs["IntranetIp"]
+    running = Container(
+        name="web",
+        image="nginx:1.25",
+        current_state=State(state="Running", start_time="2026-01-01T00:00:05Z"),
+        ports=[Port(port=8443, protocol="TCP"), Port(port=80, protocol="TCP")],
+    )
+    with_eip = group_item(
+        internet_ip="47.96.12.34", intranet_ip="192.168.1.20", containers=[running]
+    )
+    assert reading.group_record(with_eip, REGION).address == "47.96.12.34:80"
+    private = group_item(internet_ip="", intranet_ip="192.168.1.20", containers=[running])
+    assert reading.group_record(private, REGION).address == "192.168.1.20:80"
+    # No port declared: the IP alone.
+    bare = Container(name="job", image="busybox:1.36", current_state=State(state="Running"))
+    assert (
+        reading.group_record(
+            group_item(intranet_ip="192.168.1.21", containers=[bare]), REGION
+        ).address
+        == "192.168.1.21"
+    )
+    # The instance has its IP from the start, but nothing answers before a container started.
+    waiting = Container(name="web", image="nginx:1.25", current_state=State(state="Waiting"))
+    pending = group_item(status="Pending", intranet_ip="192.168.1.22", containers=[waiting])
+    assert reading.group_record(pending, REGION).address is None
+    # No IP reported (a group that was never scheduled): no address, and no made-up one.
+    assert reading.group_record(group_item(containers=[running]), REGION).address is None
+
+
+def test_a_failed_group_says_why_from_its_containers_or_its_warning_events() -> None:
+    prefix = "DescribeContainerGroupsResponseBodyContainerGroups"
+    Container, Init = getattr(sdk, f"{prefix}Containers"), getattr(sdk, f"{prefix}InitContainers")
+    State = getattr(sdk, f"{prefix}ContainersCurrentState")
+    InitState = getattr(sdk, f"{prefix}InitContainersCurrentState")
+    Event = getattr(sdk, f"{prefix}Events")
+    missed = Event(
+        type="Warning",
+        reason="ImageCacheMissed",
+        message="[eci.imagecache]Missed image cache.",
+        last_timestamp="2026-01-01T00:00:09Z",
+    )
+    # A job that exited 7: its container says so (the cache miss, a Warning too, is not why).
+    job = Container(
+        name="job",
+        image="busybox:1.36",
+        current_state=State(state="Terminated", exit_code=7, reason="Error"),
+    )
+    failed = group_item(status="Failed", containers=[job], events=[missed])
+    assert (
+        reading.group_record(failed, REGION).status_reason
+        == "container job exited with code 7 (Error)"
+    )
+    # An init container that failed comes first, as it ran first.
+    init = Init(
+        name="migrate",
+        image="busybox:1.36",
+        current_state=InitState(state="Terminated", exit_code=1, reason="Error", message="no db"),
+    )
+    both = group_item(status="Failed", init_containers=[init], containers=[job])
+    assert reading.group_record(both, REGION).status_reason == (
+        "init container migrate exited with code 1 (Error: no db)"
+    )
+    # Never scheduled: the newest Warning event (the vendor's "Custom events of ECI"), and the
+    # status that Failed folds in leads.
+    events = [
+        Event(
+            type="Warning",
+            reason="StockExhaust",
+            message="The stock of the specified zones will be used up.",
+            last_timestamp="2026-01-01T00:00:01Z",
+        ),
+        Event(
+            type="Warning",
+            reason="NoStock",
+            message="Create ECI failed because the specified instance is out of stock.",
+            last_timestamp="2026-01-01T00:00:05Z",
+        ),
+        missed,
+        Event(type="Normal", reason="Scheduled", last_timestamp="2026-01-01T00:00:10Z"),
+    ]
+    never = reading.group_record(group_item(status="ScheduleFailed", events=events), REGION)
+    assert never.status.value == "Failed"
+    assert never.status_reason == (
+        "ScheduleFailed: NoStock: Create ECI failed because the specified instance is out of stock."
+    )
+    # Pending on an image that cannot be pulled: the waiting container's reason.
+    pull = Container(
+        name="web",
+        image="nginx:1.25",
+        current_state=State(state="Waiting", reason="ImagePullBackOff", message="not found"),
+    )
+    pending = reading.group_record(group_item(status="Pending", containers=[pull]), REGION)
+    assert pending.status_reason == "container web is waiting: ImagePullBackOff: not found"
+    # Failed with nothing said: says so; the lifecycle page's StartingFailed is a failure.
+    assert reading.group_record(group_item(status="Failed"), REGION).status_reason
+    starting = reading.group_record(group_item(status="StartingFailed"), REGION)
+    assert (starting.status.value, starting.status_reason) == (
+        "Failed",
+        "the instance is StartingFailed",
+    )
+    # Running or done: no reason, whatever old warnings say.
+    for status in ("Running", "Succeeded"):
+        ok = group_item(status=status, containers=[job], events=events)
+        assert reading.group_record(ok, REGION).status_reason == ""

@@ -8,11 +8,13 @@ from eci_imagecache.engine.models import (
     CacheKind,
     CacheStatus,
     ContainerGroupSpec,
+    GroupStatus,
     ImageCacheSpec,
     Quota,
 )
+from eci_imagecache.runtime import host
 
-from ..conftest import Registry
+from ..conftest import Registry, missing
 from .conftest import Harness
 
 
@@ -170,3 +172,21 @@ def test_a_group_reports_the_cache_it_used(harness: Harness, registry: Registry)
     again = b.get_container_group(used.id)
     assert again.cache_id == made.id
     assert [g.cache_id for g in b.list_container_groups()] == [made.id]
+
+
+def test_a_group_that_cannot_start_says_why_and_has_no_address(
+    harness: Harness, registry: Registry
+) -> None:
+    """The sample images' command is not in them: the group fails before any container
+    starts. The local backend says why; the cloud tells it with a Warning event, which the
+    alicloud backend reads."""
+    if host.unavailable():
+        missing(f"containers cannot run here: {host.unavailable()}")
+    b = harness.backend
+    made = b.create_container_group(group(registry, "demo/web:1.0", name="idle", cache="none"))
+    got = b.get_container_group(made.id)
+    truth = harness.local.get_container_group(made.id)  # where it really ran
+    assert got.status == truth.status == GroupStatus.FAILED
+    assert "is not in the image" in truth.status_reason
+    assert truth.status_reason in got.status_reason
+    assert got.address is None

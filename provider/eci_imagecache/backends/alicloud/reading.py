@@ -52,6 +52,8 @@ GROUP_STATUS = {
     "succeeded": GroupStatus.SUCCEEDED,
     "failed": GroupStatus.FAILED,
     "schedulefailed": GroupStatus.FAILED,
+    # Not in the SDK's list, but in the vendor's lifecycle page: Pending for 4 hours ends here.
+    "startingfailed": GroupStatus.FAILED,
     "terminating": GroupStatus.FAILED,
     "expired": GroupStatus.FAILED,
 }
@@ -61,6 +63,8 @@ GROUP_STATUS = {
 HIT_REASON = "SuccessfulHitImageCache"
 AUTO_CREATED_REASON = "ImageCacheAutoCreated"
 MISSED_REASON = "ImageCacheMissed"
+# ImageCacheMissed is a Warning, yet never why a group is not running.
+CACHE_EVENT_REASONS = frozenset({HIT_REASON, AUTO_CREATED_REASON, MISSED_REASON})
 _CACHE_ID = re.compile(r"\bimc-[0-9A-Za-z]+")
 
 
@@ -272,6 +276,86 @@ def container_status(item: dict[str, Any], init: bool) -> ContainerStatus:
     )
 
 
+def _text(value: Any) -> str:
+    return str(value).strip() if value is not None else ""
+
+
+def group_address(item: dict[str, Any], containers: list[ContainerStatus]) -> str | None:
+    """Where the group answers: its public IP (``InternetIp``, which it has with an EIP), else
+    its private IP (``IntranetIp``), with the lowest port its containers declare
+    (``Containers.Ports.Port``). As on the local backend, only once a container has started:
+    the cloud gives the instance its IP when it is made, before anything listens on it."""
+    if not any(
+        c.started_at is not None or c.state in ("Running", "Terminated") for c in containers
+    ):
+        return None
+    ip = _text(item.get("InternetIp")) or _text(item.get("IntranetIp"))
+    if not ip:
+        return None
+    ports = sorted(
+        port
+        for c in item.get("Containers") or []
+        if isinstance(c, dict)
+        for p in c.get("Ports") or []
+        if isinstance(p, dict) and (port := _optional_int(p.get("Port")))
+    )
+    return f"{ip}:{ports[0]}" if ports else ip
+
+
+def _latest_warning(events: list[dict[str, Any]]) -> str:
+    """The newest Warning event other than the image-cache ones: ``Reason: Message``."""
+    warnings = [
+        (parse_time(e.get("LastTimestamp")) or parse_time(e.get("FirstTimestamp")), i, e)
+        for i, e in enumerate(events)
+        if isinstance(e, dict)
+        and _text(e.get("Type")).lower() == "warning"
+        and _text(e.get("Reason")) not in CACHE_EVENT_REASONS
+    ]
+    if not warnings:
+        return ""
+    oldest = datetime.min.replace(tzinfo=UTC)
+    *_, event = max(warnings, key=lambda w: (w[0] or oldest, w[1]))
+    return ": ".join(
+        part for part in (_text(event.get("Reason")), _text(event.get("Message"))) if part
+    )
+
+
+def _container_trouble(containers: list[ContainerStatus]) -> str:
+    """The first container (init containers first) that ended in failure, else the first one
+    held waiting for a reason (an image that cannot be pulled, a crash loop)."""
+    for c in containers:
+        if c.state == "Terminated" and c.exit_code not in (None, 0):
+            what = "init container" if c.init else "container"
+            return f"{what} {c.name} exited with code {c.exit_code}" + (
+                f" ({c.reason})" if c.reason else ""
+            )
+    for c in containers:
+        if c.state == "Waiting" and c.reason:
+            return f"{'init container' if c.init else 'container'} {c.name} is waiting: {c.reason}"
+    return ""
+
+
+def group_status_reason(
+    wire_status: Any,
+    status: GroupStatus,
+    containers: list[ContainerStatus],
+    events: list[dict[str, Any]],
+) -> str:
+    """Why a group is not running (empty while it runs or once it succeeded): a container that
+    failed or waits, else the newest Warning event (``FailedScheduling``, ``NoStock``,
+    ``OOMKilled``, ...). A status folded into Failed (ScheduleFailed, StartingFailed, Expired,
+    Terminating) leads, since the group's status no longer says it."""
+    if status in (GroupStatus.RUNNING, GroupStatus.SUCCEEDED):
+        return ""
+    why = _container_trouble(containers) or _latest_warning(events)
+    raw = _text(wire_status)[:40]
+    if status == GroupStatus.FAILED and raw.lower() != "failed":
+        return f"{raw}: {why}" if why else f"the instance is {raw or 'failed'}"
+    if status == GroupStatus.FAILED and not why:
+        return "the instance failed (the API gave no reason)"
+    return why
+
+
 def group_record(item: dict[str, Any], region: str) -> ContainerGroupRecord:
     group_id = item.get("ContainerGroupId")
     if not group_id:
@@ -282,18 +366,24 @@ def group_record(item: dict[str, Any], region: str) -> ContainerGroupRecord:
             images.append(parse_image_ref(c.get("Image") or ""))
         except ImageRefError:
             log.warning("container group %s: an image reference could not be read", group_id)
+    status = GROUP_STATUS.get(_text(item.get("Status")).lower(), GroupStatus.PENDING)
+    # Init containers first, as they run (and as the local backend lists them).
+    containers = [container_status(c, init=True) for c in item.get("InitContainers") or [] if c] + [
+        container_status(c, init=False) for c in item.get("Containers") or [] if c
+    ]
+    events = item.get("Events") or []
     return ContainerGroupRecord(
         id=str(group_id),
         name=str(item.get("ContainerGroupName") or ""),
         region=item.get("RegionId") or region,
-        status=GROUP_STATUS.get(str(item.get("Status") or "").lower(), GroupStatus.PENDING),
+        status=status,
         images=sorted(set(images)),
         created_at=parse_time(item.get("CreationTime")) or datetime.now(UTC),
         ephemeral_storage_gib=BASE_EPHEMERAL_STORAGE_GIB + _int(item.get("EphemeralStorage")),
-        # Init containers first, as they run (and as the local backend lists them).
-        containers=[container_status(c, init=True) for c in item.get("InitContainers") or [] if c]
-        + [container_status(c, init=False) for c in item.get("Containers") or [] if c],
-        **cache_decision(item.get("Events") or []),
+        containers=containers,
+        status_reason=group_status_reason(item.get("Status"), status, containers, events),
+        address=group_address(item, containers),
+        **cache_decision(events),
     )
 
 
