@@ -280,6 +280,14 @@ def test_the_address_is_the_public_ip_with_an_eip_else_the_private_one() -> None
     assert reading.group_record(pending, REGION).address is None
     # No IP reported (a group that was never scheduled): no address, and no made-up one.
     assert reading.group_record(group_item(containers=[running]), REGION).address is None
+    # A container that ended without starting (no StartTime: it could not run) never answered.
+    never_ran = Container(
+        name="web",
+        image="nginx:1.25",
+        current_state=State(state="Terminated", exit_code=128, reason="ContainerCannotRun"),
+    )
+    failed = group_item(status="Failed", intranet_ip="192.168.1.23", containers=[never_ran])
+    assert reading.group_record(failed, REGION).address is None
 
 
 def test_a_failed_group_says_why_from_its_containers_or_its_warning_events() -> None:

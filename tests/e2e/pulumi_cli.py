@@ -123,6 +123,13 @@ class Stack:
 
         return LocalBackend(data_dir=self.work / "eci-data")
 
+    def view(self):
+        """A read-only view of that backend: what `eci-imagecache` lists through. Reading
+        through it runs no recovery, so watching a deployment does not act on it."""
+        from eci_imagecache.backends.local.view import LocalView
+
+        return LocalView(data_dir=self.work / "eci-data")
+
     def state(self) -> dict:
         return json.loads(self.export())["deployment"]
 

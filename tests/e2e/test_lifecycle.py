@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from eci_imagecache.backends.local.backend import LocalBackend
+from eci_imagecache.backends.local.view import LocalView
 from eci_imagecache.engine.models import CacheStatus, ImageCacheSpec
 from eci_imagecache.testing.registry import free_port
 from tests.support.fault_proxy import Fault, FaultProxy
@@ -48,7 +48,7 @@ def kill_all(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def building(backend: LocalBackend) -> bool:
+def building(backend: LocalView) -> bool:
     return any(c.status == CacheStatus.CREATING for c in backend.list_image_caches())
 
 
@@ -59,7 +59,7 @@ class EndedFirst(AssertionError):
 def start_up_and_kill_mid_build(
     stack: Stack,
     whole_session: bool,
-    until: Callable[[LocalBackend], bool] = building,
+    until: Callable[[LocalView], bool] = building,
     command: str = "up",
     interval: float = 0.1,
 ) -> list[int]:
@@ -68,7 +68,8 @@ def start_up_and_kill_mid_build(
     (and, with ``whole_session``, its process group). Returns the processes it had started
     that are left running: Pulumi starts its plugins (the provider too) in process groups of
     their own."""
-    backend = stack.backend()
+    stack.backend()  # the store exists before the command starts
+    backend = stack.view()  # polled read-only: no recovery racing the provider
     up = stack.start(command, "--yes", "--skip-preview")
     deadline = time.monotonic() + 300
     while not until(backend):
@@ -171,7 +172,7 @@ def test_up_killed_with_skipped_checkpoints_saves_nothing_and_the_next_up_adopts
     )
     backend = stack.backend()
 
-    def a_cache_and_a_group(backend: LocalBackend) -> bool:
+    def a_cache_and_a_group(backend: LocalView) -> bool:
         return bool(backend.list_image_caches() and backend.list_container_groups())
 
     left = start_up_and_kill_mid_build(stack, whole_session=False, until=a_cache_and_a_group)
@@ -220,7 +221,7 @@ def test_destroy_killed_with_skipped_checkpoints_then_destroy_again_leaves_nothi
     backend = quickstart.backend()
     seen: dict[str, list[str]] = {}
 
-    def partly_deleted(backend: LocalBackend) -> bool:
+    def partly_deleted(backend: LocalView) -> bool:
         seen["caches"] = [c.id for c in backend.list_image_caches()]
         seen["groups"] = [g.id for g in backend.list_container_groups()]
         return len(seen["groups"]) < len(groups)

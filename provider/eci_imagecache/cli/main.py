@@ -385,7 +385,9 @@ def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="say, do nothing")] = False,
     grace_minutes: Annotated[
         int,
-        typer.Option(help="keep unreferenced blobs and layers younger than this (builds running)"),
+        typer.Option(
+            min=0, help="keep unreferenced blobs and layers younger than this (builds running)"
+        ),
     ] = 10,
 ) -> None:
     """Apply retention and automatic-cache expiry now; drop failed caches, unreferenced blobs

@@ -524,18 +524,20 @@ class RuntimeReader:
 
     def leftover_directories(self) -> list[str]:
         """Group directories with a plan and no state row: left by a removal that was
-        interrupted."""
+        interrupted. The directories are listed before the rows are read: a start adds its
+        row before it makes its directory, so a group being started now is never taken for
+        a leftover."""
         if not self.groups_dir.is_dir():
             return []
-        ids = set(self.state.group_ids())
-        return [
+        planned = [
             directory.name
             for directory in sorted(self.groups_dir.iterdir())
             if directory.is_dir()
             and _SAFE_ID.fullmatch(directory.name)
             and (directory / "plan.json").exists()
-            and directory.name not in ids
         ]
+        ids = set(self.state.group_ids())
+        return [name for name in planned if name not in ids]
 
     def layers_in_use(self, excluding: Iterable[str] = ()) -> set[str]:
         """Digests of the layers some group's containers are mounted on (or will be), but

@@ -285,10 +285,8 @@ def group_address(item: dict[str, Any], containers: list[ContainerStatus]) -> st
     its private IP (``IntranetIp``), with the lowest port its containers declare
     (``Containers.Ports.Port``). As on the local backend, only once a container has started:
     the cloud gives the instance its IP when it is made, before anything listens on it."""
-    if not any(
-        c.started_at is not None or c.state in ("Running", "Terminated") for c in containers
-    ):
-        return None
+    if not any(c.started_at is not None or c.state == "Running" for c in containers):
+        return None  # a container that ended without starting (Terminated, no StartTime) never ran
     ip = _text(item.get("InternetIp")) or _text(item.get("IntranetIp"))
     if not ip:
         return None

@@ -132,6 +132,7 @@ class Housekeeping:
             doomed,
             ctx.runtime.layers_in_use(),
             time.time() - grace.total_seconds(),
+            ctx.runtime.group_ids(),
         )
         if not dry_run:
             found.remove()
@@ -218,11 +219,13 @@ def unneeded(
     doomed: Condemned,
     in_use: set[str],
     cutoff: float,
+    runtime_groups: Iterable[str],
     removed_groups: Iterable[str] = (),
 ) -> Unneeded:
     """What gc removes from the files, once the records ``doomed`` names are deleted: only
-    files older than ``cutoff``, and only names this backend makes. ``removed_groups``: group
-    directories recovery removes first (not counted here)."""
+    files older than ``cutoff``, and only names this backend makes. ``runtime_groups``: the
+    groups the runtime holds (one being created has no record yet: its directory stays).
+    ``removed_groups``: group directories recovery removes first (not counted here)."""
     referenced = doomed.referenced
     orphans = [
         d for d in blobs.digests() if d not in referenced and _mtime(blobs.path(d)) <= cutoff
@@ -243,7 +246,7 @@ def unneeded(
             if SNAPSHOT_ID.fullmatch(name) and not kept and _mtime(path) <= cutoff:
                 files.append(path)
     if groups_dir.is_dir():
-        skipped = doomed.groups | set(removed_groups)
+        skipped = doomed.groups | set(runtime_groups) | set(removed_groups)
         for path in groups_dir.iterdir():
             orphan = GROUP_ID.fullmatch(path.name) and path.name not in skipped
             if orphan and _mtime(path) <= cutoff:

@@ -163,6 +163,7 @@ class LocalView:
             doomed,
             self._runtime.layers_in_use(excluding=removed),
             time.time() - grace.total_seconds(),
+            self._runtime.group_ids(),
             removed_groups=removed,
         )
         return found.report(doomed, dry_run=True)
