@@ -21,7 +21,13 @@ from tests.support.fault_proxy import Fault, FaultProxy
 from ..conftest import Registry, missing
 from .test_cli import cli  # noqa: F401 - the fixture
 from .test_groups_cli import files, store_contents, what_runs
-from .test_reads_change_nothing import THREE_DAYS_AGO, child, claims, supervisors, wait_for
+from .test_reads_change_nothing import (
+    THREE_DAYS_AGO,
+    child,
+    claims,
+    orphan_groups,
+    wait_for,
+)
 
 
 def cache_ids(data: Path) -> set[str]:
@@ -171,16 +177,7 @@ def test_gc_dry_run_leaves_groups_to_recovery_and_counts_what_their_removal_free
     gc.collect()
     unrecorded = None
     try:
-        creator = child(
-            data, "group", images["httpd"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        out, err = creator.communicate(timeout=120)
-        assert creator.returncode == -signal.SIGKILL, err
-        unrecorded = out.strip()
-        os.kill(shim, signal.SIGKILL)
-        wait_for(lambda: not host.alive(shim), "the supervisor did not die")
-        wait_for(lambda: not what_runs([unrecorded]), "the unrecorded group still runs")
-        wait_for(lambda: not supervisors(data), "a supervisor still runs")
+        unrecorded = orphan_groups(data, images["httpd"], shim)
         running = what_runs([group.id, unrecorded])
         assert any(f"{group.id}-main" in line for line in running), running
         assert unrecorded in stored(data)[2]

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -77,6 +78,27 @@ def supervisors(data: Path) -> list[int]:
     return found
 
 
+def orphan_groups(
+    data: Path, image: str, shim: int, after_creator: Callable[[], object] = lambda: None
+) -> str:
+    """A group whose creator is killed before it records it, then the supervisor ``shim``
+    killed (its container runs on); returns the unrecorded group's id once every supervisor
+    has ended. ``after_creator`` runs once the creator is gone."""
+    creator = child(data, "group", image, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = creator.communicate(timeout=120)
+    assert creator.returncode == -signal.SIGKILL, err
+    unrecorded = out.strip()
+    after_creator()
+    os.kill(shim, signal.SIGKILL)
+    wait_for(lambda: not host.alive(shim), "the supervisor did not die")
+    # The unrecorded group's supervisor saw its starter die and stopped the group.
+    wait_for(lambda: not what_runs([unrecorded]), "the unrecorded group still runs")
+    # ...and ended, as did the shims kept ready by the writers that are gone: the last
+    # to close the database folds its log in (the file changes then, reads or not).
+    wait_for(lambda: not supervisors(data), "a supervisor still runs")
+    return unrecorded
+
+
 def wait_for(condition, what: str, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -119,19 +141,12 @@ def test_read_commands_recover_nothing_and_show_what_recovery_would_act_on(
     unrecorded = None
     try:
         wait_for(lambda: claims(data), "the build never claimed its cache")
-        creator = child(data, "group", runnable, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        out, err = creator.communicate(timeout=120)
-        assert creator.returncode == -signal.SIGKILL, err
-        unrecorded = out.strip()
-        os.kill(builder.pid, signal.SIGKILL)
-        builder.wait()
-        os.kill(shim, signal.SIGKILL)
-        wait_for(lambda: not host.alive(shim), "the supervisor did not die")
-        # The unrecorded group's supervisor saw its starter die and stopped the group.
-        wait_for(lambda: not what_runs([unrecorded]), "the unrecorded group still runs")
-        # ...and ended, as did the shims kept ready by the writers that are gone: the last
-        # to close the database folds its log in (the file changes then, reads or not).
-        wait_for(lambda: not supervisors(data), "a supervisor still runs")
+
+        def kill_builder() -> None:
+            os.kill(builder.pid, signal.SIGKILL)
+            builder.wait()
+
+        unrecorded = orphan_groups(data, runnable, shim, after_creator=kill_builder)
         running = what_runs([group.id, unrecorded])
         assert any(f"{group.id}-main" in line for line in running), running
         assert claims(data)  # the dead builder's claim, left for recovery

@@ -42,8 +42,8 @@ from ..engine.refs import parse_image_ref
 from .checks import NOT_FOUND, REFUSED, UNAVAILABLE, validate
 from .common import client_token, is_unknown, next_generation, present, unknown_keys
 from .pricing import prices_of
-from .server import UPDATE_REPLACE, UserError, send_detailed_diff
-from .settings import ConfiguredProvider, settings_failures
+from .server import UPDATE_REPLACE, send_detailed_diff
+from .settings import ConfiguredProvider, backend_errors, settings_failures
 
 SPEC_FIELDS = tuple(ContainerGroupSpec.model_fields)
 # Inputs that inform the preview but never change the group (it is matched once, at creation).
@@ -274,35 +274,22 @@ class ContainerGroupProvider(ConfiguredProvider):
         gets the group the first attempt made, through the create's token."""
         key = props.get("resource_key")
         token = client_token(key, int(props.get("generation") or 0)) if key else None
-        try:
-            record = (
-                self.settings_for(props)
-                .open()
-                .create_container_group(spec_from(props), client_token=token)
-            )
-        except BackendError as err:
-            raise UserError(str(err)) from err
+        with backend_errors():
+            backend = self.settings_for(props).open()
+            record = backend.create_container_group(spec_from(props), client_token=token)
         return CreateResult(id_=record.id, outs=outputs_of(record, props))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        settings = self.settings_for(props)
-        settings.require_location(props.get("location"))
-        try:
-            record = settings.open().get_container_group(id_)
-        except NotFound:
-            return ReadResult(id_=None, outs={})
-        except BackendError as err:
-            raise UserError(str(err)) from err
+        with backend_errors():
+            try:
+                record = self.backend_of(props).get_container_group(id_)
+            except NotFound:
+                return ReadResult(id_=None, outs={})
         return ReadResult(id_=id_, outs=outputs_of(record, props))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        settings = self.settings_for(props)
-        settings.require_location(props.get("location"))
-        try:
-            with contextlib.suppress(NotFound):
-                settings.open().delete_container_group(id_)
-        except BackendError as err:
-            raise UserError(str(err)) from err
+        with backend_errors(), contextlib.suppress(NotFound):
+            self.backend_of(props).delete_container_group(id_)
 
 
 def outputs_of(record: ContainerGroupRecord, props: dict[str, Any]) -> dict[str, Any]:

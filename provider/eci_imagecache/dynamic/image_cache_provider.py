@@ -38,7 +38,7 @@ from .checks import NOT_FOUND, REFUSED, UNAVAILABLE, validate
 from .common import client_token, next_generation, present, unknown_keys
 from .pricing import prices_of
 from .server import UPDATE, UPDATE_REPLACE, UserError, send_detailed_diff
-from .settings import ConfiguredProvider, settings_failures
+from .settings import ConfiguredProvider, backend_errors, settings_failures
 
 # Inputs that make the spec: exactly the engine model's fields.
 SPEC_FIELDS = tuple(ImageCacheSpec.model_fields)
@@ -320,29 +320,24 @@ class ImageCacheProvider(ConfiguredProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         settings = self.settings_for(props)
-        backend = settings.open()
         spec = spec_from(props)
-        try:
+        with backend_errors():
+            backend = settings.open()
             if props.get("adopt_id"):
                 record = backend.update_image_cache(props["adopt_id"], spec)
             else:
                 key = props.get("resource_key")
                 token = client_token(key, int(props.get("generation") or 0)) if key else None
                 record = create_idempotent(backend, spec, token, settings.operation_timeout)
-        except BackendError as err:
-            raise UserError(str(err)) from err
         _CREATED_HERE.add(record.id)
         return CreateResult(id_=record.id, outs=outputs_of(record, props))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        settings = self.settings_for(props)
-        settings.require_location(props.get("location"))
-        try:
-            record = settings.open().get_image_cache(id_)
-        except NotFound:
-            return ReadResult(id_=None, outs={})  # gone (evicted or expired): refresh drops it
-        except BackendError as err:
-            raise UserError(str(err)) from err
+        with backend_errors():
+            try:
+                record = self.backend_of(props).get_image_cache(id_)
+            except NotFound:
+                return ReadResult(id_=None, outs={})  # gone (evicted or expired): refresh drops it
         outs = outputs_of(record, props)
         if not diff_cache(comparable(props), comparable(outs)).changes:
             return ReadResult(id_=id_, outs=outs)
@@ -353,21 +348,14 @@ class ImageCacheProvider(ConfiguredProvider):
         return ReadResult(id_=id_, outs=outs, inputs=inputs)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        settings = self.settings_for(news)
-        settings.require_location(olds.get("location"))
-        try:
-            record = settings.open().update_image_cache(id_, spec_from(news))
-        except BackendError as err:
-            raise UserError(str(err)) from err
+        with backend_errors():
+            record = self.backend_of(news, recorded=olds).update_image_cache(id_, spec_from(news))
         return UpdateResult(outs=outputs_of(record, news))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        settings = self.settings_for(props)
-        settings.require_location(props.get("location"))
-        if id_ in _CREATED_HERE:
-            return  # the create that replaced this resource took the same cache over
-        try:
+        with backend_errors():
+            backend = self.backend_of(props)
+            if id_ in _CREATED_HERE:
+                return  # the create that replaced this resource took the same cache over
             with contextlib.suppress(NotFound):  # already gone (evicted, expired): done
-                settings.open().delete_image_cache(id_)
-        except BackendError as err:
-            raise UserError(str(err)) from err
+                backend.delete_image_cache(id_)

@@ -14,7 +14,9 @@ never resource inputs and never in state.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -230,3 +232,19 @@ class ConfiguredProvider(ResourceProvider):
         if source is None:  # configure was not called (e.g. under test): the defaults
             source = self._source = SettingsSource({})  # type: ignore[arg-type]
         return source.for_resource(props)
+
+    def backend_of(self, props: dict[str, Any], recorded: dict[str, Any] | None = None) -> Any:
+        """The backend ``props`` name, refusing a resource ``recorded`` (by default: ``props``
+        themselves, the state) in another location than that backend's."""
+        settings = self.settings_for(props)
+        settings.require_location((props if recorded is None else recorded).get("location"))
+        return settings.open()
+
+
+@contextlib.contextmanager
+def backend_errors() -> Iterator[None]:
+    """A backend's failure, told as the hook's error (a message, not a traceback)."""
+    try:
+        yield
+    except BackendError as err:
+        raise UserError(str(err)) from err
