@@ -4,9 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup venv system-deps pulumi-cli demo test test-fast lint bench
+.PHONY: setup venv system-deps pulumi-cli git-hooks demo test test-fast lint bench
 
-setup: venv system-deps pulumi-cli
+setup: venv system-deps pulumi-cli git-hooks
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -20,6 +20,16 @@ system-deps:
 
 pulumi-cli:
 	scripts/install-pulumi-cli.sh >/dev/null
+
+# Commit messages as "area: what changed" (scripts/git-hooks/commit-msg, .gitmessage). Only in a git
+# checkout of this repository (not a tarball, not a parent repository); paths are relative to the
+# work tree, so every worktree uses its own copy of the hook.
+git-hooks:
+	@if [ "$$(git rev-parse --show-toplevel 2>/dev/null)" = "$(CURDIR)" ]; then \
+		git config core.hooksPath scripts/git-hooks && \
+		git config commit.template .gitmessage && \
+		echo "git: commit-msg hook and .gitmessage template installed"; \
+	fi
 
 demo: setup
 	scripts/demo.sh
