@@ -193,8 +193,10 @@ class RegistryCredential(BaseModel):
     def _normalize_server(cls, server: str) -> str:
         server = server.strip().lower().removeprefix("https://").removeprefix("http://")
         server = server.rstrip("/")
-        # As image references name it (see ``refs``): Docker Hub is docker.io.
-        return DEFAULT_REGISTRY if server in DOCKER_HUB_ALIASES else server
+        # As image references name it (see ``refs``): Docker Hub is docker.io, also as Docker's
+        # own config spells it (https://index.docker.io/v1/).
+        host = server.split("/", 1)[0]
+        return DEFAULT_REGISTRY if host in (DEFAULT_REGISTRY, *DOCKER_HUB_ALIASES) else server
 
 
 class AcrRegistry(BaseModel):
@@ -506,10 +508,16 @@ _NAMED = re.compile(rf"({_IDENTIFIER}(?:\[\d+\]|\.{_IDENTIFIER})*): (.+)", re.DO
 
 
 def _path(location: tuple[int | str, ...]) -> str:
-    """``("containers", 0, "ports", 1)`` -> ``containers[0].ports[1]``."""
+    """``("containers", 0, "ports", 1)`` -> ``containers[0].ports[1]``; a key that is not a
+    name is quoted: ``env['A B']``."""
     path = ""
     for part in location:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not re.fullmatch(_IDENTIFIER, str(part)):
+            path += f"[{str(part)!r}]"
+        else:
+            path += f".{part}" if path else str(part)
     return path
 
 
@@ -521,15 +529,19 @@ def validation_failures(exc: ValidationError) -> list[tuple[str, str]]:
     less than or equal to 65535")``."""
     failures = []
     for error in exc.errors():
-        path = _path(error["loc"])
+        location = error["loc"]
+        path = _path(location)
         message = str(error["msg"]).removeprefix("Value error, ")
         named = _NAMED.fullmatch(message)
         if named:
             inner, message = named.groups()
             path = f"{path}.{inner}" if path else inner
-        prop = re.split(r"[.\[]", path, maxsplit=1)[0] if path else ""
-        reason = message if path == prop else f"{path}: {message}"
-        failures.append((prop or "(resource)", reason))
+        if location:
+            prop, top = str(location[0]), _path(location[:1])
+        else:
+            prop = top = re.split(r"[.\[]", path, maxsplit=1)[0] if path else "(resource)"
+        reason = message if path in ("", top) else f"{path}: {message}"
+        failures.append((prop, reason))
     return failures
 
 
