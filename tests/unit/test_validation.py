@@ -100,27 +100,28 @@ def test_references_the_spec_allows_still_parse(reference: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("fields", "problem"),
+    ("fields", "field", "problem"),
     [
-        ({"tag": "vé"}, "tag 'vé' is not valid"),
-        ({"tag": None, "digest": f"md5:{'a' * 32}"}, "digest algorithm 'md5'"),
-        ({"digest": "sha256:" + "AB" * 32}, "is not lowercase"),
-        ({"registry": "registry.example.com:99999"}, "registry port 99999"),
-        ({"registry": "Registry.example.com"}, "is not lowercase"),
-        ({"registry": ""}, "registry host '' is not valid"),
-        ({"repository": "Team/App"}, "repository names are lowercase"),
-        ({"repository": "../etc"}, "path component '..'"),
-        ({"repository": "a" * 260}, "longer than 255"),
-        ({"tag": None}, "needs a tag or a digest"),
+        ({"tag": "vé"}, "tag", "should match pattern"),
+        ({"tag": None, "digest": f"md5:{'a' * 32}"}, "digest", "should match pattern"),
+        ({"digest": f"sha384:{'a' * 96}"}, "digest", "should match pattern"),
+        ({"digest": "sha256:" + "AB" * 32}, "digest", "should match pattern"),
+        ({"registry": "registry.example.com:99999"}, "registry", "should match pattern"),
+        ({"registry": "Registry.example.com"}, "registry", "should match pattern"),
+        ({"registry": ""}, "registry", "should match pattern"),
+        ({"repository": "Team/App"}, "repository", "should match pattern"),
+        ({"repository": "../etc"}, "repository", "should match pattern"),
+        ({"repository": "a" * 260}, "(resource)", "longer than 255"),
+        ({"tag": None}, "(resource)", "needs a tag or a digest"),
     ],
 )
 def test_an_image_ref_built_directly_is_held_to_the_same_rules(
-    fields: dict[str, Any], problem: str
+    fields: dict[str, Any], field: str, problem: str
 ) -> None:
+    """The normalized parts, as the parser makes them; pydantic names the part."""
     values = {"registry": REGISTRY, "repository": "team/web", "tag": "1.0", **fields}
-    with pytest.raises(ValidationError) as info:
-        ImageRef(**values)
-    assert problem in str(info.value)
+    prop, reason = only(refused(ImageRef, **values))
+    assert prop == field and problem in reason
 
 
 def test_a_bad_image_in_a_container_names_the_container() -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 from functools import total_ordering
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
@@ -34,6 +35,23 @@ _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _HEX_LENGTHS = {"sha256": 64, "sha512": 128}
 _DIGEST = re.compile(r"([A-Za-z0-9+._-]+):([0-9A-Fa-f]+)")
 
+# The same rules on the normalized parts an ImageRef holds (lowercase host and digest), checked
+# by pydantic's compiled patterns: stores load many references, and a Python check of each part
+# would cost several times the load.
+_PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_LABEL = r"(?:[a-z0-9]|[a-z0-9][a-z0-9-]*[a-z0-9])"
+NormalHost = Annotated[
+    str, StringConstraints(pattern=rf"^(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:]+\])(?::{_PORT})?$")
+]
+_NORMAL_COMPONENT = _COMPONENT.pattern
+NormalPath = Annotated[
+    str, StringConstraints(pattern=rf"^{_NORMAL_COMPONENT}(?:/{_NORMAL_COMPONENT})*$")
+]
+NormalTag = Annotated[str, StringConstraints(pattern=rf"^{_TAG.pattern}$")]
+NormalDigest = Annotated[
+    str, StringConstraints(pattern=r"^(?:sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$")
+]
+
 
 class ImageRefError(ValueError):
     """A malformed image reference; the message says which part is wrong."""
@@ -44,15 +62,13 @@ class ImageRefError(ValueError):
         self.problem = problem
 
 
-def _host_problem(host: str, normalized: bool = False) -> str | None:
+def _host_problem(host: str) -> str | None:
     shape = _HOST.fullmatch(host)
     if shape is None:
         return f"registry host {host!r} is not valid"
     port = shape.group(1)
     if port is not None and not 1 <= int(port) <= MAX_PORT:
         return f"registry port {port} is not a port (1 to {MAX_PORT})"
-    if normalized and host != host.lower():
-        return f"registry host {host!r} is not lowercase"
     return None
 
 
@@ -74,7 +90,7 @@ def _tag_problem(tag: str) -> str | None:
     return f"tag {tag!r} is not valid (1 to 128 of A-Z a-z 0-9 _ . -, not starting with . or -)"
 
 
-def _digest_problem(digest: str, normalized: bool = False) -> str | None:
+def _digest_problem(digest: str) -> str | None:
     shape = _DIGEST.fullmatch(digest)
     if shape is None:
         return f"digest {digest!r} is not algorithm:hex"
@@ -84,8 +100,6 @@ def _digest_problem(digest: str, normalized: bool = False) -> str | None:
         return f"digest algorithm {algorithm!r} is not sha256 or sha512"
     if len(hex_part) != expected:
         return f"{algorithm} digest must have {expected} hex digits, not {len(hex_part)}"
-    if normalized and hex_part != hex_part.lower():
-        return f"digest {digest!r} is not lowercase"
     return None
 
 
@@ -101,25 +115,17 @@ class ImageRef(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    registry: str
-    repository: str
-    tag: str | None = None
-    digest: str | None = None
+    # The parser's rules, on the normalized parts, however the reference was built.
+    registry: NormalHost
+    repository: NormalPath
+    tag: NormalTag | None = None
+    digest: NormalDigest | None = None
 
     @model_validator(mode="after")
-    def _well_formed(self) -> ImageRef:
-        """The parser's rules, on the normalized parts, however the reference was built."""
+    def _complete(self) -> ImageRef:
         if self.tag is None and self.digest is None:
             raise ValueError("an image reference needs a tag or a digest")
-        problems = [
-            _host_problem(self.registry, normalized=True),
-            _path_problem(self.repository),
-            _tag_problem(self.tag) if self.tag is not None else None,
-            _digest_problem(self.digest, normalized=True) if self.digest is not None else None,
-            _length_problem(self.registry, self.repository),
-        ]
-        problem = next((p for p in problems if p), None)
-        if problem is not None:
+        if problem := _length_problem(self.registry, self.repository):
             raise ValueError(problem)
         return self
 
