@@ -12,6 +12,7 @@ or refused. Any change to the group replaces it.
 from __future__ import annotations
 
 import contextlib
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -263,10 +264,13 @@ class ContainerGroupProvider(ConfiguredProvider):
         if warning:
             preview += f"; image check skipped: {warning}"
         if spec.unused_credentials:
-            preview += (
-                "; warning: no image comes from "
-                f"{', '.join(spec.unused_credentials)}, whose credentials are given"
+            warning = (
+                f"no image comes from {', '.join(spec.unused_credentials)}, whose credentials "
+                "are given"
             )
+            preview += f"; warning: {warning}"
+            # What a provider writes to stderr, the CLI shows (without a resource to attach to).
+            print(f"warning: container group {spec.name}: credentials: {warning}", file=sys.stderr)
         inputs["match_preview"] = preview
         return CheckResult(inputs, failures)
 
