@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
 import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
@@ -455,3 +456,44 @@ def test_any_json_makes_an_image_ref_or_is_refused(values: dict[str, Any]) -> No
         assert all(reason and "\n" not in reason for _, reason in validation_failures(err))
     else:
         assert parse_image_ref(str(ref)) == ref  # what is made is what the parser makes
+
+
+# The program passes inputs on; only check judges them ------------------------------------------
+
+
+def test_the_program_passes_malformed_inputs_on_for_check_under_mocks() -> None:
+    """``ContainerGroup("bad", containers=["nginx"])`` ended the program with an
+    AttributeError; the inputs now reach the provider as given, where check names them."""
+    from eci_imagecache.components.cached_groups import CachedContainerGroups
+    from eci_imagecache.dynamic import ContainerGroup
+
+    registered: dict[str, dict[str, Any]] = {}
+
+    class Mocks(pulumi.runtime.Mocks):
+        def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+            registered[args.name] = dict(args.inputs)
+            return f"{args.name}-id", dict(args.inputs)
+
+        def call(self, args: pulumi.runtime.MockCallArgs):
+            return {}
+
+    pulumi.runtime.set_mocks(Mocks(), project="validation", stack="test", preview=True)
+    bare = ContainerGroup("bare", containers=["nginx"])
+    text = ContainerGroup("text", containers="nginx", credentials="user:password")
+    component = CachedContainerGroups(
+        "mixed", groups={"api": [{"name": "web", "image": IMAGE}, "nginx"]}
+    )
+
+    def check(_: list) -> None:
+        assert registered["bare"]["containers"] == ["nginx"]
+        assert registered["text"]["containers"] == "nginx"
+        assert registered["mixed-api"]["containers"][1] == "nginx"
+        assert registered["mixed"]["images"] == [IMAGE]
+
+    group = component.groups["api"]
+    return pulumi.Output.all(bare.urn, text.urn, component.cache.urn, group.urn).apply(check)
+
+
+test_the_program_passes_malformed_inputs_on_for_check_under_mocks = pulumi.runtime.test(
+    test_the_program_passes_malformed_inputs_on_for_check_under_mocks
+)
