@@ -288,7 +288,8 @@ def test_docker_hub_credentials_under_any_of_its_names_are_used() -> None:
     [
         (["nginx"], "item 0 is 'nginx', not a container"),
         ([None], "item 0 is null, not a container"),
-        ([{"name": "web", "image": IMAGE}, ["nginx"]], "item 1 is list, not a container"),
+        ([7], "item 0 is a number, not a container"),
+        ([{"name": "web", "image": IMAGE}, ["nginx"]], "item 1 is a list, not a container"),
         ("nginx", "Input should be a valid list"),
         ({"name": "web", "image": IMAGE}, "Input should be a valid list"),
         (None, "Field required"),

@@ -328,6 +328,19 @@ class CacheSelection(StrEnum):
     EXPLICIT = "explicit"
 
 
+def _json_kind(value: object) -> str:
+    """What a JSON value is, for a message: a string is shown (shortened)."""
+    if isinstance(value, str):
+        return repr(value[:80])
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a list" if isinstance(value, list | tuple) else f"a {type(value).__name__}"
+
+
 class ContainerGroupSpec(BaseModel):
     """What matching needs of a container group: its images, storage and cache choice."""
 
@@ -364,11 +377,9 @@ class ContainerGroupSpec(BaseModel):
         if isinstance(value, list | tuple):
             for n, item in enumerate(value):
                 if not isinstance(item, dict | ContainerSpec):
-                    shown = repr(item) if isinstance(item, str) else type(item).__name__
-                    shown = "null" if item is None else shown
                     raise ValueError(
-                        f"item {n} is {shown[:80]}, not a container (an object with at least "
-                        "a name and an image)"
+                        f"item {n} is {_json_kind(item)}, not a container (an object with at "
+                        "least a name and an image)"
                     )
         return value
 
