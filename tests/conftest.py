@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from eci_imagecache.testing.registry import (
     ImageBuilder,
@@ -17,6 +18,13 @@ from eci_imagecache.testing.registry import (
 from eci_imagecache.testing.runnable import BusyboxMissing, RunnableImages, push_runnable
 
 REGISTRY_USER = ("ci-user", "registry-pass-7Qx!")
+
+# Property tests (Hypothesis): a modest number of examples keeps the fast suite fast, locally and
+# in CI alike; HYPOTHESIS_PROFILE=thorough digs deeper when a rule changes. No deadline: the
+# machines running the suite are shared, and a slow example is not a failure.
+settings.register_profile("fast", max_examples=40, deadline=None)
+settings.register_profile("thorough", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
 
 def missing(what: str) -> None:

@@ -101,6 +101,12 @@ def test_errors_are_one_line_with_exit_codes(cli) -> None:
     bad = cli("caches", "build", "web", "nginx:", code=2)
     assert bad.stderr.count("\n") == 1
     assert "images: invalid image reference 'nginx:'" in bad.stderr
+    # The CLI goes through the same specs as check: ECI's reserved names, the spec's tags.
+    reserved = cli("caches", "build", "auto-create-for-eci-1", "127.0.0.1:9/demo/web:1.0", code=2)
+    assert reserved.stderr.startswith("error: name: names starting with 'auto-create-for-'")
+    tag = cli("match", "explain", "127.0.0.1:9/demo/web:vé", code=2)
+    assert tag.stderr.startswith("error: containers[0].image: invalid image reference")
+    assert tag.stderr.count("\n") == 1
     unreachable = cli("caches", "build", "web", "127.0.0.1:9/demo/web:1.0", code=1)
     assert unreachable.stderr.startswith("error: image cache web: image 127.0.0.1:9/demo/web:1.0")
     assert cli("--backend", "nope", "usage", code=1).stderr.startswith("error: backend: unknown")

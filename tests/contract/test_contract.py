@@ -151,18 +151,6 @@ def test_eviction_is_cleared_in_place(harness: Harness, registry: Registry) -> N
     assert b.get_image_cache(made.id).eviction.value == ""
 
 
-def test_a_manual_cache_named_like_an_automatic_one_stays_manual(
-    harness: Harness, registry: Registry
-) -> None:
-    b = harness.backend
-    made = b.create_image_cache(
-        cache(registry, "demo/web:1.0", name="auto-create-for-eci-mine", retention_days=3)
-    )
-    got = b.get_image_cache(made.id)
-    assert (got.kind, got.retention_days) == (CacheKind.MANUAL, 3)
-    assert [c.kind for c in b.list_image_caches()] == [CacheKind.MANUAL]
-
-
 def test_a_group_reports_the_cache_it_used(harness: Harness, registry: Registry) -> None:
     b = harness.backend
     made = b.create_image_cache(cache(registry, "demo/web:1.0"))

@@ -31,7 +31,13 @@ from rich.table import Table
 from ..backends.base import BackendError, NotFound
 from ..backends.factory import make_backend
 from ..engine.lifecycle import expires_at
-from ..engine.models import CacheRecord, ContainerGroupSpec, ImageCacheSpec, validation_failures
+from ..engine.models import (
+    CacheRecord,
+    ContainerGroupSpec,
+    ImageCacheSpec,
+    failure_text,
+    validation_failures,
+)
 from ..engine.planner import human_bytes
 from ..engine.refs import ImageRefError
 from .review import review_command
@@ -110,7 +116,7 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (BackendError, ImageRefError) as e:
             fail(str(e))
         except ValidationError as e:
-            fail("; ".join(f"{p}: {m}" for p, m in validation_failures(e)), EXIT_USAGE)
+            fail(failure_text(validation_failures(e)), EXIT_USAGE)
 
     return wrapper
 

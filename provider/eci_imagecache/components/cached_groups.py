@@ -45,6 +45,19 @@ class CachedContainerGroupsArgs:
     tags: dict[str, str] = field(default_factory=dict)
 
 
+def images_of(containers: Any) -> list[str]:
+    """The images (references) of a group's containers (:class:`ContainerArgs` or dicts);
+    anything else is left for the group's ``check`` to refuse, naming the property."""
+    if not isinstance(containers, list | tuple):
+        return []
+    found = (
+        c.image if isinstance(c, ContainerArgs) else c.get("image")
+        for c in containers
+        if isinstance(c, ContainerArgs | dict)
+    )
+    return [image for image in found if isinstance(image, str)]
+
+
 class CachedContainerGroups(pulumi.ComponentResource):
     """An :class:`ImageCache` holding every image of ``groups``, and one
     :class:`ContainerGroup` per entry, each using that cache explicitly."""
@@ -63,7 +76,8 @@ class CachedContainerGroups(pulumi.ComponentResource):
         super().__init__("eci-imagecache:index:CachedContainerGroups", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         images = sorted(
-            {c.image for cs in args.groups.values() for c in cs} | set(args.extra_images)
+            {image for cs in args.groups.values() for image in images_of(cs)}
+            | set(args.extra_images)
         )
         shared = {
             "plain_http_registries": args.plain_http_registries,

@@ -57,11 +57,14 @@ def _field(item: Any, *names: str) -> Any:
     return None
 
 
-def secret_credentials(credentials: list[Any]) -> list[dict[str, Any]]:
+def secret_credentials(credentials: Any) -> Any:
     """Registry credentials as inputs, the password always a secret (encrypted in state).
 
     Items may be our ``RegistryCredentialArgs``, dicts, or pulumi-alicloud's credential args
-    (``user_name`` for ``username``)."""
+    (``user_name`` for ``username``). Something else than a list is kept secret whole, for
+    ``check`` to refuse."""
+    if not isinstance(credentials, list | tuple):
+        return pulumi.Output.secret(credentials) if credentials is not None else None
     return [
         {
             "server": _field(c, "server"),

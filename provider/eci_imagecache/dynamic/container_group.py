@@ -56,6 +56,14 @@ class ContainerArgs:
         return {k: v for k, v in self.__dict__.items() if v is not None and v != [] and v != {}}
 
 
+def containers_input(containers: Any) -> Any:
+    """Containers as inputs: :class:`ContainerArgs` or dicts. Anything else is passed on as it
+    is, for ``check`` to refuse naming the property (the program does not judge inputs)."""
+    if not isinstance(containers, list | tuple):
+        return containers
+    return [c.to_input() if isinstance(c, ContainerArgs) else c for c in containers]
+
+
 @dataclass
 class ContainerGroupArgs:
     """Arguments of a :class:`ContainerGroup`.
@@ -155,8 +163,8 @@ class ContainerGroup(Resource, module="eci", name="ContainerGroup"):
         props: dict[str, Any] = {
             **program_placement(args.backend, args.region),
             "name": args.name or resource_name,
-            "containers": [c.to_input() for c in args.containers],
-            "init_containers": [c.to_input() for c in args.init_containers],
+            "containers": containers_input(args.containers),
+            "init_containers": containers_input(args.init_containers),
             "cpu": args.cpu,
             "memory_gib": args.memory_gib,
             "extra_ephemeral_storage_gib": args.extra_ephemeral_storage_gib,

@@ -12,6 +12,7 @@ or refused. Any change to the group replaces it.
 from __future__ import annotations
 
 import contextlib
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,11 +64,7 @@ BEING_BUILT = "being built in this update"
 
 
 def spec_from(props: dict[str, Any]) -> ContainerGroupSpec:
-    values = present(props, SPEC_FIELDS)
-    for key in ("containers", "init_containers"):
-        if key in values:  # drop unset optional container fields
-            values[key] = [{k: v for k, v in c.items() if v is not None} for c in values[key]]
-    return ContainerGroupSpec(**values)
+    return ContainerGroupSpec(**present(props, SPEC_FIELDS))
 
 
 def _pending_caches(backend: Any, stack_caches: list[dict[str, Any]]) -> list[CacheRecord]:
@@ -77,6 +74,8 @@ def _pending_caches(backend: Any, stack_caches: list[dict[str, Any]]) -> list[Ca
     now = datetime.now(UTC)
     pending = []
     for n, cache in enumerate(stack_caches):
+        if not isinstance(cache, dict):
+            continue  # not one the program declared (it sends objects)
         if is_unknown(cache.get("images")) or is_unknown(cache.get("size_gib")):
             continue  # not known until deploy: cannot be counted now
         try:
@@ -199,7 +198,7 @@ class ContainerGroupProvider(ConfiguredProvider):
         if unknown:
             return CheckResult(inputs, [])  # validated again once the values are known
         cache_id_unknown = is_unknown(news.get("cache_id"))
-        values = {**news, "cache_id": "pending"} if cache_id_unknown else news
+        values = {**news, "cache_id": "imc-pending"} if cache_id_unknown else news
         spec, failures = validate(lambda: spec_from(values))
         if spec is None:
             return CheckResult(inputs, failures)
@@ -248,20 +247,31 @@ class ContainerGroupProvider(ConfiguredProvider):
                     ],
                 )
             held = {str(i) for i in cache.images}
-        stack_caches = inputs.get("stack_caches") or []
+        stack_caches = inputs.get("stack_caches")
+        stack_caches = stack_caches if isinstance(stack_caches, list) else []
         try:
             preview, _ = preview_text(backend, spec, stack_caches)
         except BackendError as err:  # e.g. the cloud API unreachable from here
             preview = f"unknown until deploy ({err})"
-        pending_images = {
-            str(parse_image_ref(i))
-            for c in stack_caches
-            if not is_unknown(c.get("images"))
-            for i in c.get("images") or []
-            if isinstance(i, str)
-        }
+        pending_images = set()
+        for c in stack_caches:
+            images = c.get("images") if isinstance(c, dict) else None
+            if isinstance(images, list) and not is_unknown(images):
+                for image in images:
+                    with contextlib.suppress(ValueError):  # the cache's own check reports it
+                        pending_images.add(str(parse_image_ref(image)))
         failures, warning = registry_failures(backend, spec, held | pending_images)
-        inputs["match_preview"] = preview + (f"; image check skipped: {warning}" if warning else "")
+        if warning:
+            preview += f"; image check skipped: {warning}"
+        if spec.unused_credentials:
+            warning = (
+                f"no image comes from {', '.join(spec.unused_credentials)}, whose credentials "
+                "are given"
+            )
+            preview += f"; warning: {warning}"
+            # What a provider writes to stderr, the CLI shows (without a resource to attach to).
+            print(f"warning: container group {spec.name}: credentials: {warning}", file=sys.stderr)
+        inputs["match_preview"] = preview
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:

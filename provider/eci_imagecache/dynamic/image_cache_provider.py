@@ -32,7 +32,7 @@ from ..backends.base import BackendError, NotFound
 from ..engine.cost import PriceError, Prices, estimate_cache
 from ..engine.diff import ChangeKind, diff_cache
 from ..engine.lifecycle import expires_at
-from ..engine.models import CacheRecord, CacheStatus, ImageCacheSpec
+from ..engine.models import CacheAdoption, CacheRecord, CacheStatus, ImageCacheSpec
 from ..engine.planner import PlanError
 from .checks import NOT_FOUND, REFUSED, UNAVAILABLE, validate
 from .common import client_token, next_generation, present, unknown_keys
@@ -216,7 +216,9 @@ class ImageCacheProvider(ConfiguredProvider):
         if unknown_keys(news):
             return CheckResult(inputs, [])  # validated again once the values are known
         spec, failures = validate(lambda: spec_from(news))
-        if spec is None:
+        if news.get("adopt_id") is not None:
+            failures += validate(lambda: CacheAdoption(adopt_id=news["adopt_id"]))[1]
+        if spec is None or failures:
             return CheckResult(inputs, failures)
         inputs["images"] = [str(i) for i in spec.images]
         try:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 
 from .models import (
+    AUTO_CACHE_PREFIX,
     BASE_EPHEMERAL_STORAGE_GIB,
     CacheKind,
     CacheRecord,
@@ -21,7 +22,6 @@ from .models import (
 
 AUTO_UNUSED_TTL = timedelta(days=7)  # an automatic cache never used is deleted after 7 days
 AUTO_IDLE_TTL = timedelta(days=30)  # once used, after 30 days without use
-AUTO_CACHE_PREFIX = "auto-create-for-"
 
 
 class QuotaExceeded(RuntimeError):

@@ -1,7 +1,12 @@
 """Specs (what the user asks for) and records (what a backend holds), as pydantic models.
 
-Validation here is the single source of the rules ``check`` reports: each failure names the
-property, e.g. ``images: at most 20 images per cache, got 21``.
+Validation here is the single source of the rules: the providers' ``check``, the CLI and the
+emulator all build these specs, and each failure names the property, e.g. ``images: at most 20
+images per cache, got 21`` (see ``validation_failures``). Each rule says where it comes from:
+the ECI API reference (the docstrings of the official SDK's request models, e.g.
+``CreateContainerGroupRequestTag``), the vendor's image cache document, or the OCI
+distribution spec (image references, in ``refs``). Where a source is unclear, the rule is as
+strict as the service.
 """
 
 from __future__ import annotations
@@ -9,9 +14,12 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -20,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from .refs import ImageRef, parse_image_ref
+from .refs import DEFAULT_REGISTRY, DOCKER_HUB_ALIASES, ImageRef, parse_image_ref
 
 MAX_IMAGES_PER_CACHE = 20
 DEFAULT_MANUAL_SIZE_GIB = 20
@@ -29,6 +37,107 @@ MAX_EVENTS = 50
 MAX_TAGS = 20
 GIB = 1024**3
 GROUP_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,126}[a-z0-9]")
+# The vendor's document: automatic caches are named ``auto-create-for-<instance id>``.
+AUTO_CACHE_PREFIX = "auto-create-for-"
+
+
+def _not_a_boolean(value: object) -> object:
+    """JSON's true and false are not numbers (pydantic's lax mode would read them as 1 and 0)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {str(value).lower()}")
+    return value
+
+
+NUMBER = BeforeValidator(_not_a_boolean)
+# CreateContainerGroupRequestContainerPort.Port: "Valid values: 1 to 65535."
+Port = Annotated[int, NUMBER, Field(ge=1, le=65535)]
+
+
+def _vendor_ids(prefix: str, kind: str, most: int = 1) -> AfterValidator:
+    """An id of the vendor's shape: ``prefix-`` then lowercase letters and digits; ``most`` > 1
+    takes that many, comma-separated. ``kind`` is what the id names, with its article."""
+    shape = re.compile(rf"{prefix}-[0-9a-z]+")
+
+    def check(value: str) -> str:
+        ids = value.split(",") if most > 1 else [value]
+        if len(ids) > most:
+            raise ValueError(f"at most {most} ids, got {len(ids)}")
+        for one in ids:
+            if not shape.fullmatch(one):
+                raise ValueError(f"{one[:80]!r} is not the id of {kind} ({prefix}-...)")
+        return value
+
+    return AfterValidator(check)
+
+
+# VSwitchId (CreateContainerGroup, CreateImageCache): "up to 10 vSwitch IDs ... separated with
+# commas (,). Example: vsw-***,vsw-***". The other ids follow the same convention of the
+# vendor's APIs: security groups sg-..., EIPs eip-..., resource groups rg-..., and the image
+# cache id CreateImageCache returns, imc-... (an id never becomes a path: "../etc" is refused).
+VSwitchIds = Annotated[str, _vendor_ids("vsw", "a vSwitch", most=10)]
+SecurityGroupId = Annotated[str, _vendor_ids("sg", "a security group")]
+EipId = Annotated[str, _vendor_ids("eip", "an EIP")]
+ResourceGroupId = Annotated[str, _vendor_ids("rg", "a resource group")]
+CacheId = Annotated[str, _vendor_ids("imc", "an image cache")]
+
+# Tags (CreateContainerGroupRequestTag; CreateImageCacheRequestTag: "Valid values of N: 1 to
+# 20"): "The tag key cannot be an empty string ... can be up to 64 characters in length and
+# cannot contain http:// or https://. The tag key cannot start with acs: or aliyun." "The tag
+# value ... can be up to 128 characters in length. It cannot start with acs: and cannot
+# contain http:// or https://."
+MAX_TAG_KEY = 64
+MAX_TAG_VALUE = 128
+RESERVED_TAG_KEY_PREFIXES = ("acs:", "aliyun")
+RESERVED_TAG_VALUE_PREFIXES = ("acs:",)
+
+
+def _check_tags(tags: dict[str, str]) -> dict[str, str]:
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags, got {len(tags)}")
+    for key, value in tags.items():
+        if not key:
+            raise ValueError("a tag key cannot be empty")
+        if len(key) > MAX_TAG_KEY:
+            raise ValueError(f"tag key {key[:20]!r}... is longer than {MAX_TAG_KEY} characters")
+        if len(value) > MAX_TAG_VALUE:
+            raise ValueError(f"the value of tag {key!r} is longer than {MAX_TAG_VALUE} characters")
+        if key.startswith(RESERVED_TAG_KEY_PREFIXES):
+            raise ValueError(f"tag key {key!r} starts with a prefix the cloud keeps (acs:, aliyun)")
+        if value.startswith(RESERVED_TAG_VALUE_PREFIXES):
+            raise ValueError(f"the value of tag {key!r} starts with acs:, which the cloud keeps")
+        for text in (key, value):
+            if "http://" in text or "https://" in text:
+                raise ValueError(f"tag {key!r} contains http:// or https://")
+    return tags
+
+
+Tags = Annotated[dict[str, str], AfterValidator(_check_tags)]
+
+# CreateContainerGroupRequestContainerEnvironmentVar: "The name ... must be 1 to 128 [characters]
+# in length and can contain letters, digits, and underscores (_). It cannot start with a
+# digit." "The value ... can be up to 256 characters in length."
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+MAX_ENV_VALUE = 256
+
+
+def _check_env(env: dict[str, str]) -> dict[str, str]:
+    for name, value in env.items():
+        if not name:
+            raise ValueError("an environment variable name cannot be empty")
+        if not ENV_NAME.fullmatch(name):
+            raise ValueError(
+                f"environment variable name {name[:80]!r} is not 1 to 128 letters, digits and "
+                "underscores, not starting with a digit"
+            )
+        if len(value) > MAX_ENV_VALUE:
+            raise ValueError(
+                f"the value of environment variable {name} is longer than {MAX_ENV_VALUE} "
+                "characters"
+            )
+    return env
+
+
+Env = Annotated[dict[str, str], AfterValidator(_check_env)]
 
 
 class EvictionStrategy(StrEnum):
@@ -83,7 +192,11 @@ class RegistryCredential(BaseModel):
     @classmethod
     def _normalize_server(cls, server: str) -> str:
         server = server.strip().lower().removeprefix("https://").removeprefix("http://")
-        return server.rstrip("/")
+        server = server.rstrip("/")
+        # As image references name it (see ``refs``): Docker Hub is docker.io, also as Docker's
+        # own config spells it (https://index.docker.io/v1/).
+        host = server.split("/", 1)[0]
+        return DEFAULT_REGISTRY if host in (DEFAULT_REGISTRY, *DOCKER_HUB_ALIASES) else server
 
 
 class AcrRegistry(BaseModel):
@@ -105,32 +218,36 @@ class ImageCacheSpec(BaseModel):
 
     name: str = Field(min_length=2, max_length=128, pattern=r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
     images: list[ImageRef]
-    size_gib: int = Field(default=DEFAULT_MANUAL_SIZE_GIB, ge=1, le=2048)
-    retention_days: int | None = Field(default=None, ge=1, le=3650)
+    size_gib: Annotated[int, NUMBER] = Field(default=DEFAULT_MANUAL_SIZE_GIB, ge=1, le=2048)
+    retention_days: Annotated[int, NUMBER] | None = Field(default=None, ge=1, le=3650)
     eviction: EvictionStrategy = EvictionStrategy.NEVER
     instant: bool = False
-    instant_copies: int = Field(default=1, ge=1, le=5)
+    instant_copies: Annotated[int, NUMBER] = Field(default=1, ge=1, le=5)
     layer_reuse: bool = False
     credentials: list[RegistryCredential] = Field(default_factory=list)
     insecure_registries: list[str] = Field(default_factory=list)
     plain_http_registries: list[str] = Field(default_factory=list)
     # Cloud placement: where the temporary instance that builds the cache runs.
-    vswitch_id: str | None = None
-    security_group_id: str | None = None
-    eip_instance_id: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
+    vswitch_id: VSwitchIds | None = None
+    security_group_id: SecurityGroupId | None = None
+    eip_instance_id: EipId | None = None
+    tags: Tags = Field(default_factory=dict)
     # Cloud only: where the cache lives and how many regular snapshot copies it keeps.
-    resource_group_id: str | None = None
+    resource_group_id: ResourceGroupId | None = None
     zone_id: str | None = None
-    standard_copies: int | None = Field(default=None, ge=1, le=10)
+    standard_copies: Annotated[int, NUMBER] | None = Field(default=None, ge=1, le=10)
     acr_registries: list[AcrRegistry] = Field(default_factory=list)
 
-    @field_validator("tags")
+    @field_validator("name")
     @classmethod
-    def _tags(cls, tags: dict[str, str]) -> dict[str, str]:
-        if len(tags) > MAX_TAGS:
-            raise ValueError(f"at most {MAX_TAGS} tags, got {len(tags)}")
-        return tags
+    def _not_automatic(cls, name: str) -> str:
+        # The vendor's document: the system names automatic caches auto-create-for-<instance id>.
+        if name.startswith(AUTO_CACHE_PREFIX):
+            raise ValueError(
+                f"names starting with {AUTO_CACHE_PREFIX!r} are for the caches ECI creates "
+                "automatically"
+            )
+        return name
 
     @field_validator("images", mode="before")
     @classmethod
@@ -168,6 +285,14 @@ class ImageCacheSpec(BaseModel):
         return self
 
 
+class CacheAdoption(BaseModel):
+    """An existing cache an ``ImageCache`` resource takes over instead of creating one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    adopt_id: CacheId
+
+
 class ContainerSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -176,11 +301,19 @@ class ContainerSpec(BaseModel):
     image_pull_policy: str = Field(default="IfNotPresent", pattern=r"^(Always|IfNotPresent|Never)$")
     command: list[str] = Field(default_factory=list)
     args: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
-    ports: list[int] = Field(default_factory=list)
-    cpu: float | None = Field(default=None, gt=0, le=64)
-    memory_gib: float | None = Field(default=None, gt=0, le=512)
+    env: Env = Field(default_factory=dict)
+    ports: list[Port] = Field(default_factory=list)
+    cpu: Annotated[float, NUMBER] | None = Field(default=None, gt=0, le=64)
+    memory_gib: Annotated[float, NUMBER] | None = Field(default=None, gt=0, le=512)
     working_dir: str | None = Field(default=None, pattern=r"^/")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unset_is_default(cls, value: object) -> object:
+        """A field given as null takes its default (Pulumi sends unset optional inputs so)."""
+        if isinstance(value, dict):
+            return {k: v for k, v in value.items() if v is not None}
+        return value
 
     @field_validator("image", mode="before")
     @classmethod
@@ -195,6 +328,19 @@ class CacheSelection(StrEnum):
     EXPLICIT = "explicit"
 
 
+def _json_kind(value: object) -> str:
+    """What a JSON value is, for a message: a string is shown (shortened)."""
+    if isinstance(value, str):
+        return repr(value[:80])
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a list" if isinstance(value, list | tuple) else f"a {type(value).__name__}"
+
+
 class ContainerGroupSpec(BaseModel):
     """What matching needs of a container group: its images, storage and cache choice."""
 
@@ -203,26 +349,39 @@ class ContainerGroupSpec(BaseModel):
     name: str
     containers: list[ContainerSpec] = Field(min_length=1)
     init_containers: list[ContainerSpec] = Field(default_factory=list)
-    extra_ephemeral_storage_gib: int = Field(default=0, ge=0, le=2048)
+    extra_ephemeral_storage_gib: Annotated[int, NUMBER] = Field(default=0, ge=0, le=2048)
     cache: CacheSelection = CacheSelection.AUTO_CREATE
-    cache_id: str | None = None
-    cpu: float | None = Field(default=None, gt=0, le=64)
-    memory_gib: float | None = Field(default=None, gt=0, le=512)
+    cache_id: CacheId | None = None
+    cpu: Annotated[float, NUMBER] | None = Field(default=None, gt=0, le=64)
+    memory_gib: Annotated[float, NUMBER] | None = Field(default=None, gt=0, le=512)
     restart_policy: str = Field(default="Always", pattern=r"^(Always|OnFailure|Never)$")
     credentials: list[RegistryCredential] = Field(default_factory=list)
     insecure_registries: list[str] = Field(default_factory=list)
     plain_http_registries: list[str] = Field(default_factory=list)
-    vswitch_id: str | None = None
-    security_group_id: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
+    vswitch_id: VSwitchIds | None = None
+    security_group_id: SecurityGroupId | None = None
+    tags: Tags = Field(default_factory=dict)
     # Cloud only: public network access (an existing EIP, or one created with the group),
     # placement, and ACR Enterprise instances pulled from without a password.
-    eip_instance_id: str | None = None
+    eip_instance_id: EipId | None = None
     auto_create_eip: bool = False
-    eip_bandwidth_mbps: int | None = Field(default=None, ge=1, le=200)
-    resource_group_id: str | None = None
+    eip_bandwidth_mbps: Annotated[int, NUMBER] | None = Field(default=None, ge=1, le=200)
+    resource_group_id: ResourceGroupId | None = None
     zone_id: str | None = None
     acr_registries: list[AcrRegistry] = Field(default_factory=list)
+
+    @field_validator("containers", "init_containers", mode="before")
+    @classmethod
+    def _objects(cls, value: object) -> object:
+        """Say what a container is when something else stands in the list (a bare image)."""
+        if isinstance(value, list | tuple):
+            for n, item in enumerate(value):
+                if not isinstance(item, dict | ContainerSpec):
+                    raise ValueError(
+                        f"item {n} is {_json_kind(item)}, not a container (an object with at "
+                        "least a name and an image)"
+                    )
+        return value
 
     @model_validator(mode="after")
     def _one_eip(self) -> ContainerGroupSpec:
@@ -251,9 +410,32 @@ class ContainerGroupSpec(BaseModel):
             raise ValueError("cache_id: only allowed when the cache selection is explicit")
         return self
 
+    @model_validator(mode="after")
+    def _container_names_differ(self) -> ContainerGroupSpec:
+        # A container is known by its name within its group (DescribeContainerGroups,
+        # ExecContainerCommand's ContainerName), init containers included.
+        seen: dict[str, str] = {}
+        for kind in ("init_containers", "containers"):
+            for n, container in enumerate(getattr(self, kind)):
+                where = f"{kind}[{n}]"
+                if container.name in seen:
+                    raise ValueError(
+                        f"{where}.name: {container.name!r} is already the name of "
+                        f"{seen[container.name]}; the containers of a group need their own names"
+                    )
+                seen[container.name] = where
+        return self
+
     @property
     def images(self) -> list[ImageRef]:
         return unique_images([c.image for c in [*self.init_containers, *self.containers]])
+
+    @property
+    def unused_credentials(self) -> list[str]:
+        """Servers of credentials no image of the group is pulled from (a warning, not an
+        error: a component may hand the same credentials to all its groups)."""
+        registries = {ref.registry for ref in self.images}
+        return sorted({c.server for c in self.credentials} - registries)
 
     def pull_policy(self, image: ImageRef) -> str:
         """The strictest policy any container declares for this image."""
@@ -330,19 +512,57 @@ class CacheRecord(BaseModel):
         )
 
 
+# A validator that knows more precisely where the problem is names it first: "cache_id: ...",
+# "containers[1].name: ...".
+_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+_NAMED = re.compile(rf"({_IDENTIFIER}(?:\[\d+\]|\.{_IDENTIFIER})*): (.+)", re.DOTALL)
+
+
+def _path(location: tuple[int | str, ...]) -> str:
+    """``("containers", 0, "ports", 1)`` -> ``containers[0].ports[1]``; a key that is not a
+    name is quoted: ``env['A B']``."""
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not re.fullmatch(_IDENTIFIER, str(part)):
+            path += f"[{str(part)!r}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
 def validation_failures(exc: ValidationError) -> list[tuple[str, str]]:
-    """(property, reason) pairs from a pydantic error, for ``check`` to report."""
+    """(property, reason) pairs from a pydantic error, for ``check`` to report.
+
+    The property is the input's top-level name (what Pulumi shows the value of); a reason
+    within it starts with where: ``("containers", "containers[0].ports[0]: Input should be
+    less than or equal to 65535")``."""
     failures = []
     for error in exc.errors():
-        location = [str(p) for p in error["loc"] if not isinstance(p, int)]
+        location = error["loc"]
+        path = _path(location)
         message = str(error["msg"]).removeprefix("Value error, ")
-        # Model-level validators name their property in the message: "cache_id: ...".
-        if not location and ":" in message and " " not in message.split(":", 1)[0]:
-            prop, message = message.split(":", 1)
-            location = [prop]
-            message = message.strip()
-        failures.append((".".join(location) or "(resource)", message))
+        named = _NAMED.fullmatch(message)
+        if named:
+            inner, message = named.groups()
+            path = f"{path}.{inner}" if path else inner
+        if location:
+            prop, top = str(location[0]), _path(location[:1])
+        else:
+            prop = top = re.split(r"[.\[]", path, maxsplit=1)[0] if path else "(resource)"
+        reason = message if path in ("", top) else f"{path}: {message}"
+        failures.append((prop, reason))
     return failures
+
+
+def failure_text(failures: list[tuple[str, str]]) -> str:
+    """The failures on one line, each as ``property: reason`` (once, when the reason names a
+    place within the property already)."""
+    return "; ".join(
+        reason if reason.startswith((f"{prop}.", f"{prop}[")) else f"{prop}: {reason}"
+        for prop, reason in failures
+    )
 
 
 class GroupStatus(StrEnum):

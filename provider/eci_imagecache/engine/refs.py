@@ -1,27 +1,56 @@
 """Container image references: parsing and normalization.
 
-Follows the Docker reference grammar: ``[host[:port]/]path[:tag][@digest]``. A reference without
-a registry host is on Docker Hub (``docker.io``); a single-component Docker Hub path lives under
-``library/``; a reference with neither tag nor digest means ``:latest``.
+Follows the reference grammar of the OCI distribution spec (and Docker's, which it comes from):
+``[host[:port]/]path[:tag][@digest]``. A reference without a registry host is on Docker Hub
+(``docker.io``); a single-component Docker Hub path lives under ``library/``; a reference with
+neither tag nor digest means ``:latest``. An :class:`ImageRef` holds the normalized parts and
+checks them again however it is built, so a malformed one cannot exist.
 """
 
 from __future__ import annotations
 
 import re
 from functools import total_ordering
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
-MAX_NAME_LENGTH = 255
+DOCKER_HUB_ALIASES = ("index.docker.io", "registry-1.docker.io")
+MAX_NAME_LENGTH = 255  # distribution's reference.NameTotalLengthMax: host and path together
+MAX_PORT = 65535  # a TCP port
 
+# Distribution spec (spec.md, "Pulling manifests"): a repository path component.
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+# distribution/reference: a domain is dot-separated labels (or an IPv6 address in brackets),
+# then an optional port of decimal digits.
 _HOST_LABEL = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
-_HOST = re.compile(rf"(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})*|\[[0-9A-Fa-f:]+\])(?::[0-9]{{1,5}})?")
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
-_DIGEST = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}")
-_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+_HOST = re.compile(rf"(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})*|\[[0-9A-Fa-f:]+\])(?::([0-9]+))?")
+# Distribution spec: a tag is at most 128 characters of [a-zA-Z0-9_.-], not starting with . or -
+# (ASCII only: Python's \w would let other scripts' letters and digits in).
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+# OCI image spec (descriptor.md, "Registered algorithms"): sha256 and sha512, lowercase hex of
+# 64 and 128 digits; registries refuse any other algorithm or length.
+_HEX_LENGTHS = {"sha256": 64, "sha512": 128}
+_DIGEST = re.compile(r"([A-Za-z0-9+._-]+):([0-9A-Fa-f]+)")
+
+# The same rules on the normalized parts an ImageRef holds (lowercase host and digest), checked
+# by pydantic's compiled patterns: stores load many references, and a Python check of each part
+# would cost several times the load.
+_PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_LABEL = r"(?:[a-z0-9]|[a-z0-9][a-z0-9-]*[a-z0-9])"
+NormalHost = Annotated[
+    str, StringConstraints(pattern=rf"^(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:]+\])(?::{_PORT})?$")
+]
+_NORMAL_COMPONENT = _COMPONENT.pattern
+NormalPath = Annotated[
+    str, StringConstraints(pattern=rf"^{_NORMAL_COMPONENT}(?:/{_NORMAL_COMPONENT})*$")
+]
+NormalTag = Annotated[str, StringConstraints(pattern=rf"^{_TAG.pattern}$")]
+NormalDigest = Annotated[
+    str, StringConstraints(pattern=r"^(?:sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$")
+]
 
 
 class ImageRefError(ValueError):
@@ -33,21 +62,71 @@ class ImageRefError(ValueError):
         self.problem = problem
 
 
+def _host_problem(host: str) -> str | None:
+    shape = _HOST.fullmatch(host)
+    if shape is None:
+        return f"registry host {host!r} is not valid"
+    port = shape.group(1)
+    if port is not None and not 1 <= int(port) <= MAX_PORT:
+        return f"registry port {port} is not a port (1 to {MAX_PORT})"
+    return None
+
+
+def _path_problem(path: str) -> str | None:
+    if not path:
+        return "has no repository name"
+    for component in path.split("/"):
+        if not component:
+            return "has an empty path component"
+        if not _COMPONENT.fullmatch(component):
+            hint = " (repository names are lowercase)" if component != component.lower() else ""
+            return f"path component {component!r} is not valid{hint}"
+    return None
+
+
+def _tag_problem(tag: str) -> str | None:
+    if _TAG.fullmatch(tag):
+        return None
+    return f"tag {tag!r} is not valid (1 to 128 of A-Z a-z 0-9 _ . -, not starting with . or -)"
+
+
+def _digest_problem(digest: str) -> str | None:
+    shape = _DIGEST.fullmatch(digest)
+    if shape is None:
+        return f"digest {digest!r} is not algorithm:hex"
+    algorithm, hex_part = shape.groups()
+    expected = _HEX_LENGTHS.get(algorithm)
+    if expected is None:
+        return f"digest algorithm {algorithm!r} is not sha256 or sha512"
+    if len(hex_part) != expected:
+        return f"{algorithm} digest must have {expected} hex digits, not {len(hex_part)}"
+    return None
+
+
+def _length_problem(registry: str, path: str) -> str | None:
+    if len(registry) + 1 + len(path) > MAX_NAME_LENGTH:
+        return f"name is longer than {MAX_NAME_LENGTH} characters"
+    return None
+
+
 @total_ordering
 class ImageRef(BaseModel):
     """A normalized image reference. ``str(ref)`` is its canonical spelling."""
 
     model_config = ConfigDict(frozen=True)
 
-    registry: str
-    repository: str
-    tag: str | None = None
-    digest: str | None = None
+    # The parser's rules, on the normalized parts, however the reference was built.
+    registry: NormalHost
+    repository: NormalPath
+    tag: NormalTag | None = None
+    digest: NormalDigest | None = None
 
     @model_validator(mode="after")
-    def _has_version(self) -> ImageRef:
+    def _complete(self) -> ImageRef:
         if self.tag is None and self.digest is None:
             raise ValueError("an image reference needs a tag or a digest")
+        if problem := _length_problem(self.registry, self.repository):
+            raise ValueError(problem)
         return self
 
     @classmethod
@@ -100,14 +179,9 @@ def parse_image_ref(text: str) -> ImageRef:
     digest = None
     if "@" in text:
         text, _, digest = text.partition("@")
-        if not _DIGEST.fullmatch(digest):
-            raise ImageRefError(original, f"digest {digest!r} is not algorithm:hex")
+        if problem := _digest_problem(digest):
+            raise ImageRefError(original, problem)
         algorithm, _, hex_part = digest.partition(":")
-        expected = _HEX_LENGTHS.get(algorithm)
-        if expected is not None and len(hex_part) != expected:
-            raise ImageRefError(
-                original, f"{algorithm} digest must have {expected} hex digits, not {len(hex_part)}"
-            )
         digest = f"{algorithm}:{hex_part.lower()}"
 
     host, path = _split_host(text)
@@ -115,27 +189,19 @@ def parse_image_ref(text: str) -> ImageRef:
     # A tag follows the last ':' of the path (after the host, which may carry a port).
     if ":" in path:
         path, _, tag = path.rpartition(":")
-        if not _TAG.fullmatch(tag):
-            raise ImageRefError(original, f"tag {tag!r} is not valid (letters, digits, _ . -)")
-    if not path:
-        raise ImageRefError(original, "has no repository name")
-
-    if host is not None and not _HOST.fullmatch(host):
-        raise ImageRefError(original, f"registry host {host!r} is not valid")
-    for component in path.split("/"):
-        if not component:
-            raise ImageRefError(original, "has an empty path component")
-        if not _COMPONENT.fullmatch(component):
-            hint = " (repository names are lowercase)" if component != component.lower() else ""
-            raise ImageRefError(original, f"path component {component!r} is not valid{hint}")
+        if problem := _tag_problem(tag):
+            raise ImageRefError(original, problem)
+    problem = (_host_problem(host) if host is not None else None) or _path_problem(path)
+    if problem:
+        raise ImageRefError(original, problem)
 
     registry = (host or DEFAULT_REGISTRY).lower()
-    if registry in ("index.docker.io", "registry-1.docker.io"):
+    if registry in DOCKER_HUB_ALIASES:
         registry = DEFAULT_REGISTRY
     if registry == DEFAULT_REGISTRY and "/" not in path:
         path = f"library/{path}"
-    if len(registry) + 1 + len(path) > MAX_NAME_LENGTH:
-        raise ImageRefError(original, f"name is longer than {MAX_NAME_LENGTH} characters")
+    if problem := _length_problem(registry, path):
+        raise ImageRefError(original, problem)
     if tag is None and digest is None:
         tag = DEFAULT_TAG
     return ImageRef(registry=registry, repository=path, tag=tag, digest=digest)

@@ -40,7 +40,14 @@ from ...runtime.bundle import BundleError, ContainerSettings
 from ...runtime.layers import UnsafeLayer, UnsupportedLayer
 from ...runtime.state import GroupState
 from ...runtime.supervisor import ContainerRun, RuntimeUnavailable, StartError
-from ..base import InvalidSpec, NotFound, QuotaExceeded, RegistryContentError, from_registry
+from ..base import (
+    BackendError,
+    InvalidSpec,
+    NotFound,
+    QuotaExceeded,
+    RegistryContentError,
+    from_registry,
+)
 from .blobs import UnsafeDigest
 from .build import BuildPipeline
 from .context import Context
@@ -207,6 +214,26 @@ class ContainerGroups:
         group_id = new_id("eci")
         with self._lock:
             self._accounted.add(group_id)
+        snapshots: list[Snapshot] = []
+        try:
+            return self._make(group_id, spec, client_token, request, snapshots)
+        except BaseException as err:
+            self._discard(group_id, snapshots)
+            named = _named(spec, err)
+            if named is err:
+                raise
+            raise named from err
+
+    def _make(
+        self,
+        group_id: str,
+        spec: ContainerGroupSpec,
+        client_token: str | None,
+        request: str | None,
+        snapshots: list[Snapshot],
+    ) -> ContainerGroupRecord:
+        """``create``'s work; the snapshot of an automatic cache is added to ``snapshots`` as
+        soon as it is taken (a failure removes it)."""
         # The runtime readies what it can for the start while the images are prepared.
         with self.ctx.runtime.expecting():
             cache, degree, reason = self._select_cache(spec)
@@ -217,6 +244,7 @@ class ContainerGroups:
                 auto_snapshot = self.ctx.snapshots.take(
                     self.ctx.holds, new_id("imc"), prepared.images, prepared.layers
                 )
+                snapshots.append(auto_snapshot)
             record = ContainerGroupRecord(
                 id=group_id,
                 name=spec.name,
@@ -270,6 +298,18 @@ class ContainerGroups:
                 self.ctx.snapshots.remove(auto_snapshot.id)
             return self._observed(raced[0])
         return record
+
+    def _discard(self, group_id: str, snapshots: list[Snapshot]) -> None:
+        """Remove what a create that failed made before it recorded the group (the record's
+        transaction rolled back): its containers, mounts and directory, and the snapshot of
+        its automatic cache. Nothing is left that a later read or reconcile would find."""
+        with self._lock:
+            self._accounted.discard(group_id)
+        with contextlib.suppress(Exception):  # the error that brought us here is the one told
+            self.ctx.runtime.stop(group_id)
+        shutil.rmtree(self.workdir(group_id), ignore_errors=True)
+        for snapshot in snapshots:
+            self.ctx.snapshots.remove(snapshot.id)
 
     def _created_with(self, client_token: str, request: str | None) -> ContainerGroupRecord | None:
         """The group a create with this token made, as it is now; None once it has given way.
@@ -440,6 +480,20 @@ class ContainerGroups:
         with self.store.transaction() as db:
             self.store.delete_group(db, group_id)
         shutil.rmtree(self.workdir(group_id), ignore_errors=True)
+
+
+def _named(spec: ContainerGroupSpec, err: BaseException) -> BaseException:
+    """A create's failure as one line naming the group. A property's refusal (``InvalidSpec``
+    starts with the property) and an interruption stay as they are."""
+    if isinstance(err, InvalidSpec) or not isinstance(err, Exception):
+        return err
+    what = f"container group {spec.name}"
+    if isinstance(err, BackendError):
+        if what in str(err):
+            return err
+        return type(err)(f"{what}: {err}", code=err.code)
+    reason = " ".join(str(err).split()) or type(err).__name__
+    return BackendError(f"{what} was not created: {reason}")
 
 
 def request_digest(spec: ContainerGroupSpec) -> str:
