@@ -4,9 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup venv system-deps pulumi-cli demo test test-fast lint bench
+.PHONY: setup venv system-deps pulumi-cli conformance-clients demo test test-fast lint bench
 
-setup: venv system-deps pulumi-cli
+setup: venv system-deps pulumi-cli conformance-clients
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -20,6 +20,10 @@ system-deps:
 
 pulumi-cli:
 	scripts/install-pulumi-cli.sh >/dev/null
+
+# The official Go and Node SDK clients the emulator's conformance tests run (cached builds).
+conformance-clients:
+	scripts/install-conformance-clients.sh >/dev/null
 
 demo: setup
 	scripts/demo.sh
