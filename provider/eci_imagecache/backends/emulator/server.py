@@ -165,8 +165,11 @@ class EmulatorServer:
                 finally:
                     outer.connections.busy(self.connection)
 
+            def parse_request(self) -> bool:
+                outer.connections.busy(self.connection)  # its request line has arrived
+                return super().parse_request()
+
             def do_POST(self) -> None:
-                outer.connections.busy(self.connection)
                 outer._handle(self)
 
             do_GET = do_POST
