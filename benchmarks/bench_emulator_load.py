@@ -34,6 +34,7 @@ REGION = "cn-hangzhou"
 LEVELS = (50, 200)
 CREATE_EVERY = 5  # one call in five is a create
 CREATE_DEADLINE = 120.0  # seconds a create may take (retries included) before it is unanswered
+MAX_CALLS = 500  # per client: the run is bounded in count as well as in time
 
 
 def serve(data_dir: str, endpoint_file: str) -> None:
@@ -127,7 +128,7 @@ def client_loop(
 
     completed, i = 0, 0
     start.wait()
-    while time.monotonic() < until[0]:
+    while time.monotonic() < until[0] and i < MAX_CALLS:
         i += 1
         if i % CREATE_EVERY == 0:
             token = f"load-{n}-{i}-{secrets.token_hex(4)}"

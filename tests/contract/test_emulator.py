@@ -435,9 +435,6 @@ def test_v1_asks_for_xml_and_gets_the_gateways_xml(emulator: EmulatorServer) -> 
     )
 
 
-OLD = (datetime.now(UTC) - timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @pytest.mark.parametrize(
     ("how", "status", "code"),
     [
@@ -454,23 +451,34 @@ OLD = (datetime.now(UTC) - timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
     ],
 )
 def test_v1_refusals_carry_the_gateways_code_and_change_nothing(
-    emulator: EmulatorServer, registry: Registry, how: dict, status: int, code: str
+    emulator: EmulatorServer, registry: Registry, how: dict, status: int, code: str, caplog
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     key_id, secret = how.pop("key_id", ACCESS_KEY[0]), how.pop("secret", ACCESS_KEY[1])
     if how.get("timestamp") == "OLD":
-        how["timestamp"] = OLD
+        how["timestamp"] = (datetime.now(UTC) - timedelta(minutes=20)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
     action = how.pop("Action", "CreateImageCache")
     create = {
         "RegionId": REGION,
         "ImageCacheName": "refused",
         "Image.1": registry.ref("demo/web:1.0"),
+        "ImageRegistryCredential.1.Server": registry.host,
+        "ImageRegistryCredential.1.UserName": "someone",
+        "ImageRegistryCredential.1.Password": "reg-Pa55word",
     }
     request = v1_request(emulator, action, create, key_id, secret, **how)
     with httpx.Client() as http:
         answer = http.send(request)
     assert (answer.status_code, answer.json()["Code"]) == (status, code)
-    assert secret not in answer.text
     assert emulator.actions.backend.list_image_caches() == []
+    # Neither the secret, nor a parameter's value, nor the signature is echoed or logged.
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("eci_imagecache"))
+    signature = dict(httpx.QueryParams(request.url.query))["Signature"]
+    for text in (answer.text, ours):
+        for value in (secret, "reg-Pa55word", signature):
+            assert value not in text
 
 
 def test_a_replayed_v1_request_is_refused_and_changes_nothing(
@@ -573,3 +581,93 @@ def test_past_its_turns_a_request_is_throttled_as_the_sdk_expects(tmp_path) -> N
         finally:
             release.set()
             holder.join(10)
+
+
+def test_v1_parameters_may_all_travel_in_the_form_body(emulator: EmulatorServer) -> None:
+    from alibabacloud_tea_openapi.utils import Utils
+
+    signed = {
+        "Action": "ListUsage",
+        "Version": "2018-08-08",
+        "Format": "JSON",
+        "RegionId": REGION,
+        "Timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "SignatureNonce": secrets.token_hex(16),
+        "SignatureMethod": "HMAC-SHA1",
+        "SignatureVersion": "1.0",
+        "AccessKeyId": ACCESS_KEY[0],
+    }
+    signed["Signature"] = Utils.get_rpcsignature(signed, "POST", ACCESS_KEY[1])
+    answer = httpx.post(
+        f"{emulator.endpoint}/",
+        content=urlencode(signed).encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert int(answer.json()["Attributes"]["MaxImageCacheCount"]) > 0
+
+
+def test_a_burst_of_clients_is_answered_or_throttled_never_dropped(tmp_path) -> None:
+    """100 clients connect at once and only then send, while answers are slow: every one gets
+    an answer (200, or Throttling.User to retry after the time it names), none a closed
+    connection; retried, all succeed."""
+    import threading
+
+    clients = 100
+    with EmulatorServer(
+        LocalBackend(data_dir=tmp_path / "data", region=REGION),
+        dict([ACCESS_KEY]),
+        limits=Limits(max_requests=4, queue_wait=0.3),
+    ) as server:
+        call = server.actions.call
+
+        def slow(action: str, request: object) -> object:
+            time.sleep(0.01)  # answers take a while: requests queue for a turn
+            return call(action, request)
+
+        server.actions.call = slow  # type: ignore[method-assign]
+        host, port = server.httpd.server_address[:2]
+        outcomes: list[str] = []
+        connected = threading.Barrier(clients, timeout=30)
+
+        def one_client() -> None:
+            sock = socket.create_connection((host, port), timeout=30)
+            connected.wait()  # every connection open before any request
+            while True:
+                request = signed_request(server, "ListUsage", {"RegionId": REGION}, *ACCESS_KEY)
+                head = [f"POST {request.url.raw_path.decode()} HTTP/1.1"]
+                head += [f"{k}: {v}" for k, v in request.headers.items()]
+                head += ["Content-Length: 0", "Connection: close"]
+                try:
+                    status, payload = exchange(sock, "\r\n".join(head).encode())
+                except OSError as err:
+                    outcomes.append(type(err).__name__)
+                    return
+                finally:
+                    sock.close()
+                code = payload.get("Code", str(status))
+                outcomes.append(code)
+                if code != "Throttling.User":
+                    return
+                time.sleep(0.05)
+                sock = socket.create_connection((host, port), timeout=30)
+
+        threads = [threading.Thread(target=one_client) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert set(outcomes) <= {"200", "Throttling.User"}, set(outcomes)
+    assert outcomes.count("200") == clients
+
+
+def exchange(sock: socket.socket, head: bytes) -> tuple[int, dict]:
+    """Send a request head on an open connection; the status and JSON body of its answer."""
+    sock.sendall(head + b"\r\n\r\n")
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    if not answer:
+        raise ConnectionResetError("closed without an answer")
+    status = int(answer.split(b" ", 2)[1])
+    return status, json.loads(answer.partition(b"\r\n\r\n")[2] or b"{}")
