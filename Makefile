@@ -4,9 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup venv system-deps pulumi-cli git-hooks demo test test-fast lint bench
+.PHONY: setup venv system-deps pulumi-cli conformance-clients git-hooks demo test test-fast lint bench
 
-setup: venv system-deps pulumi-cli git-hooks
+setup: venv system-deps pulumi-cli conformance-clients git-hooks
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -30,6 +30,10 @@ git-hooks:
 		git config commit.template .gitmessage && \
 		echo "git: commit-msg hook and .gitmessage template installed"; \
 	fi
+
+# The official Go and Node SDK clients the emulator's conformance tests run (cached builds).
+conformance-clients:
+	scripts/install-conformance-clients.sh >/dev/null
 
 demo: setup
 	scripts/demo.sh

@@ -21,6 +21,7 @@ BENCHMARKS = {
     "provider_overhead": "benchmarks.bench_overhead",
     "scaling": "benchmarks.bench_scaling",
     "startup": "benchmarks.bench_startup",
+    "emulator_load": "benchmarks.bench_emulator_load",
 }
 TARGETS = {
     "match_p99_ms_100k": "<= 1 ms",
@@ -36,6 +37,10 @@ TARGETS = {
     "startup_ratio_cached_vs_uncached": "<= 0.05",
     "startup_cached_400mb_vs_10mb": "<= 1.5",
     "build_with_unpack_vs_without": ">= 0.8",
+    "clients_starved_50": "= 0",
+    "clients_starved_200": "= 0",
+    "creates_unanswered_50": "= 0",
+    "creates_unanswered_200": "= 0",
 }
 
 

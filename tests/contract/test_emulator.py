@@ -6,7 +6,7 @@ import logging
 import secrets
 import socket
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 import httpx
@@ -15,7 +15,7 @@ import pytest
 from eci_imagecache.backends.alicloud import AliCloudBackend
 from eci_imagecache.backends.base import BackendError
 from eci_imagecache.backends.emulator.params import unflatten
-from eci_imagecache.backends.emulator.server import EmulatorServer
+from eci_imagecache.backends.emulator.server import EmulatorServer, Limits
 from eci_imagecache.backends.emulator.signing import sign, string_to_sign
 from eci_imagecache.backends.local.backend import LocalBackend
 from eci_imagecache.engine.models import ImageCacheSpec
@@ -316,30 +316,358 @@ def test_malformed_parameters_are_400_with_the_api_code_and_never_logged(
         assert "Pa55word" not in text
 
 
-def test_connections_beyond_the_bound_are_closed_at_once(tmp_path) -> None:
+def v1_request(
+    server: EmulatorServer,
+    action: str,
+    params: dict[str, str],
+    key_id: str,
+    secret: str,
+    method: str = "GET",
+    timestamp: str | None = None,
+    nonce: str | None = None,
+    form: bool = False,
+    **common: str,
+) -> httpx.Request:
+    """A request signed v1 by the Python SDK's own RPC signer (not ours): parameters in the
+    query (GET), or in a form body (POST with ``form``)."""
+    from alibabacloud_tea_openapi.utils import Utils
+
+    signed = {
+        "Action": action,
+        "Version": "2018-08-08",
+        "Format": "JSON",
+        "Timestamp": timestamp or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "SignatureNonce": secrets.token_hex(16) if nonce is None else nonce,
+        "SignatureMethod": "HMAC-SHA1",
+        "SignatureVersion": "1.0",
+        "AccessKeyId": key_id,
+        **common,
+        **params,
+    }
+    signed["Signature"] = Utils.get_rpcsignature(signed, method, secret)
+    if form:
+        common_names = {k: v for k, v in signed.items() if k not in params}
+        return httpx.Request(
+            method,
+            f"{server.endpoint}/?{urlencode(common_names)}",
+            content=urlencode(params).encode(),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+    return httpx.Request(method, f"{server.endpoint}/?{urlencode(signed)}")
+
+
+class V1Client:
+    """The official SDK client, made to sign the older way (``signature_algorithm="v2"`` selects
+    its RPC signature v1: HMAC-SHA1 parameters in the query)."""
+
+    def __new__(cls, config: object) -> object:
+        from alibabacloud_eci20180808.client import Client
+
+        config.signature_algorithm = "v2"  # type: ignore[attr-defined]
+        return Client(config)
+
+
+def test_the_sdk_signing_v1_runs_a_session(emulator: EmulatorServer, registry: Registry) -> None:
+    backend = AliCloudBackend(
+        region=REGION,
+        endpoint=emulator.endpoint,
+        credential=credential(*ACCESS_KEY),
+        poll_interval=0.02,
+        timeout=30,
+        client_class=V1Client,  # type: ignore[arg-type]
+    )
+    made = backend.create_image_cache(
+        ImageCacheSpec(name="v1", images=[registry.ref("demo/web:1.0")], tags={"team": "a b"})
+    )
+    assert made.status.value == "Ready"
+    assert [c.id for c in backend.list_image_caches()] == [made.id]
+    assert backend.usage().manual == 1
+    backend.delete_image_cache(made.id)
+    assert backend.list_image_caches() == []
+
+
+def test_v1_parameters_come_from_the_query_or_a_form_body(
+    emulator: EmulatorServer, registry: Registry
+) -> None:
+    create = {
+        "RegionId": REGION,
+        "ImageCacheName": "form-made",
+        "Image.1": registry.ref("demo/web:1.0"),
+        "Tag.1.Key": "team",
+        "Tag.1.Value": "a&b=c d",
+    }
+    with httpx.Client() as http:
+        made = http.send(
+            v1_request(emulator, "CreateImageCache", create, *ACCESS_KEY, "POST", form=True)
+        )
+        assert made.status_code == 200, made.text
+        cache_id = made.json()["ImageCacheId"]
+        query = {"RegionId": REGION, "ImageCacheId": cache_id}
+        seen = http.send(v1_request(emulator, "DescribeImageCaches", query, *ACCESS_KEY))
+        posted = http.send(v1_request(emulator, "DescribeImageCaches", query, *ACCESS_KEY, "POST"))
+    for answer in (seen, posted):
+        (cache,) = answer.json()["ImageCaches"]
+        assert cache["ImageCacheName"] == "form-made"
+        assert cache["Tags"] == [{"Key": "team", "Value": "a&b=c d"}]
+
+
+def test_v1_asks_for_xml_and_gets_the_gateways_xml(emulator: EmulatorServer) -> None:
+    from xml.etree import ElementTree
+
+    with httpx.Client() as http:
+        answer = http.send(
+            v1_request(emulator, "ListUsage", {"RegionId": REGION}, *ACCESS_KEY, Format="XML")
+        )
+        refused = http.send(
+            v1_request(
+                emulator, "ListUsage", {"RegionId": REGION}, ACCESS_KEY[0], "x", Format="XML"
+            )
+        )
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/xml")
+    root = ElementTree.fromstring(answer.content)
+    assert root.tag == "ListUsageResponse" and root.findtext("RequestId")
+    assert int(root.findtext("Attributes/MaxImageCacheCount") or 0) > 0
+    error = ElementTree.fromstring(refused.content)
+    assert (refused.status_code, error.tag, error.findtext("Code")) == (
+        400,
+        "Error",
+        "SignatureDoesNotMatch",
+    )
+
+
+@pytest.mark.parametrize(
+    ("how", "status", "code"),
+    [
+        ({"secret": "not-the-secret"}, 400, "SignatureDoesNotMatch"),
+        ({"key_id": "LTAI-nobody"}, 404, "InvalidAccessKeyId.NotFound"),
+        ({"timestamp": "OLD"}, 400, "InvalidTimeStamp.Expired"),
+        ({"timestamp": "2026-12-06 10:00:00"}, 400, "InvalidTimeStamp.Format"),
+        ({"SignatureMethod": "HMAC-MD5"}, 400, "InvalidSignatureMethod"),
+        ({"SignatureVersion": "2.0"}, 400, "IncompleteSignature"),
+        ({"nonce": ""}, 400, "MissingSignatureNonce"),
+        ({"Version": "2020-01-01"}, 400, "InvalidVersion"),
+        ({"Action": "RunInstances"}, 404, "InvalidAction.NotFound"),
+        ({"Format": "YAML"}, 400, "InvalidParameter.Format"),
+    ],
+)
+def test_v1_refusals_carry_the_gateways_code_and_change_nothing(
+    emulator: EmulatorServer, registry: Registry, how: dict, status: int, code: str, caplog
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    key_id, secret = how.pop("key_id", ACCESS_KEY[0]), how.pop("secret", ACCESS_KEY[1])
+    if how.get("timestamp") == "OLD":
+        how["timestamp"] = (datetime.now(UTC) - timedelta(minutes=20)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+    action = how.pop("Action", "CreateImageCache")
+    create = {
+        "RegionId": REGION,
+        "ImageCacheName": "refused",
+        "Image.1": registry.ref("demo/web:1.0"),
+        "ImageRegistryCredential.1.Server": registry.host,
+        "ImageRegistryCredential.1.UserName": "someone",
+        "ImageRegistryCredential.1.Password": "reg-Pa55word",
+    }
+    request = v1_request(emulator, action, create, key_id, secret, **how)
+    with httpx.Client() as http:
+        answer = http.send(request)
+    assert (answer.status_code, answer.json()["Code"]) == (status, code)
+    assert emulator.actions.backend.list_image_caches() == []
+    # Neither the secret, nor a parameter's value, nor the signature is echoed or logged.
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("eci_imagecache"))
+    signature = dict(httpx.QueryParams(request.url.query))["Signature"]
+    for text in (answer.text, ours):
+        for value in (secret, "reg-Pa55word", signature):
+            assert value not in text
+
+
+def test_a_replayed_v1_request_is_refused_and_changes_nothing(
+    emulator: EmulatorServer, registry: Registry
+) -> None:
+    create = {"RegionId": REGION, "ImageCacheName": "once", "Image.1": registry.ref("demo/web:1.0")}
+    request = v1_request(emulator, "CreateImageCache", create, *ACCESS_KEY, "POST")
+    with httpx.Client() as http:
+        assert http.send(request).status_code == 200
+        replay = http.send(request)
+    assert (replay.status_code, replay.json()["Code"]) == (400, "SignatureNonceUsed")
+    assert len(emulator.actions.backend.list_image_caches()) == 1
+
+
+def test_acs3_reads_parameters_from_a_form_body_too(emulator: EmulatorServer) -> None:
+    body = urlencode({"RegionId": REGION}).encode()
+    host = emulator.endpoint.removeprefix("http://")
+    headers = {
+        "host": host,
+        "x-acs-action": "ListUsage",
+        "x-acs-version": "2018-08-08",
+        "x-acs-date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "x-acs-signature-nonce": secrets.token_hex(16),
+        "x-acs-content-sha256": hashlib.sha256(body).hexdigest(),
+        "content-type": "application/x-www-form-urlencoded",
+    }
+    signed = sorted(headers)
+    text = string_to_sign("POST", "/", [], headers, signed, headers["x-acs-content-sha256"])
+    headers["Authorization"] = (
+        f"ACS3-HMAC-SHA256 Credential={ACCESS_KEY[0]},"
+        f"SignedHeaders={';'.join(signed)},Signature={sign(ACCESS_KEY[1], text)}"
+    )
+    answer = httpx.post(f"{emulator.endpoint}/", content=body, headers=headers)
+    assert answer.status_code == 200 and int(answer.json()["Attributes"]["MaxImageCacheCount"]) > 0
+    # The form is covered by the body's hash: another body breaks the signature.
+    headers["x-acs-signature-nonce"] = secrets.token_hex(16)
+    other = httpx.post(f"{emulator.endpoint}/", content=b"RegionId=cn-beijing", headers=headers)
+    assert other.json()["Code"] in ("IncompleteSignature", "SignatureDoesNotMatch")
+
+
+def test_idle_connections_give_way_to_a_new_client(tmp_path) -> None:
     with EmulatorServer(
         LocalBackend(data_dir=tmp_path / "data", region=REGION),
         dict([ACCESS_KEY]),
-        max_connections=2,
+        limits=Limits(max_connections=2),
     ) as server:
         host, port = server.httpd.server_address[:2]
         idle = [socket.create_connection((host, port), timeout=10) for _ in range(2)]
         try:
             time.sleep(0.2)  # both accepted and waiting for a request line
-            with socket.create_connection((host, port), timeout=10) as third:
-                third.sendall(b"POST / HTTP/1.1\r\n")
-                assert third.recv(1024) == b""
+            good = signed_request(server, "ListUsage", {"RegionId": REGION}, *ACCESS_KEY)
+            with httpx.Client() as http:
+                answer = http.send(good)
+            assert answer.status_code == 200
+            # The oldest idle connection was closed to make room (the server's doing: EOF).
+            assert idle[0].recv(1024) == b""
         finally:
             for sock in idle:
                 sock.close()
-        # Once they are gone (the server notices the close), requests are served again.
-        deadline = time.monotonic() + 10
-        while True:
-            good = signed_request(server, "ListUsage", {"RegionId": REGION}, *ACCESS_KEY)
-            try:
-                with httpx.Client() as http:
-                    assert http.send(good).status_code == 200
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline
+
+
+def test_past_its_turns_a_request_is_throttled_as_the_sdk_expects(tmp_path) -> None:
+    """Busy past ``queue_wait``: 400 ``Throttling.User`` with ``x-acs-retry-after``, which the
+    SDK itself raises as its retryable ``ThrottlingException`` (not a dropped connection)."""
+    import threading
+
+    from alibabacloud_eci20180808 import models as sdk
+    from alibabacloud_eci20180808.client import Client
+    from alibabacloud_tea_openapi import models as openapi
+    from alibabacloud_tea_openapi.exceptions import ThrottlingException
+
+    with EmulatorServer(
+        LocalBackend(data_dir=tmp_path / "data", region=REGION),
+        dict([ACCESS_KEY]),
+        limits=Limits(max_requests=1, queue_wait=0.2, retry_after_ms=50),
+    ) as server:
+        release, entered = threading.Event(), threading.Event()
+        call = server.actions.call
+
+        def slow(action: str, request: object) -> object:
+            entered.set()
+            release.wait(10)
+            return call(action, request)
+
+        server.actions.call = slow  # type: ignore[method-assign]
+        host = server.endpoint.removeprefix("http://")
+        config = openapi.Config(
+            credential=credential(*ACCESS_KEY), endpoint=host, protocol="http", region_id=REGION
+        )
+        holder = threading.Thread(
+            target=lambda: Client(config).list_usage(sdk.ListUsageRequest(region_id=REGION))
+        )
+        holder.start()
+        try:
+            assert entered.wait(10)
+            with pytest.raises(ThrottlingException) as info:
+                Client(config).list_usage(sdk.ListUsageRequest(region_id=REGION))
+            assert (info.value.status_code, info.value.code) == (400, "Throttling.User")
+            assert info.value.retry_after == 50
+        finally:
+            release.set()
+            holder.join(10)
+
+
+def test_v1_parameters_may_all_travel_in_the_form_body(emulator: EmulatorServer) -> None:
+    from alibabacloud_tea_openapi.utils import Utils
+
+    signed = {
+        "Action": "ListUsage",
+        "Version": "2018-08-08",
+        "Format": "JSON",
+        "RegionId": REGION,
+        "Timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "SignatureNonce": secrets.token_hex(16),
+        "SignatureMethod": "HMAC-SHA1",
+        "SignatureVersion": "1.0",
+        "AccessKeyId": ACCESS_KEY[0],
+    }
+    signed["Signature"] = Utils.get_rpcsignature(signed, "POST", ACCESS_KEY[1])
+    answer = httpx.post(
+        f"{emulator.endpoint}/",
+        content=urlencode(signed).encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert int(answer.json()["Attributes"]["MaxImageCacheCount"]) > 0
+
+
+def test_a_burst_of_clients_is_answered_or_throttled_never_dropped(tmp_path) -> None:
+    """100 clients connect at once and only then send, while answers are slow: every one gets
+    an answer (200, or Throttling.User to retry after the time it names), none a closed
+    connection; retried, all succeed."""
+    import threading
+
+    clients = 100
+    with EmulatorServer(
+        LocalBackend(data_dir=tmp_path / "data", region=REGION),
+        dict([ACCESS_KEY]),
+        limits=Limits(max_requests=4, queue_wait=0.3),
+    ) as server:
+        call = server.actions.call
+
+        def slow(action: str, request: object) -> object:
+            time.sleep(0.01)  # answers take a while: requests queue for a turn
+            return call(action, request)
+
+        server.actions.call = slow  # type: ignore[method-assign]
+        host, port = server.httpd.server_address[:2]
+        outcomes: list[str] = []
+        connected = threading.Barrier(clients, timeout=30)
+
+        def one_client() -> None:
+            sock = socket.create_connection((host, port), timeout=30)
+            connected.wait()  # every connection open before any request
+            while True:
+                request = signed_request(server, "ListUsage", {"RegionId": REGION}, *ACCESS_KEY)
+                head = [f"POST {request.url.raw_path.decode()} HTTP/1.1"]
+                head += [f"{k}: {v}" for k, v in request.headers.items()]
+                head += ["Content-Length: 0", "Connection: close"]
+                try:
+                    status, payload = exchange(sock, "\r\n".join(head).encode())
+                except OSError as err:
+                    outcomes.append(type(err).__name__)
+                    return
+                finally:
+                    sock.close()
+                code = payload.get("Code", str(status))
+                outcomes.append(code)
+                if code != "Throttling.User":
+                    return
                 time.sleep(0.05)
+                sock = socket.create_connection((host, port), timeout=30)
+
+        threads = [threading.Thread(target=one_client) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert set(outcomes) <= {"200", "Throttling.User"}, set(outcomes)
+    assert outcomes.count("200") == clients
+
+
+def exchange(sock: socket.socket, head: bytes) -> tuple[int, dict]:
+    """Send a request head on an open connection; the status and JSON body of its answer."""
+    sock.sendall(head + b"\r\n\r\n")
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    if not answer:
+        raise ConnectionResetError("closed without an answer")
+    status = int(answer.split(b" ", 2)[1])
+    return status, json.loads(answer.partition(b"\r\n\r\n")[2] or b"{}")

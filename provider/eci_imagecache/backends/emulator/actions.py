@@ -602,6 +602,12 @@ class Actions:
                                 )
                                 for p in c.get("Port") or []
                             ],
+                            environment_vars=[
+                                m.DescribeContainerGroupsResponseBodyContainerGroupsContainersEnvironmentVars(
+                                    key=e.get("Key"), value=e.get("Value", "")
+                                )
+                                for e in c.get("EnvironmentVar") or []
+                            ],
                         )
                     )
                 )

@@ -76,10 +76,29 @@ class SignatureNonceUsed(EciError):
 
 
 class Throttled(EciError):
+    """Flow control, as the gateway answers it: 400 ``Throttling.User`` with the time to wait
+    (``x-acs-retry-after``, milliseconds), which the Python SDK turns into a retryable
+    ``ThrottlingException`` and the project's backend retries by its code."""
+
     code = "Throttling.User"
 
+    def __init__(self, retry_after_ms: int = 200) -> None:
+        super().__init__("the request was denied due to user flow control; retry later")
+        self.retry_after_ms = retry_after_ms
+
+
+class UnsupportedFormat(EciError):
+    code = "InvalidParameter.Format"
+
     def __init__(self) -> None:
-        super().__init__("the request was denied due to request throttling")
+        super().__init__("Format must be JSON or XML")
+
+
+class UnsupportedHTTPMethod(EciError):
+    code = "UnsupportedHTTPMethod"
+
+    def __init__(self) -> None:
+        super().__init__("only GET and POST are served")
 
 
 class BodyTooLarge(EciError):

@@ -193,6 +193,13 @@ def read(cls: type[TeaModel], data: Any, name: str = "") -> TeaModel:
                 raise MissingParameter(path)
             continue
         value = data[wire]
+        if f.kind == "list" and f.item == "str" and isinstance(value, str):
+            # The gateway reads a list only as ``Name.N``; a bare ``Name`` is not one of its
+            # parameters and is passed over. The Go SDK sends one for every empty list inside
+            # a struct (``Container.1.LivenessProbe.Exec.Command=<[]string Value>``).
+            if f.required:
+                raise MissingParameter(f"{path}.1")
+            continue
         if f.kind == "list":
             if not isinstance(value, list):
                 raise InvalidParameter(path, "must be a numbered list (Name.1, Name.2, ...)")
