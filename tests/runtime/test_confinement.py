@@ -1,6 +1,7 @@
 """What a container cannot do, checked from inside real crun containers and against the kernel's
 own files: seccomp, namespaces, devices, and the group's process, memory and storage limits."""
 
+import json
 import os
 import subprocess
 import time
@@ -170,3 +171,25 @@ def test_reconcile_removes_a_cgroup_left_by_a_group_gone(runtime):
         for directory in (left / "main", left):
             if directory.exists():
                 os.rmdir(directory)
+
+
+def test_containers_load_the_filter_compiled_ahead_or_crun_compiles_it(
+    runtime, busybox_layer, tmp_path, monkeypatch
+):
+    script = "grep Seccomp: /proc/self/status; busybox unshare -U -r true || echo refused"
+    _, out = job(runtime, busybox_layer, "grp-iso-ahead", script)
+    config = json.loads(
+        (runtime.groups_dir / "grp-iso-ahead/containers/main/config.json").read_text()
+    )
+    assert seccomp.BPF_ANNOTATION in config["annotations"]
+    assert "Seccomp:\t2" in out and "refused" in out
+    # Where it cannot be compiled ahead, crun compiles it: the container is filtered all the same.
+    (tmp_path / "file").write_text("")
+    monkeypatch.setattr(seccomp, "COMPILED", tmp_path / "file" / "seccomp")
+    monkeypatch.setattr(seccomp, "_compiled", {})
+    _, out = job(runtime, busybox_layer, "grp-iso-behind", script)
+    config = json.loads(
+        (runtime.groups_dir / "grp-iso-behind/containers/main/config.json").read_text()
+    )
+    assert "annotations" not in config and config["linux"]["seccomp"]["syscalls"]
+    assert "Seccomp:\t2" in out and "refused" in out
