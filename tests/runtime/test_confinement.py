@@ -129,6 +129,12 @@ def test_the_groups_memory_holds_for_a_container_without_its_own_limit(runtime, 
     # The same container in a group without a memory limit allocates its 600 MiB.
     group, out = job(runtime, busybox_layer, "grp-iso-roomy", hog)
     assert "allocated" in out and group.status == "Succeeded"
+    # Its own limit holds too, and is named (its cgroup is watched once it runs: a second).
+    own = run(busybox_layer, "main", f"sleep 1; {hog}", memory_gib=0.25)
+    runtime.start("grp-iso-own", "own", [own], "Never")
+    [container] = finished(runtime, "grp-iso-own").containers
+    assert container.exit_code == 137
+    assert container.reason == "OOMKilled: killed by signal 9 at its limit of 0.25 GiB"
 
 
 def test_a_group_is_evicted_when_its_writable_layers_outgrow_its_storage(runtime, busybox_layer):

@@ -102,9 +102,11 @@ def _make_v2(root: Path, relative: str, limits: GroupLimits) -> None:
     _mkdirs(directory)
     wanted = {"memory", "cpu", "pids"} & set((root / "cgroup.controllers").read_text().split())
     parent = root
-    for part in Path(relative).parts:
-        _write(parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(wanted)))
+    enable = " ".join(f"+{c}" for c in sorted(wanted))
+    for part in Path(relative).parts:  # down to the group, whose containers crun limits
+        _write(parent / "cgroup.subtree_control", enable)
         parent /= part
+    _write(directory / "cgroup.subtree_control", enable)
     if limits.memory_gib and "memory" in wanted:
         _write(directory / "memory.max", _bytes(limits.memory_gib) or "max")
     if limits.cpu and "cpu" in wanted:

@@ -196,7 +196,7 @@ class Shim:
         pid_file = bundle / "pid"
         pid_file.unlink(missing_ok=True)
         log = BoundedLog(self.dir / "logs" / f"{name}.log", int(self.plan["log_limit"]))
-        oom_before = self.oom_kills()
+        oom_before, own_oom = self.oom_kills(), None
         argv = [self.crun, "run", "--bundle", str(bundle), "--pid-file", str(pid_file), crun_id]
         with host.DirectoryWatch(bundle) as watch:  # before crun: its pid file is seen
             with self.lock:
@@ -228,6 +228,7 @@ class Shim:
                 first_process=not container["init"],
             )
             self.notify()
+            own_oom = self.container_oom_events(container)
         code = proc.wait()
         pump.join(5)
         with self.lock:
@@ -246,7 +247,9 @@ class Shim:
             reason = "did not start: " + BoundedLog.read(log.path, 400).decode(errors="replace")
         else:
             reason = "stopped" if self.stopping.is_set() else "exited"
-        reason = self.limit_reason(code, oom_before) or reason
+        reason = self.limit_reason(code, oom_before, container, own_oom) or reason
+        if own_oom is not None:
+            own_oom.close()
         policy = self.plan["restart_policy"]
         restart = (
             not container["init"]
@@ -395,18 +398,36 @@ class Shim:
         with self.lock:
             return self.oom_events.count() if self.oom_events is not None else None
 
-    def limit_reason(self, code: int, oom_before: int | None) -> str | None:
-        """Why a container ended, when a limit ended it: evicted, or killed by the kernel for
-        memory (SIGKILL, while the group's count of such kills went up)."""
+    def container_oom_events(self, container: dict[str, Any]) -> cgroups.OomEvents | None:
+        """Out-of-memory events of a running container's own cgroup, when it has a memory
+        limit (crun made its cgroup as it started it)."""
+        if not (self.plan.get("cgroup") and container.get("memory_gib")):
+            return None
+        try:
+            return cgroups.OomEvents(f"{self.plan['cgroup']}/{container['name']}")
+        except OSError:
+            return None  # ended already
+
+    def limit_reason(
+        self,
+        code: int,
+        oom_before: int | None,
+        container: dict[str, Any],
+        own_oom: cgroups.OomEvents | None,
+    ) -> str | None:
+        """Why a container ended, when a limit ended it: evicted, or killed by the kernel (with
+        SIGKILL) while out of memory at the group's limit or its own."""
         if self.evicted:
             return self.evicted
-        if code not in (-signal.SIGKILL, 128 + signal.SIGKILL) or oom_before is None:
+        if code not in (-signal.SIGKILL, 128 + signal.SIGKILL):
             return None
         after = self.oom_kills()
-        if after is None or after <= oom_before:
+        if oom_before is not None and after is not None and after > oom_before:
+            limit = f"the group's limit of {self.plan['memory_gib']:g} GiB"
+        elif own_oom is not None and own_oom.count():
+            limit = f"its limit of {container['memory_gib']:g} GiB"
+        else:
             return None
-        memory = self.plan.get("memory_gib")
-        limit = f"the group's limit of {memory:g} GiB" if memory else "its memory limit"
         return f"OOMKilled: killed by signal 9 at {limit}"
 
     def watch_memory(self) -> None:

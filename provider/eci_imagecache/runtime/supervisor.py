@@ -351,6 +351,7 @@ class Runtime:
                     "bundle": str(bundle),
                     "lower": [layer_hex(d) for d in reversed(run.layers)],
                     "init": run.init,
+                    "memory_gib": run.settings.memory_gib,
                 }
             )
         plan = {
