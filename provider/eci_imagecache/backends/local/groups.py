@@ -517,6 +517,8 @@ def request_digest(spec: ContainerGroupSpec) -> str:
     """What a create asked for, as a digest. Credentials count by server and user: a rotated
     password asks for the same group (and no password is hashed into the store)."""
     data = spec.model_dump(mode="json", exclude={"credentials"})
+    if data.get("pids_limit") is None:
+        del data["pids_limit"]  # unset: the digest of a request made before the setting
     data["credentials"] = sorted([c.server, c.username] for c in spec.credentials)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
