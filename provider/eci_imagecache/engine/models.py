@@ -358,7 +358,7 @@ class ContainerGroupSpec(BaseModel):
     # Local backend only (ECI's API has no such parameter): processes and threads of the whole
     # group; None is podman's default (containers.conf ``pids_limit = 2048``). At most the
     # kernel's PID_MAX_LIMIT (4194304 on 64-bit machines).
-    pids_limit: int | None = Field(default=None, ge=1, le=4_194_304)
+    pids_limit: Annotated[int, NUMBER] | None = Field(default=None, ge=1, le=4_194_304)
     credentials: list[RegistryCredential] = Field(default_factory=list)
     insecure_registries: list[str] = Field(default_factory=list)
     plain_http_registries: list[str] = Field(default_factory=list)
