@@ -9,6 +9,9 @@ command -v skopeo >/dev/null || need+=(skopeo)
 # Debian's static busybox (its binary replaces /bin/busybox).
 command -v crun >/dev/null || need+=(crun)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || need+=(busybox-static)
+# The containers' seccomp profile: podman's, which the runtime reads from this file (no
+# container starts without it).
+[[ -f /usr/share/containers/seccomp.json ]] || need+=(golang-github-containers-common)
 # The emulator's conformance tests run the official Node SDK (Go is needed by the Pulumi build).
 command -v npm >/dev/null || need+=(nodejs npm)
 if ((${#need[@]})); then

@@ -204,3 +204,33 @@ def test_gc_removes_unpacked_layers_no_cache_holds_and_no_group_runs_on(backend,
     backend.delete_container_group(running.id)
     backend.gc(grace=timedelta(0))
     assert not any(backend.ctx.layers.has(d) for d in layers)
+
+
+def test_the_groups_declared_cpu_memory_and_process_limit_hold_on_its_cgroup(
+    backend, registry
+) -> None:
+    made = backend.create_container_group(
+        spec(
+            registry,
+            "httpd",
+            restart_policy="Always",
+            cpu=0.5,
+            memory_gib=0.5,
+            pids_limit=64,
+            container={"env": {"PORT": str(free_port())}},
+        )
+    )
+    assert made.status == GroupStatus.RUNNING, made.status_reason
+    pid = (backend.ctx.runtime.groups_dir / made.id / "containers/main/pid").read_text()
+    # The kernel's view: the container's cgroups, and their parent (the group's) limits.
+    placed = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(","):
+            placed[controller] = Path("/sys/fs/cgroup", controller, path.lstrip("/")).parent
+    assert placed["memory"].name == made.id
+    assert (placed["memory"] / "memory.limit_in_bytes").read_text() == f"{1 << 29}\n"
+    assert (placed["cpu"] / "cpu.cfs_quota_us").read_text() == "50000\n"
+    assert (placed["pids"] / "pids.max").read_text() == "64\n"
+    backend.delete_container_group(made.id)
+    assert not placed["memory"].exists() and not placed["pids"].exists()

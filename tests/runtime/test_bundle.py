@@ -12,6 +12,7 @@ from eci_imagecache.runtime.bundle import (
     resolve_user,
     resources,
 )
+from eci_imagecache.runtime.cgroups import GroupLimits
 
 IMAGE = {"config": {"Entrypoint": ["/entry"], "Cmd": ["--default"], "Env": ["A=1", "PATH=/x"]}}
 
@@ -52,11 +53,19 @@ def test_users_by_number_or_by_name_from_the_image(tmp_path):
 
 def test_limits_only_where_the_kernel_offers_them():
     settings = ContainerSettings(name="c", cpu=0.5, memory_gib=1)
-    assert resources(settings, Limits()) == {}
-    assert resources(settings, Limits(cpu=True, memory=True)) == {
-        "memory": {"limit": 1 << 30},
-        "cpu": {"quota": 50_000, "period": 100_000},
-    }
+    assert resources(settings, Limits()).keys() == {"devices"}
+    found = resources(settings, Limits(cpu=True, memory=True))
+    assert (found["memory"], found["cpu"]) == (
+        {"limit": 1 << 30},
+        {"quota": 50_000, "period": 100_000},
+    )
+
+
+def test_a_container_gets_no_more_cpu_than_its_group():
+    # cgroup v1 refuses a child's quota above its parent's: crun would fail the container.
+    settings = ContainerSettings(name="c", cpu=4)
+    found = resources(settings, Limits(cpu=True), GroupLimits(cpu=0.5))
+    assert found["cpu"] == {"quota": 50_000, "period": 100_000}
 
 
 def test_the_program_must_be_in_the_image_through_links_and_whiteouts(tmp_path):

@@ -54,3 +54,20 @@ def test_cgroup_moves_kept_warm_leave_the_process_in_its_cgroups():
     keeper.join(5)
     assert not keeper.is_alive()  # stopped when told, well before its limit
     assert Path("/proc/self/cgroup").read_text() == before
+
+
+def test_writable_layers_are_measured_as_du_measures_them(tmp_path: Path):
+    """Allocated blocks, a file with several links once, links not followed (GNU du agrees)."""
+    from eci_imagecache.runtime.shim import writable_bytes
+
+    upper = tmp_path / "upper"
+    (upper / "a/b").mkdir(parents=True)
+    (upper / "a/b/data").write_bytes(os.urandom(1 << 20))
+    os.link(upper / "a/b/data", upper / "again")
+    with open(upper / "sparse", "wb") as sparse:
+        sparse.truncate(100 << 20)  # 100 MiB that take no room
+    os.symlink("/usr", upper / "usr")
+    du = subprocess.run(["du", "-s", "-B1", str(upper)], capture_output=True, text=True, check=True)
+    measured = writable_bytes([upper]) + upper.stat().st_blocks * 512  # du counts the top too
+    assert measured == int(du.stdout.split()[0])
+    assert (1 << 20) <= measured < (2 << 20)

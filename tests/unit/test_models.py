@@ -88,3 +88,12 @@ def test_explicit_selection_needs_cache_id() -> None:
     with pytest.raises(ValidationError) as info:
         ContainerGroupSpec(name="group", cache="explicit", containers=[{"name": "a", "image": "x"}])
     assert validation_failures(info.value)[0][0] == "cache_id"
+
+
+@pytest.mark.parametrize("pids_limit", [0, -1, 4_194_305, True])
+def test_a_pids_limit_out_of_the_kernels_range_names_the_property(pids_limit: int) -> None:
+    with pytest.raises(ValidationError) as info:
+        ContainerGroupSpec(
+            name="group", pids_limit=pids_limit, containers=[{"name": "a", "image": "x"}]
+        )
+    assert validation_failures(info.value)[0][0] == "pids_limit"

@@ -73,6 +73,8 @@ class ContainerGroupArgs:
       lowercase letters, digits and hyphens, not starting or ending with a hyphen.
     - ``cpu``, ``memory_gib``, ``extra_ephemeral_storage_gib`` (beyond the 30 GiB included),
       ``restart_policy`` (``Always``, ``OnFailure``, ``Never``).
+    - ``pids_limit``: processes (threads count) the whole group may run, 1 to 4194304; podman's
+      2048 unless set. Local backend only: Alibaba Cloud has no such setting and ignores it.
     - ``cache``: ``"auto-create"`` (match, create a cache on a miss; the default), ``"auto"``
       (match only), ``"explicit"`` (use ``cache_id``) or ``"none"``. Automatic matching counts
       the caches this program declares before the group, and waits for them.
@@ -98,6 +100,7 @@ class ContainerGroupArgs:
     memory_gib: float | None = None
     extra_ephemeral_storage_gib: int | None = None
     restart_policy: str | None = None
+    pids_limit: int | None = None
     cache: str | None = None
     cache_id: pulumi.Input[str] | None = None
     credentials: list[Any] = field(default_factory=list)
@@ -169,6 +172,7 @@ class ContainerGroup(Resource, module="eci", name="ContainerGroup"):
             "memory_gib": args.memory_gib,
             "extra_ephemeral_storage_gib": args.extra_ephemeral_storage_gib,
             "restart_policy": args.restart_policy,
+            "pids_limit": args.pids_limit,
             "cache": cache,
             "cache_id": args.cache_id,
             "credentials": secret_credentials(args.credentials),

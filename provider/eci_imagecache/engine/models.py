@@ -355,6 +355,10 @@ class ContainerGroupSpec(BaseModel):
     cpu: Annotated[float, NUMBER] | None = Field(default=None, gt=0, le=64)
     memory_gib: Annotated[float, NUMBER] | None = Field(default=None, gt=0, le=512)
     restart_policy: str = Field(default="Always", pattern=r"^(Always|OnFailure|Never)$")
+    # Local backend only (ECI's API has no such parameter): processes and threads of the whole
+    # group; None is podman's default (containers.conf ``pids_limit = 2048``). At most the
+    # kernel's PID_MAX_LIMIT (4194304 on 64-bit machines).
+    pids_limit: Annotated[int, NUMBER] | None = Field(default=None, ge=1, le=4_194_304)
     credentials: list[RegistryCredential] = Field(default_factory=list)
     insecure_registries: list[str] = Field(default_factory=list)
     plain_http_registries: list[str] = Field(default_factory=list)

@@ -11,7 +11,13 @@ share theirs), so a container listening on port P is reachable from this machine
 ``127.0.0.1:P``; two groups listening on one port collide, as two processes would. Every other
 namespace (pid, mount, ipc, uts) is the container's own.
 
-CPU and memory limits become cgroup limits when the kernel offers the controllers (``limits``).
+Confinement, at least as tight as Docker's defaults: Docker's capabilities, no new privileges,
+podman's seccomp profile with Docker's namespace rules (``seccomp``), and a device cgroup that
+lets a container use only the devices runc and containerd allow by default.
+
+Each container's cgroup is inside its group's (``cgroupsPath``; see ``cgroups``), where the
+group's CPU, memory and process limits hold; a container's own CPU and memory limits apply
+inside it, when the kernel offers the controllers (``limits``).
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from . import seccomp
+from .cgroups import CPU_PERIOD, GroupLimits
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The capabilities a container gets by default from Docker and containerd.
@@ -43,7 +52,19 @@ DEFAULT_CAPS = [
     "CAP_KILL",
     "CAP_AUDIT_WRITE",
 ]
-CPU_PERIOD = 100_000
+# The devices a container may use (runc's and containerd's defaults), as (major, minor); None is
+# every minor. Every other device is refused, even when a container makes its node (mknod).
+ALLOWED_DEVICES = {
+    "null": (1, 3),
+    "zero": (1, 5),
+    "full": (1, 7),
+    "random": (1, 8),
+    "urandom": (1, 9),
+    "tty": (5, 0),
+    "console": (5, 1),
+    "ptmx": (5, 2),
+    "pts": (136, None),
+}
 
 
 class BundleError(ValueError):
@@ -197,13 +218,40 @@ class Limits:
     memory: bool = False
 
 
-def resources(settings: ContainerSettings, limits: Limits) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def resources(
+    settings: ContainerSettings, limits: Limits, group: GroupLimits | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"devices": device_rules()}
     if settings.memory_gib and limits.memory:
         out["memory"] = {"limit": int(settings.memory_gib * (1 << 30))}
     if settings.cpu and limits.cpu:
-        out["cpu"] = {"quota": int(settings.cpu * CPU_PERIOD), "period": CPU_PERIOD}
+        # No more than the group's: cgroup v1 refuses a quota above its parent's.
+        cpu = min(settings.cpu, group.cpu) if group and group.cpu else settings.cpu
+        out["cpu"] = {"quota": int(cpu * CPU_PERIOD), "period": CPU_PERIOD}
     return out
+
+
+def device_rules() -> list[dict[str, Any]]:
+    """Deny every device, then allow ``ALLOWED_DEVICES`` (read, write, mknod)."""
+    rules: list[dict[str, Any]] = [{"allow": False, "access": "rwm"}]
+    for major, minor in ALLOWED_DEVICES.values():
+        rule = {"allow": True, "type": "c", "major": major, "access": "rwm"}
+        rules.append(rule if minor is None else {**rule, "minor": minor})
+    return rules
+
+
+_filters: dict[tuple[int, tuple[str, ...]], dict[str, Any]] = {}
+
+
+def seccomp_filter(caps: list[str]) -> dict[str, Any]:
+    """``linux.seccomp`` for a container with ``caps`` (converted once a profile version);
+    ``seccomp.SeccompUnavailable`` when the profile is missing."""
+    profile = seccomp.read_profile()
+    key = (id(profile), tuple(caps))
+    if key not in _filters:
+        _filters.clear()
+        _filters[key] = seccomp.linux_seccomp(profile, caps)
+    return _filters[key]
 
 
 def runtime_config(
@@ -212,8 +260,11 @@ def runtime_config(
     rootfs: str,
     layers_top_first: list[Path],
     limits: Limits,
+    group: GroupLimits | None = None,
+    cgroups_path: str | None = None,
 ) -> dict[str, Any]:
-    """The ``config.json`` of the container's bundle (rootfs given relative to the bundle)."""
+    """The ``config.json`` of the container's bundle (rootfs given relative to the bundle);
+    ``cgroups_path`` is the container's cgroup, inside its group's (which has ``group``)."""
     config = image_config.get("config") or {}
     uid, gid = resolve_user(str(config.get("User") or ""), layers_top_first)
     cwd = settings.working_dir or config.get("WorkingDir") or "/"
@@ -284,7 +335,8 @@ def runtime_config(
         ],
         "linux": {
             "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount")],
-            "resources": resources(settings, limits),
+            "resources": resources(settings, limits, group),
+            "seccomp": seccomp_filter(caps),
             "maskedPaths": [
                 "/proc/acpi",
                 "/proc/kcore",
@@ -306,6 +358,8 @@ def runtime_config(
             ],
         },
     }
+    if cgroups_path:
+        spec["linux"]["cgroupsPath"] = cgroups_path
     return spec
 
 

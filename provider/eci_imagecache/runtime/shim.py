@@ -9,6 +9,12 @@ containers with ``crun run``, records every state change, applies the restart po
 each container's output into a bounded log, and on SIGTERM stops the containers (SIGTERM, then
 SIGKILL after the grace period) and unmounts.
 
+Limits: the group's containers run in its cgroup (made by the starter; removed here when the
+group ends). A container killed at a memory limit ends ``OOMKilled``. The group's writable
+layers are measured every ``STORAGE_INTERVAL`` seconds; past the group's ephemeral storage the
+group is evicted, as kubelet evicts a pod: its containers are killed, it is Failed with the
+reason, and their writable layers are removed.
+
 The overlay mounts live in the shim's mount namespace only: they are never visible on the host,
 and they vanish with the last process of the group, even if the shim itself is killed.
 """
@@ -18,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -27,7 +34,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from . import host
+from . import cgroups, host
 from .state import (
     CONTAINER_RUNNING,
     FAILED,
@@ -39,6 +46,8 @@ from .state import (
 
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
 RESTART = -(1 << 30)  # run_once's answer when the container is to run again
+STORAGE_INTERVAL = 1.0  # seconds between two measures of the writable layers
+GIB, MIB = 1 << 30, 1 << 20
 
 
 class BoundedLog:
@@ -146,6 +155,8 @@ class Shim:
         self.last_end: dict[str, str] = {}
         self.notify_fd = notify  # the starter waits on it: a byte at each start or end
         self.owner: int | None = self.plan.get("owner_pid")
+        self.evicted: str | None = None  # why, once the group is evicted
+        self.oom_events: cgroups.OomEvents | None = None
 
     def notify(self) -> None:
         if self.notify_fd is None:
@@ -185,6 +196,7 @@ class Shim:
         pid_file = bundle / "pid"
         pid_file.unlink(missing_ok=True)
         log = BoundedLog(self.dir / "logs" / f"{name}.log", int(self.plan["log_limit"]))
+        oom_before, own_oom = self.oom_kills(), None
         argv = [self.crun, "run", "--bundle", str(bundle), "--pid-file", str(pid_file), crun_id]
         with host.DirectoryWatch(bundle) as watch:  # before crun: its pid file is seen
             with self.lock:
@@ -216,6 +228,7 @@ class Shim:
                 first_process=not container["init"],
             )
             self.notify()
+            own_oom = self.container_oom_events(container)
         code = proc.wait()
         pump.join(5)
         with self.lock:
@@ -234,6 +247,9 @@ class Shim:
             reason = "did not start: " + BoundedLog.read(log.path, 400).decode(errors="replace")
         else:
             reason = "stopped" if self.stopping.is_set() else "exited"
+        reason = self.limit_reason(code, oom_before, container, own_oom) or reason
+        if own_oom is not None:
+            own_oom.close()
         policy = self.plan["restart_policy"]
         restart = (
             not container["init"]
@@ -279,7 +295,8 @@ class Shim:
             restarts += 1
 
     def stop_containers(self) -> None:
-        grace = float(self.plan["grace_seconds"])
+        # An evicted group is killed at once (kubelet's hard eviction): writes go on meanwhile.
+        grace = 0.0 if self.evicted else float(self.plan["grace_seconds"])
         with self.lock:
             running = list(self.procs.items())
         by_name = {c["name"]: c["crun_id"] for c in self.plan["containers"]}
@@ -311,6 +328,8 @@ class Shim:
             if self.ready.error is not None:
                 raise self.ready.error
             self.mount_all()
+            self.watch_memory()
+            self.watch_storage()
         except OSError as err:
             self.ready.settled()
             self.unmount_all()
@@ -339,6 +358,7 @@ class Shim:
         finally:
             self.ready.settled()
             self.unmount_all()
+            self.release()
 
     def supervise(self, work: list[Any]) -> None:
         """Run each of ``work`` in a thread until all end; a stop request (SIGTERM) meanwhile
@@ -370,6 +390,125 @@ class Shim:
         )
         self.notify()
         return True
+
+    # limits -------------------------------------------------------------------------------
+
+    def oom_kills(self) -> int | None:
+        """How many times the group has been out of memory so far (None: unknown)."""
+        with self.lock:
+            return self.oom_events.count() if self.oom_events is not None else None
+
+    def container_oom_events(self, container: dict[str, Any]) -> cgroups.OomEvents | None:
+        """Out-of-memory events of a running container's own cgroup, when it has a memory
+        limit (crun made its cgroup as it started it)."""
+        if not (self.plan.get("cgroup") and container.get("memory_gib")):
+            return None
+        try:
+            return cgroups.OomEvents(f"{self.plan['cgroup']}/{container['name']}")
+        except OSError:
+            return None  # ended already
+
+    def limit_reason(
+        self,
+        code: int,
+        oom_before: int | None,
+        container: dict[str, Any],
+        own_oom: cgroups.OomEvents | None,
+    ) -> str | None:
+        """Why a container ended, when a limit ended it: evicted, or killed by the kernel (with
+        SIGKILL) while out of memory at the group's limit or its own."""
+        if self.evicted:
+            return self.evicted
+        if code not in (-signal.SIGKILL, 128 + signal.SIGKILL):
+            return None
+        after = self.oom_kills()
+        if oom_before is not None and after is not None and after > oom_before:
+            limit = f"the group's limit of {self.plan['memory_gib']:g} GiB"
+        elif own_oom is not None and own_oom.count():
+            limit = f"its limit of {container['memory_gib']:g} GiB"
+        else:
+            return None
+        return f"OOMKilled: killed by signal 9 at {limit}"
+
+    def watch_memory(self) -> None:
+        if self.plan.get("cgroup") and self.plan.get("memory_gib"):
+            try:
+                self.oom_events = cgroups.OomEvents(self.plan["cgroup"])
+            except OSError as err:
+                print(f"shim: out-of-memory kills will not be told apart: {err}", file=sys.stderr)
+
+    def watch_storage(self) -> None:
+        """Measure the writable layers in the background when the group has a storage limit."""
+        limit = self.plan.get("ephemeral_storage_bytes")
+        if limit:
+            uppers = [Path(c["bundle"]) / "upper" for c in self.plan["containers"]]
+            threading.Thread(target=self._measure, args=(uppers, limit), daemon=True).start()
+
+    def _measure(self, uppers: list[Path], limit: int) -> None:
+        interval = STORAGE_INTERVAL
+        while not self.stopping.wait(interval):
+            began = time.monotonic()
+            used = writable_bytes(uppers)
+            # Layers of many files take longer to walk: measured less often then, so that
+            # measuring takes at most ~5% of a core.
+            interval = max(STORAGE_INTERVAL, 20 * (time.monotonic() - began))
+            if used > limit:
+                self.evict(
+                    f"Evicted: ephemeral storage usage {_size(used)} exceeds the group's "
+                    f"limit of {_size(limit)}"
+                )
+                return
+
+    def evict(self, reason: str) -> None:
+        """Fail the group with ``reason`` and stop its containers (the supervising loop does)."""
+        self.evicted = reason
+        self.state.set_group(self.group_id, status=FAILED, reason=reason)
+        self.stopping.set()
+        self.notify()
+
+    def release(self) -> None:
+        """After the containers: an evicted group's writable layers go (they outgrew their
+        room), and the group's cgroup."""
+        if self.evicted:
+            for container in self.plan["containers"]:
+                shutil.rmtree(Path(container["bundle"]) / "upper", ignore_errors=True)
+        if self.oom_events is not None:
+            self.oom_events.close()
+        if self.plan.get("cgroup"):
+            try:
+                cgroups.remove_group(self.plan["cgroup"], timeout=2.0)
+            except OSError as err:  # the stop or the next reconcile removes it
+                print(f"shim: the group's cgroup is left: {err}", file=sys.stderr)
+
+
+def writable_bytes(directories: list[Path]) -> int:
+    """What the files under ``directories`` take on disk (allocated blocks, as ``du``; a file
+    with several links counted once)."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    pending = [str(d) for d in directories]
+    while pending:
+        try:
+            with os.scandir(pending.pop()) as entries:
+                for entry in entries:
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue  # removed meanwhile
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                    elif info.st_nlink > 1:
+                        if (info.st_dev, info.st_ino) in seen:
+                            continue
+                        seen.add((info.st_dev, info.st_ino))
+                    total += info.st_blocks * 512
+        except OSError:
+            continue
+    return total
+
+
+def _size(n: int) -> str:
+    return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / MIB:.1f} MiB"
 
 
 def _started(proc: subprocess.Popen, pid_file: Path, watch: host.DirectoryWatch) -> float | None:

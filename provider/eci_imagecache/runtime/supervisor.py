@@ -9,6 +9,10 @@ container has started (or ended, or failed to start).
 State says which groups run; ``group`` and ``reconcile`` check it against reality: a group whose
 shim has died is Failed with the reason, and a group no backend record claims (its creator was
 killed mid-start, or its deletion was interrupted) is stopped and removed.
+
+Each group has a cgroup of its own (``cgroups``) with its CPU, memory and process limits, made
+before its containers start and removed when it stops; its shim evicts it when its containers'
+writable layers outgrow its ephemeral storage.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from . import host
+from . import cgroups, host, seccomp
 from .bundle import ContainerSettings, Limits, runtime_config, write_bundle
+from .cgroups import GroupLimits
 from .layers import LayerStore, layer_hex
 from .shim import BoundedLog
 from .state import (
@@ -152,6 +157,7 @@ class Runtime:
         self._ready_lock = threading.Lock()
         self._expected = threading.local()  # the shim announced by this thread's ``expect``
         self._limits: Limits | None = None
+        self.cgroup_key = cgroups.runtime_key(groups_dir)
         self._host_seen: tuple[tuple[str | None, str | None], float, str | None] | None = None
 
     @classmethod
@@ -189,7 +195,10 @@ class Runtime:
         containers: list[ContainerRun],
         restart_policy: str = "Always",
         wait: bool = True,
+        limits: GroupLimits | None = None,
     ) -> GroupState:
+        """Start the group's containers; ``limits`` hold for the group as a whole (default:
+        podman's process limit, nothing else)."""
         crun, reason = self._host()
         if reason:
             raise RuntimeUnavailable(reason)
@@ -225,8 +234,9 @@ class Runtime:
             self._give_back(shim)
             raise
         try:
-            self._write(directory, group_id, containers, restart_policy, crun)
+            self._write(directory, group_id, containers, restart_policy, crun, limits)
         except Exception as err:
+            self._remove_cgroup(group_id)
             # The shim never had this group: it stays ready for the next one.
             self.state.set_group(
                 group_id,
@@ -307,18 +317,30 @@ class Runtime:
         containers: list[ContainerRun],
         restart_policy: str,
         crun: str,
+        limits: GroupLimits | None = None,
     ) -> None:
+        limits = limits or GroupLimits()
         directory.mkdir(parents=True, exist_ok=True)
         # Directories the shim writes or mounts on: made here, off its path to crun.
         (directory / "logs").mkdir(exist_ok=True)
         if any(not run.layers for run in containers):
             (directory / "empty").mkdir(exist_ok=True)  # the lower layer of an image of none
-        limits = self._cgroup_limits()
+        controllers = self._cgroup_limits()
+        cgroup = self._make_cgroup(group_id, limits)
         planned = []
         for run in containers:
             bundle = directory / "containers" / run.settings.name
             top_first = [self.layers.path(d) for d in reversed(run.layers)]
-            spec = runtime_config(run.image_config, run.settings, "rootfs", top_first, limits)
+            spec = runtime_config(
+                run.image_config,
+                run.settings,
+                "rootfs",
+                top_first,
+                controllers,
+                limits,
+                f"{cgroup}/{run.settings.name}" if cgroup else None,
+            )
+            _with_compiled_filter(spec, crun)
             write_bundle(bundle, spec)
             for sub in ("upper", "work", "rootfs"):
                 (bundle / sub).mkdir(exist_ok=True)
@@ -329,6 +351,7 @@ class Runtime:
                     "bundle": str(bundle),
                     "lower": [layer_hex(d) for d in reversed(run.layers)],
                     "init": run.init,
+                    "memory_gib": run.settings.memory_gib,
                 }
             )
         plan = {
@@ -342,8 +365,31 @@ class Runtime:
             "layers_dir": str(self.layers.layers),
             "crun": crun,
             "containers": planned,
+            "cgroup": cgroup,
+            "memory_gib": limits.memory_gib,
+            "ephemeral_storage_bytes": int(limits.ephemeral_storage_gib * (1 << 30))
+            if limits.ephemeral_storage_gib
+            else None,
         }
         (directory / "plan.json").write_text(json.dumps(plan))
+
+    def _make_cgroup(self, group_id: str, limits: GroupLimits) -> str | None:
+        """The group's cgroup, made with its limits (None on a machine without cgroups)."""
+        if not cgroups.hierarchies():
+            return None
+        path = cgroups.group_path(self.cgroup_key, group_id)
+        try:
+            cgroups.make_group(path, limits)
+        except OSError as err:
+            raise StartError(f"the group's cgroup {path}: {err}") from err
+        return path
+
+    def _remove_cgroup(self, group_id: str) -> None:
+        """Remove the group's cgroup; one still busy is left for the next reconcile."""
+        try:
+            cgroups.remove_group(cgroups.group_path(self.cgroup_key, group_id))
+        except OSError as err:
+            print(f"eci-imagecache: the cgroup of {group_id} is left: {err}", file=sys.stderr)
 
     def _cgroup_limits(self) -> Limits:
         """Which limits containers can have here (read once: the kernel's controllers)."""
@@ -454,6 +500,7 @@ class Runtime:
             deadline = time.monotonic() + 10
             while host.session_processes(group.shim_pid) and time.monotonic() < deadline:
                 time.sleep(0.01)
+        self._remove_cgroup(group_id)
         shutil.rmtree(directory, ignore_errors=True)
         self.state.remove_group(group_id)
 
@@ -498,7 +545,16 @@ class Runtime:
         for group_id in self._reader().leftover_directories():
             self.stop(group_id)
             removed.append(group_id)
+        self._remove_leftover_cgroups()
         return removed
+
+    def _remove_leftover_cgroups(self) -> None:
+        """Remove the cgroups of this runtime's groups that have no state (a stop that could
+        not remove one). Listed before the rows are read: a start adds its row first."""
+        found = cgroups.group_ids(self.cgroup_key)
+        for group_id in found - set(self.state.group_ids()):
+            if _SAFE_ID.fullmatch(group_id):
+                self._remove_cgroup(group_id)
 
 
 class RuntimeReader:
@@ -612,6 +668,14 @@ class RuntimeReader:
         if not _SAFE_NAME.fullmatch(container):
             raise StartError(f"refusing container name {container[:80]!r}")
         return BoundedLog.read(self.groups_dir / group_id / "logs" / f"{container}.log", tail)
+
+
+def _with_compiled_filter(spec: dict[str, Any], crun: str) -> None:
+    """crun loads the container's seccomp filter compiled ahead instead of compiling it at each
+    start; the filter stays in ``linux.seccomp`` (what it is, and what crun compiles without)."""
+    bpf = seccomp.compiled_filter(crun, spec["linux"]["seccomp"])
+    if bpf is not None:
+        spec.setdefault("annotations", {})[seccomp.BPF_ANNOTATION] = bpf
 
 
 def _being_created(group: GroupState) -> bool:

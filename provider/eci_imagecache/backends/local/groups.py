@@ -37,6 +37,7 @@ from ...engine.planner import Layer, ResolvedImage
 from ...engine.refs import ImageRef
 from ...registry.client import RegistryError as ClientRegistryError
 from ...runtime.bundle import BundleError, ContainerSettings
+from ...runtime.cgroups import DEFAULT_PIDS_LIMIT, GroupLimits
 from ...runtime.layers import UnsafeLayer, UnsupportedLayer
 from ...runtime.state import GroupState
 from ...runtime.supervisor import ContainerRun, RuntimeUnavailable, StartError
@@ -361,7 +362,11 @@ class ContainerGroups:
         """Start the containers; where none can start here, say so and stay Pending."""
         try:
             self.ctx.runtime.start(
-                record.id, spec.name, self._runs(spec, prepared), spec.restart_policy
+                record.id,
+                spec.name,
+                self._runs(spec, prepared),
+                spec.restart_policy,
+                limits=group_limits(spec),
             )
         except RuntimeUnavailable as err:
             return record.model_copy(update={"status_reason": f"prepared; not started: {err}"})
@@ -496,10 +501,24 @@ def _named(spec: ContainerGroupSpec, err: BaseException) -> BaseException:
     return BackendError(f"{what} was not created: {reason}")
 
 
+def group_limits(spec: ContainerGroupSpec) -> GroupLimits:
+    """What the group as a whole may use, enforced on its cgroup and writable layers: its
+    declared CPU and memory (none declared: no group limit), its process limit, and its
+    ephemeral storage (30 GiB and any extra), as an ECI instance has."""
+    return GroupLimits(
+        cpu=spec.cpu,
+        memory_gib=spec.memory_gib,
+        pids=spec.pids_limit or DEFAULT_PIDS_LIMIT,
+        ephemeral_storage_gib=spec.ephemeral_storage_gib,
+    )
+
+
 def request_digest(spec: ContainerGroupSpec) -> str:
     """What a create asked for, as a digest. Credentials count by server and user: a rotated
     password asks for the same group (and no password is hashed into the store)."""
     data = spec.model_dump(mode="json", exclude={"credentials"})
+    if data.get("pids_limit") is None:
+        del data["pids_limit"]  # unset: the digest of a request made before the setting
     data["credentials"] = sorted([c.server, c.username] for c in spec.credentials)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
