@@ -35,7 +35,8 @@ What is guaranteed:
   layers of one build share (a cache's size, a group's ephemeral storage);
 - with an expected ``diff_id`` (the image config's ``rootfs.diff_ids[i]``), the sha256 of the
   uncompressed archive, hashed as it flows through extraction, must equal it, or the layer is
-  refused; a layer already in the store is checked against its recorded ``diff_id``.
+  refused; a layer already in the store is checked against its recorded ``diff_id`` (one
+  unpacked before the store kept records has none, and is taken as it is).
 
 A refused layer leaves nothing: its temporary directory is removed.
 """

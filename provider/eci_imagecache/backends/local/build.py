@@ -135,7 +135,7 @@ class Unpacking:
     unpacked already. Each layer's uncompressed content must match its diff_id in
     ``diff_ids`` (from the image configs), and all of them together fit in ``budget``: the
     bytes unpacked here, and those of the layers the store held unpacked already (as recorded
-    when they were unpacked)."""
+    when they were unpacked; a layer from before the store kept records counts nothing)."""
 
     ctx: Context
     layer_digests: set[str]
