@@ -156,6 +156,20 @@ def test_a_config_without_diff_ids_fails_the_cache(backend, registry) -> None:
     failed_and_unusable(backend, only_cache(backend), base[0].digest)
 
 
+def test_an_oversized_config_fails_the_cache(backend, registry) -> None:
+    base = make_layer("untrusted-big-config", 1024)
+    builder = registry.builder()
+    try:
+        padding = "x" * (17 << 20)  # real configs are a few KiB
+        builder.push_image("untrusted/big-config", "1", [base], config={"Labels": {"p": padding}})
+    finally:
+        builder.close()
+    image = registry.ref("untrusted/big-config:1")
+    with pytest.raises(BackendError, match=r"bytes \(at most 16,777,216\)"):
+        backend.create_image_cache(ImageCacheSpec(name="big-config", images=[image]))
+    failed_and_unusable(backend, only_cache(backend), base[0].digest)
+
+
 def test_the_entries_of_a_layer_are_capped_by_the_environment(
     make_backend, registry, monkeypatch
 ) -> None:

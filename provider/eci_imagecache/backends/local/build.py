@@ -78,6 +78,9 @@ def blob_owners(images: Iterable[ResolvedImage]) -> dict[str, ImageRef]:
 
 
 _DIFF_ID = re.compile(r"sha256:[0-9a-f]{64}")
+# An image config is a few KiB (a long history, some hundreds): one read whole to find its
+# diff_ids is bounded.
+MAX_CONFIG_BYTES = 16 << 20
 
 
 def cache_budget(name: str, size_gib: int) -> Budget:
@@ -90,6 +93,15 @@ def group_budget(spec: ContainerGroupSpec) -> Budget:
     extra it declares), where ECI keeps a group's images."""
     size = spec.ephemeral_storage_gib
     return Budget(size * GIB, f"container group {spec.name}'s ephemeral storage of {size} GiB")
+
+
+def check_config_sizes(images: Iterable[ResolvedImage]) -> None:
+    for image in images:
+        if image.config.size > MAX_CONFIG_BYTES:
+            raise RegistryContentError(
+                f"image {image.reference}: config {image.config.digest[:19]} is "
+                f"{image.config.size:,} bytes (at most {MAX_CONFIG_BYTES:,})"
+            )
 
 
 def expected_diff_ids(
@@ -564,6 +576,7 @@ class BuildPipeline:
         (a cache's size, a group's ephemeral storage)."""
         layer_digests = {layer.digest for image in images for layer in image.layers}
         configs = {image.config.digest for image in images} - layer_digests
+        check_config_sizes(images)
         self.fetch([blob for blob in blobs if blob.digest in configs], owners, client, progress)
         diff_ids = expected_diff_ids(
             images, lambda digest: self.ctx.blobs.path(digest).read_bytes()
