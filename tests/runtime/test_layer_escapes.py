@@ -246,3 +246,37 @@ def test_a_fifo_under_a_parent_linked_to_the_host_is_refused(layers, tmp_path, h
             ],
         )
     assert host_state(host) == before
+
+
+def test_paths_deeper_than_the_descriptors_kept_open_are_walked_the_same_way(
+    layers, tmp_path, host
+):
+    deep = "/".join(f"d{n}" for n in range(100))  # the applier keeps 64 levels open
+    before = host_state(host)
+    fds = len(os.listdir("/proc/self/fd"))
+    root = unpack(
+        layers,
+        tmp_path,
+        [
+            entry(f"{deep}/one", data=b"1"),
+            entry(f"{deep}/two", data=b"2"),
+            entry("d0/d1/side", data=b"s"),
+            entry(f"{deep}/three", data=b"3"),
+            owned(entry(f"{deep}/", tarfile.DIRTYPE), mode=0o4777),
+        ],
+    )
+    assert [(root / deep / n).read_bytes() for n in ("one", "two", "three")] == [b"1", b"2", b"3"]
+    assert stat.S_IMODE((root / deep).stat().st_mode) == 0o4777
+    layers.remove(DIGEST)
+    with pytest.raises(UnsafeLayer, match="parent that is not a directory"):
+        unpack(
+            layers,
+            tmp_path,
+            [
+                entry(f"{deep}/one", data=b"1"),
+                entry(f"{deep[:-4]}", tarfile.SYMTYPE, link=str(host / "dir")),
+                entry(f"{deep}/f", data=b"through the link"),
+            ],
+        )
+    assert host_state(host) == before
+    assert len(os.listdir("/proc/self/fd")) == fds  # every descriptor closed

@@ -90,6 +90,7 @@ DEFAULT_MAX_LAYER_BYTES = 64 << 30
 _TRAILING_MAX = 1 << 20
 _PRIVATE = 0o700
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_KEPT_OPEN = 64  # directories of the current path an unpacking keeps open
 _FIFO_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC  # opens at once
 
 
@@ -662,40 +663,49 @@ class _Applier:
         self.whiteouts: set[tuple[str, ...]] = set()  # whiteout devices this layer created
         # Directories whose metadata is set last: the entry, and the inode it made.
         self.dir_attrs: dict[tuple[str, ...], tuple[tarfile.TarInfo, int]] = {}
-        # The parent directory of the last entry, kept open: entries of one directory come
-        # together. Nothing removes it meanwhile: an entry only removes what is under its parent,
-        # and an entry at or above this directory has another parent (and closes it first).
-        self._parent: tuple[tuple[str, ...], int] | None = None
+        # The directories from the root down to the last entry's parent, kept open (entries of
+        # one directory come together, and the next is often a sibling's): a new parent walks
+        # from the deepest one it shares. None of them is removed meanwhile: an entry removes
+        # only what is under its own parent, and before it does, the chain is cut to that
+        # parent's. A path deeper than _KEPT_OPEN keeps its rest in ``_deep`` (the last one).
+        self._chain: list[tuple[str, int]] = []
+        self._deep: int | None = None
 
     def fail(self, name: str, why: str) -> UnsafeLayer:
         return UnsafeLayer(f"layer {self.digest[:19]}: entry {name[:200]!r} {why}")
 
     def close(self) -> None:
-        if self._parent is not None:
-            os.close(self._parent[1])
-            self._parent = None
+        if self._deep is not None:
+            os.close(self._deep)
+            self._deep = None
+        while self._chain:
+            os.close(self._chain.pop()[1])
 
     def parent(self, parts: tuple[str, ...], name: str) -> int:
         """A descriptor of the parent directory of ``parts`` (the applier's: not to be closed),
         its missing directories made; refused when one is not a directory (a link, a file)."""
         wanted = parts[:-1]
-        if not wanted:
-            return self.root_fd
-        if self._parent is not None and self._parent[0] == wanted:
-            return self._parent[1]
-        self.close()
-        here = self.root_fd
-        try:
-            for depth, part in enumerate(wanted, start=1):
-                inner = self._enter(here, part, wanted[:depth], name)
-                if here != self.root_fd:
-                    os.close(here)
-                here = inner
-        except BaseException:
-            if here != self.root_fd:
-                os.close(here)
-            raise
-        self._parent = (wanted, here)
+        if self._deep is not None:
+            os.close(self._deep)
+            self._deep = None
+        shared = 0
+        for (part, _), want in zip(self._chain, wanted, strict=False):
+            if part != want:
+                break
+            shared += 1
+        while len(self._chain) > shared:
+            os.close(self._chain.pop()[1])
+        here = self._chain[-1][1] if self._chain else self.root_fd
+        for depth in range(shared, len(wanted)):
+            inner = self._enter(here, wanted[depth], wanted[: depth + 1], name)
+            if self._deep is not None:
+                os.close(self._deep)  # ``here``: a directory deeper than the chain keeps
+                self._deep = None
+            if depth < _KEPT_OPEN:
+                self._chain.append((wanted[depth], inner))
+            else:
+                self._deep = inner
+            here = inner
         return here
 
     def _enter(self, at: int, part: str, sub: tuple[str, ...], name: str) -> int:
