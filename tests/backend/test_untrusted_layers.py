@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import stat
 import tarfile
 
 import pytest
 
-from eci_imagecache.backends.base import BackendError
+from eci_imagecache.backends.base import BackendError, RegistryContentError
+from eci_imagecache.backends.local.build import expected_diff_ids
 from eci_imagecache.engine.models import (
     GIB,
     CacheStatus,
@@ -21,6 +23,7 @@ from eci_imagecache.engine.models import (
     ImageCacheSpec,
     SnapshotKind,
 )
+from eci_imagecache.engine.planner import Layer, ResolvedImage
 from eci_imagecache.registry.client import sha256_digest
 from eci_imagecache.testing.registry import OCI_LAYER, Blob, make_layer
 
@@ -195,3 +198,47 @@ def test_the_data_dirs_stores_are_roots_alone(make_backend, tmp_path) -> None:
     backend = make_backend(data_dir=data)
     for directory in (backend.ctx.layers.root, backend.blobs.root):
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+def resolved(name: str, config: bytes, layers: list[str]) -> ResolvedImage:
+    return ResolvedImage(
+        reference=f"registry.test/{name}:1",
+        manifest_digest=sha256_digest(name.encode()),
+        config=Layer(digest=sha256_digest(config), size=len(config)),
+        layers=[Layer(digest=digest, size=1) for digest in layers],
+    )
+
+
+def config_naming(*diff_ids: object) -> bytes:
+    return json.dumps({"rootfs": {"type": "layers", "diff_ids": list(diff_ids)}}).encode()
+
+
+L1, L2 = sha256_digest(b"layer one"), sha256_digest(b"layer two")
+D1, D2 = sha256_digest(b"diff one"), sha256_digest(b"diff two")
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        ([("a", config_naming(D1), [L1, L2])], "names 1 diff_ids for the manifest's 2 layers"),
+        ([("a", config_naming(D1, "md5:abc"), [L1, L2])], "diff_id 'md5:abc' is not sha256"),
+        ([("a", b'{"rootfs": {}}', [L1])], r"names no rootfs\.diff_ids"),
+        (
+            [("a", config_naming(D1), [L1]), ("b", config_naming(D2), [L1])],
+            r"registry\.test/b:1: .* names diff_id sha256:.* for layer sha256:.*, which image "
+            r"registry\.test/a:1 names",
+        ),
+    ],
+    ids=["count", "algorithm", "missing", "two-images-disagree"],
+)
+def test_configs_that_cannot_name_their_layers_diff_ids_are_refused(images, message) -> None:
+    configs = {sha256_digest(config): config for _, config, _ in images}
+    with pytest.raises(RegistryContentError, match=message):
+        expected_diff_ids([resolved(*image) for image in images], configs.__getitem__)
+
+
+def test_each_layer_is_expected_as_the_diff_id_its_config_names() -> None:
+    a = resolved("a", config_naming(D1, D2), [L1, L2])
+    b = resolved("b", config_naming(D1), [L1])  # the same layer, the same diff_id
+    configs = {a.config.digest: config_naming(D1, D2), b.config.digest: config_naming(D1)}
+    assert expected_diff_ids([a, b], configs.__getitem__) == {L1: D1, L2: D2}

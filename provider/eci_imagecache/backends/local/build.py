@@ -96,6 +96,7 @@ def group_budget(spec: ContainerGroupSpec) -> Budget:
 
 
 def check_config_sizes(images: Iterable[ResolvedImage]) -> None:
+    """Refuse, before it is fetched, an image config too large to read whole."""
     for image in images:
         if image.config.size > MAX_CONFIG_BYTES:
             raise RegistryContentError(
@@ -114,9 +115,12 @@ def expected_diff_ids(
     for image in images:
         what = f"image {image.reference}: config {image.config.digest[:19]}"
         try:
-            config = json.loads(read(image.config.digest))
-            diff_ids = config["rootfs"]["diff_ids"]
-        except (OSError, ValueError, KeyError, TypeError) as err:
+            body = read(image.config.digest)
+        except OSError as err:
+            raise RegistryContentError(f"{what} cannot be read ({err.strerror})") from None
+        try:
+            diff_ids = json.loads(body)["rootfs"]["diff_ids"]
+        except (ValueError, KeyError, TypeError) as err:
             raise RegistryContentError(
                 f"{what} names no rootfs.diff_ids ({type(err).__name__})"
             ) from None
