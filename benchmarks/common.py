@@ -76,7 +76,9 @@ def without_unpacking(backend: Any) -> Any:
 
     pipeline = backend.build
 
-    def fetch_only(images: Any, blobs: Any, owners: Any, client: Any, progress: Any) -> Unpacking:
+    def fetch_only(
+        images: Any, blobs: Any, owners: Any, client: Any, progress: Any, budget: Any = None
+    ) -> Unpacking:
         pipeline.fetch(blobs, owners, client, progress)
         return Unpacking(pipeline.ctx, set())
 

@@ -22,9 +22,9 @@ def layers_applied(backend: LocalBackend) -> list[str]:
     applied: list[str] = []
     stage = layers.stage
 
-    def counted(digest: str, *args: Any) -> Any:
+    def counted(digest: str, *args: Any, **kwargs: Any) -> Any:
         applied.append(digest)
-        return stage(digest, *args)
+        return stage(digest, *args, **kwargs)
 
     layers.stage = counted  # type: ignore[method-assign]
     return applied

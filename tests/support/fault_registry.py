@@ -171,8 +171,15 @@ class FaultRegistry:
     def image(self, repository: str, tag: str, files: list[bytes]) -> dict:
         """A well-formed single-platform image, one tar+gzip layer per file; returns its
         manifest."""
-        config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
         layers = [tar_layer(f"file{n}", data) for n, data in enumerate(files)]
+        diff_ids = [digest_of(gzip.decompress(layer)) for layer in layers]
+        config = json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            }
+        ).encode()
         manifest = {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,

@@ -4,28 +4,51 @@ Each layer is applied once into its own directory in overlayfs format, so a cont
 system is an overlay mount of its image's layer directories (no copy of image bytes) and a layer
 shared by several images or caches is unpacked once. A layer is unpacked into a temporary
 directory and renamed into place when complete: a directory under ``sha256/`` is always a whole
-layer, and is never written again (overlay mounts use it as a read-only lower directory). With
-``fsync``, its files and directories are flushed before the rename and its name after (as the
-blob store does for blobs).
+layer, and is never written again (overlay mounts use it as a read-only lower directory). Beside
+it, ``<root>/meta/<64 hex>`` records the layer's ``diff_id`` and unpacked size (written before the
+rename). With ``fsync``, its files and directories are flushed before the rename and its name
+after (as the blob store does for blobs). The store's directories are 0700 (tightened when an
+existing store is opened): a setuid file of a layer is reachable by root only.
 
-Applying a changeset follows the OCI image spec (layer.md), and treats the archive as hostile:
+Applying a changeset follows the OCI image spec (layer.md), and treats the archive as hostile.
+What is guaranteed:
 
-- names are relative to the layer; absolute names are made relative, ``..`` is refused, and no
-  entry is written through a symbolic link (every existing parent must be a real directory);
+- nothing outside the layer's directory is created, changed or linked to: every entry is reached
+  from a descriptor of the layer's root, one component at a time with ``O_NOFOLLOW``, so no call
+  goes through a symbolic link, whatever the archive made earlier; mode, owner and times are set
+  on descriptors (``fchmod``/``fchown``/``futimens``: a regular file on the descriptor it was
+  written through, a fifo on one opened ``O_NOFOLLOW``), and on a symbolic link itself (never its
+  target). A directory's metadata is set last (its times change as entries land in it), on what
+  its path is then: one the layer replaced since (by a link, a file, another directory) is
+  skipped;
+- names are relative to the layer; absolute names are made relative, ``..`` is refused, and an
+  entry whose parent is not a directory (a link, a file) is refused;
 - a whiteout ``.wh.<name>`` becomes an overlayfs whiteout (a 0/0 character device) unless the
   same layer made ``<name>`` itself (whiteouts only hide lower layers); an opaque whiteout
   ``.wh..wh..opq`` marks its directory opaque (``trusted.overlay.opaque``), whatever its order
   in the archive; a directory made over a whiteout of the same layer is opaque too;
-- a hard link must point to a regular file this layer already holds;
+- a hard link must point to a regular file this layer holds at that moment;
 - device nodes are refused (a container gets its ``/dev`` from the runtime), as are unknown entry
-  types; the unpacked size is bounded.
+  types;
+- bounds: a layer has at most ``max_entries`` entries; its regular files' bytes are counted
+  before they are written, against ``max_layer_bytes`` and against a :class:`Budget` that the
+  layers of one build share (a cache's size, a group's ephemeral storage);
+- with an expected ``diff_id`` (the image config's ``rootfs.diff_ids[i]``), the sha256 of the
+  uncompressed archive, hashed as it flows through extraction, must equal it, or the layer is
+  refused; a layer already in the store is checked against its recorded ``diff_id`` (one
+  unpacked before the store kept records has none, and is taken as it is).
+
+A refused layer leaves nothing: its temporary directory is removed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
+import hashlib
 import io
+import json
 import os
 import queue
 import re
@@ -58,6 +81,17 @@ TAR_TYPES = {
 }
 _CHUNK = 1 << 20
 _QUEUED = 8  # chunks a download may be ahead of its layer's unpacking
+# Entries one layer may hold. The largest images in common use hold a few hundred thousand files
+# in all (a full TeX Live install ~200,000, CUDA/PyTorch images under 150,000); an inode each.
+DEFAULT_MAX_ENTRIES = 500_000
+DEFAULT_MAX_LAYER_BYTES = 64 << 30
+# Bytes an archive may carry after its end-of-archive blocks (writers pad to a 10 KiB record);
+# hashed for the diff_id, never written.
+_TRAILING_MAX = 1 << 20
+_PRIVATE = 0o700
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_KEPT_OPEN = 64  # directories of the current path an unpacking keeps open
+_FIFO_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC  # opens at once
 
 
 class UnsafeLayer(ValueError):
@@ -68,6 +102,36 @@ class UnsupportedLayer(ValueError):
     """A layer media type this store cannot apply (e.g. zstd)."""
 
 
+class LayerTooLarge(UnsafeLayer):
+    """Unpacking would go past a bound: the layer's entries or bytes, or a build's budget."""
+
+
+class DiffIdMismatch(UnsafeLayer):
+    """The uncompressed layer is not the one the image config names (its ``diff_id``)."""
+
+
+class Budget:
+    """Bytes that the layers of one build (a cache's, or a group's pull) may unpack together.
+    Shared by the threads unpacking them; charged before a file's bytes are written."""
+
+    def __init__(self, limit: int, what: str) -> None:
+        """``what`` names the bound, e.g. "image cache web's size of 20 GiB"."""
+        self.limit = limit
+        self.what = what
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def charge(self, size: int, where: str) -> None:
+        """Count ``size`` more bytes; ``where`` (layer and entry) is named when they do not fit."""
+        with self._lock:
+            if self.used + size > self.limit:
+                raise LayerTooLarge(
+                    f"unpacked layers exceed {self.what}: {where} would bring them to "
+                    f"{self.used + size:,} bytes (at most {self.limit:,})"
+                )
+            self.used += size
+
+
 @dataclass(frozen=True)
 class Unpacked:
     digest: str
@@ -75,6 +139,16 @@ class Unpacked:
     bytes: int  # bytes of file content written (0 when the layer was already unpacked)
     seconds: float
     reused: bool
+    diff_id: str | None = None  # sha256 of the uncompressed archive (None: unknown, see meta)
+
+
+@dataclass(frozen=True)
+class LayerMeta:
+    """What the store recorded when it unpacked a layer."""
+
+    diff_id: str
+    bytes: int  # bytes of its regular files
+    entries: int
 
 
 def layer_hex(digest: str) -> str:
@@ -84,29 +158,55 @@ def layer_hex(digest: str) -> str:
     return match.group(1)
 
 
+def _private_dir(path: Path) -> None:
+    """``path`` made if missing, and 0700 (an existing one is tightened)."""
+    path.mkdir(mode=_PRIVATE, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) != _PRIVATE:
+        os.chmod(path, _PRIVATE)
+
+
 class LayerStore:
     def __init__(
         self,
         root: Path,
-        max_layer_bytes: int = 64 << 30,
+        max_layer_bytes: int = DEFAULT_MAX_LAYER_BYTES,
         fsync: bool = False,
         create: bool = True,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
     ) -> None:
-        """``create=False``: only look (nothing is made; a missing store holds nothing)."""
+        """``create=False``: only look (nothing is made; a missing store holds nothing).
+        ``max_entries``: entries one layer may hold; ``max_layer_bytes``: bytes of its files."""
         self.root = root
         self.fsync = fsync
         self.layers = root / "sha256"
+        self.meta = root / "meta"
         self.tmp = root / "tmp"
         self.max_layer_bytes = max_layer_bytes
+        self.max_entries = max_entries
         if create:
-            self.layers.mkdir(parents=True, exist_ok=True)
-            self.tmp.mkdir(parents=True, exist_ok=True)
+            for directory in (root, self.layers, self.meta, self.tmp):
+                _private_dir(directory)
 
     def path(self, digest: str) -> Path:
         return self.layers / layer_hex(digest)
 
     def has(self, digest: str) -> bool:
         return self.path(digest).is_dir()
+
+    def recorded(self, digest: str) -> LayerMeta | None:
+        """The layer's diff_id and size as recorded when it was unpacked (None for a layer
+        unpacked before the store kept them)."""
+        try:
+            data = json.loads((self.meta / layer_hex(digest)).read_bytes())
+            return LayerMeta(str(data["diff_id"]), int(data["bytes"]), int(data["entries"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def check_diff_id(self, digest: str, diff_id: str | None) -> None:
+        """Refuse a layer held already whose recorded diff_id is not ``diff_id``."""
+        meta = self.recorded(digest)
+        if diff_id is not None and meta is not None and meta.diff_id != diff_id:
+            raise DiffIdMismatch(_mismatch(digest, meta.diff_id, diff_id))
 
     def digests(self) -> Iterable[str]:
         if not self.layers.is_dir():
@@ -115,20 +215,39 @@ class LayerStore:
             if _DIGEST.fullmatch(f"sha256:{path.name}"):
                 yield f"sha256:{path.name}"
 
-    def unpack(self, digest: str, blob: Path, media_type: str | None = None) -> Unpacked:
+    def unpack(
+        self,
+        digest: str,
+        blob: Path,
+        media_type: str | None = None,
+        diff_id: str | None = None,
+        budget: Budget | None = None,
+    ) -> Unpacked:
         """Apply the layer blob at ``blob`` (already verified against ``digest``) once.
 
-        Without a media type, the compression is read from the blob's first bytes."""
+        Without a media type, the compression is read from the blob's first bytes. With a
+        ``diff_id``, the uncompressed archive must match it (see :meth:`stage`)."""
         started = time.perf_counter()
         if self.has(digest):
+            self.check_diff_id(digest, diff_id)
             return Unpacked(digest, self.path(digest), 0, time.perf_counter() - started, True)
         with open(blob, "rb", buffering=0) as raw:
-            staged = self.stage(digest, raw, media_type)
+            staged = self.stage(digest, raw, media_type, diff_id, budget)
         return staged.commit()
 
-    def stage(self, digest: str, raw: IO[bytes], media_type: str | None = None) -> Staged:
+    def stage(
+        self,
+        digest: str,
+        raw: IO[bytes],
+        media_type: str | None = None,
+        diff_id: str | None = None,
+        budget: Budget | None = None,
+    ) -> Staged:
         """Apply the layer read from ``raw`` into a temporary directory; nothing is under the
-        digest until :meth:`Staged.commit` (the caller commits once the blob is verified)."""
+        digest until :meth:`Staged.commit` (the caller commits once the blob is verified).
+
+        ``diff_id``: what the uncompressed archive's sha256 must be (refused otherwise);
+        ``budget``: shared by the layers of one build, charged with this one's bytes."""
         final = self.path(digest)
         started = time.perf_counter()
         head = _read_at_least(raw, 4)
@@ -139,15 +258,18 @@ class LayerStore:
             stream: IO[bytes] = _Prefixed(head, raw)  # type: ignore[assignment]
             if compressed:
                 stream = _Gunzip(stream)  # type: ignore[assignment]
-            written = _apply(stream, temp, self.max_layer_bytes, digest)
+            limits = _Limits(self.max_layer_bytes, self.max_entries, budget)
+            meta = _apply(stream, temp, limits, digest)
+            if diff_id is not None and meta.diff_id != diff_id:
+                raise DiffIdMismatch(_mismatch(digest, meta.diff_id, diff_id))
         except BaseException:
             _remove_tree(temp)
             raise
-        return Staged(digest, temp, final, written, started, self.fsync)
+        return Staged(digest, temp, final, meta, started, self.fsync, self.meta)
 
-    def feed(self, digest: str) -> Feed:
+    def feed(self, digest: str, diff_id: str | None = None, budget: Budget | None = None) -> Feed:
         """A :class:`Feed` unpacking this layer from the bytes written to it."""
-        return Feed(self, digest)
+        return Feed(self, digest, diff_id, budget)
 
     def size(self, digest: str) -> int:
         """Bytes of the layer's files (each file once, however many links it has)."""
@@ -166,6 +288,8 @@ class LayerStore:
             doomed = self.tmp / f"{os.getpid()}-rm-{secrets.token_hex(6)}"
             os.rename(path, doomed)
             _remove_tree(doomed)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.meta / layer_hex(digest))
 
     def remove_stale_temp_dirs(self, alive: Callable[[int], bool]) -> int:
         removed = 0
@@ -177,22 +301,40 @@ class LayerStore:
         return removed
 
 
+def _mismatch(digest: str, actual: str, expected: str) -> str:
+    return (
+        f"layer {digest[:19]}: its uncompressed content is {actual[:19]}, not the diff_id "
+        f"{expected[:19]} the image config names for it"
+    )
+
+
 class Staged:
     """A layer applied into a temporary directory, waiting to be committed or discarded."""
 
     def __init__(
-        self, digest: str, temp: Path, final: Path, written: int, started: float, fsync: bool
+        self,
+        digest: str,
+        temp: Path,
+        final: Path,
+        meta: LayerMeta,
+        started: float,
+        fsync: bool,
+        meta_dir: Path,
     ) -> None:
         self.digest = digest
         self.temp = temp
         self.final = final
-        self.written = written
+        self.meta = meta
+        self.written = meta.bytes
         self.started = started
         self.fsync = fsync
+        self.meta_dir = meta_dir
 
     def commit(self) -> Unpacked:
-        """Rename into place; a layer another process finished first is kept, this one goes."""
+        """Rename into place; a layer another process finished first is kept, this one goes.
+        Its record is written first: a whole layer always has one."""
         try:
+            self._record()
             if self.fsync:
                 _flush_tree(self.temp)
             os.rename(self.temp, self.final)
@@ -201,12 +343,33 @@ class Staged:
         except OSError:
             if not self.final.is_dir():
                 raise
-            return Unpacked(self.digest, self.final, 0, time.perf_counter() - self.started, True)
+            return Unpacked(
+                self.digest,
+                self.final,
+                0,
+                time.perf_counter() - self.started,
+                True,
+                self.meta.diff_id,
+            )
         finally:
             self.discard()
         return Unpacked(
-            self.digest, self.final, self.written, time.perf_counter() - self.started, False
+            self.digest,
+            self.final,
+            self.written,
+            time.perf_counter() - self.started,
+            False,
+            self.meta.diff_id,
         )
+
+    def _record(self) -> None:
+        name = layer_hex(self.digest)
+        record = self.meta_dir / f".{name}.{os.getpid()}-{secrets.token_hex(4)}"
+        body = {"diff_id": self.meta.diff_id, "bytes": self.meta.bytes}
+        record.write_text(json.dumps(body | {"entries": self.meta.entries}))
+        if self.fsync:
+            _flush(record)
+        os.replace(record, self.meta_dir / name)
 
     def discard(self) -> None:
         if self.temp.exists():
@@ -223,9 +386,17 @@ class Feed:
     ``close(verified=False)`` discards it. A layer that fails to apply stops taking bytes
     (writes are dropped, so the download goes on) and its error is raised by ``close``."""
 
-    def __init__(self, store: LayerStore, digest: str) -> None:
+    def __init__(
+        self,
+        store: LayerStore,
+        digest: str,
+        diff_id: str | None = None,
+        budget: Budget | None = None,
+    ) -> None:
         self.store = store
         self.digest = digest
+        self.diff_id = diff_id
+        self.budget = budget
         self._chunks = _Chunks()
         self._staged: Staged | None = None
         self._error: BaseException | None = None
@@ -236,7 +407,12 @@ class Feed:
 
     def _run(self) -> None:
         try:
-            self._staged = self.store.stage(self.digest, self._chunks)  # type: ignore[arg-type]
+            self._staged = self.store.stage(
+                self.digest,
+                self._chunks,  # type: ignore[arg-type]
+                diff_id=self.diff_id,
+                budget=self.budget,
+            )
         except BaseException as err:  # handed to ``close``
             self._error = err
         finally:
@@ -377,12 +553,14 @@ class _Gunzip(io.RawIOBase):
 class _Forward:
     """The layer archive as tarfile's seekable mode reads it, moving forward only: tarfile finds
     each member by offset, and a regular file's bytes go from the decompressor's output to their
-    file as they are (tarfile's stream mode copied every byte several times on the way)."""
+    file as they are (tarfile's stream mode copied every byte several times on the way). Every
+    byte of the uncompressed archive is hashed as it passes (its diff_id)."""
 
     def __init__(self, raw: IO[bytes]) -> None:
         self.raw = raw
         self.pos = 0
         self.chunk = memoryview(b"")
+        self.hasher = hashlib.sha256()
 
     def tell(self) -> int:
         return self.pos
@@ -398,7 +576,9 @@ class _Forward:
     def _next(self, size: int) -> memoryview:
         """Up to ``size`` bytes of what is left; empty at the end."""
         if not self.chunk:
-            self.chunk = memoryview(self.raw.read(_CHUNK))
+            data = self.raw.read(_CHUNK)
+            self.hasher.update(data)  # large pieces: hashlib lets go of the GIL meanwhile
+            self.chunk = memoryview(data)
         piece, self.chunk = self.chunk[:size], self.chunk[size:]
         self.pos += len(piece)
         return piece
@@ -420,6 +600,16 @@ class _Forward:
             size -= len(piece)
             while out is not None and piece:
                 piece = piece[out.write(piece) or 0 :]
+
+    def finish(self, most: int) -> str:
+        """Read what follows the archive's end (at most ``most`` bytes, else ReadError) and
+        return the sha256 of everything read."""
+        left = most + 1
+        while left > 0 and (piece := self._next(left)):
+            left -= len(piece)
+        if left <= 0:
+            raise tarfile.ReadError(f"more than {most} bytes follow the end of the archive")
+        return "sha256:" + self.hasher.hexdigest()
 
 
 def _flush(path: Path) -> None:
@@ -452,62 +642,141 @@ def _relative(name: str, digest: str) -> tuple[str, ...]:
     return parts
 
 
+@dataclass(frozen=True)
+class _Limits:
+    layer_bytes: int
+    entries: int
+    budget: Budget | None
+
+
 class _Applier:
-    def __init__(self, root: Path, limit: int, digest: str) -> None:
-        self.root = root
-        self.limit = limit
+    """Applies the entries of one archive under the directory open at ``root_fd``: every path is
+    reached from there by descriptor, one component at a time, never through a link."""
+
+    def __init__(self, root_fd: int, limits: _Limits, digest: str) -> None:
+        self.root_fd = root_fd
+        self.limits = limits
         self.digest = digest
         self.written = 0
+        self.entries = 0
         self.made: set[tuple[str, ...]] = set()  # paths this layer created
         self.whiteouts: set[tuple[str, ...]] = set()  # whiteout devices this layer created
-        self.dir_attrs: list[tuple[Path, tarfile.TarInfo]] = []
+        # Directories whose metadata is set last: the entry, and the inode it made.
+        self.dir_attrs: dict[tuple[str, ...], tuple[tarfile.TarInfo, int]] = {}
+        # The directories from the root down to the last entry's parent, kept open (entries of
+        # one directory come together, and the next is often a sibling's): a new parent walks
+        # from the deepest one it shares. None of them is removed meanwhile: an entry removes
+        # only what is under its own parent, and before it does, the chain is cut to that
+        # parent's. A path deeper than _KEPT_OPEN keeps its rest in ``_deep`` (the last one).
+        self._chain: list[tuple[str, int]] = []
+        self._deep: int | None = None
 
     def fail(self, name: str, why: str) -> UnsafeLayer:
         return UnsafeLayer(f"layer {self.digest[:19]}: entry {name[:200]!r} {why}")
 
-    def parent(self, parts: tuple[str, ...], name: str) -> Path:
-        """The parent directory of ``parts``, made if missing, never reached through a link."""
-        here = self.root
-        for depth, part in enumerate(parts[:-1], start=1):
-            here = here / part
-            try:
-                mode = os.lstat(here).st_mode
-            except FileNotFoundError:
-                os.mkdir(here, 0o755)
-                continue
-            if stat.S_ISCHR(mode) and parts[:depth] in self.whiteouts:
-                # A directory of this layer under a path it whited out: replace the whiteout.
-                os.unlink(here)
-                os.mkdir(here, 0o755)
-                _set_opaque(here)
-                self.whiteouts.discard(parts[:depth])
-                continue
-            if not stat.S_ISDIR(mode):
-                raise self.fail(name, "has a parent that is not a directory (a link?)")
+    def close(self) -> None:
+        if self._deep is not None:
+            os.close(self._deep)
+            self._deep = None
+        while self._chain:
+            os.close(self._chain.pop()[1])
+
+    def parent(self, parts: tuple[str, ...], name: str) -> int:
+        """A descriptor of the parent directory of ``parts`` (the applier's: not to be closed),
+        its missing directories made; refused when one is not a directory (a link, a file)."""
+        wanted = parts[:-1]
+        if self._deep is not None:
+            os.close(self._deep)
+            self._deep = None
+        shared = 0
+        for (part, _), want in zip(self._chain, wanted, strict=False):
+            if part != want:
+                break
+            shared += 1
+        while len(self._chain) > shared:
+            os.close(self._chain.pop()[1])
+        here = self._chain[-1][1] if self._chain else self.root_fd
+        for depth in range(shared, len(wanted)):
+            inner = self._enter(here, wanted[depth], wanted[: depth + 1], name)
+            if self._deep is not None:
+                os.close(self._deep)  # ``here``: a directory deeper than the chain keeps
+                self._deep = None
+            if depth < _KEPT_OPEN:
+                self._chain.append((wanted[depth], inner))
+            else:
+                self._deep = inner
+            here = inner
         return here
 
-    def clear(self, path: Path, keep_dir: bool) -> bool:
-        """Make room for a new entry at ``path``; True when it was a whiteout of this layer."""
+    def _enter(self, at: int, part: str, sub: tuple[str, ...], name: str) -> int:
         try:
-            mode = os.lstat(path).st_mode
+            return os.open(part, _DIR_FLAGS, dir_fd=at)
+        except FileNotFoundError:
+            os.mkdir(part, 0o755, dir_fd=at)
+            return os.open(part, _DIR_FLAGS, dir_fd=at)
+        except OSError as err:
+            if err.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+        mode = os.stat(part, dir_fd=at, follow_symlinks=False).st_mode
+        if not (stat.S_ISCHR(mode) and sub in self.whiteouts):
+            raise self.fail(name, "has a parent that is not a directory (a link?)")
+        # A directory of this layer under a path it whited out: replace the whiteout.
+        os.unlink(part, dir_fd=at)
+        os.mkdir(part, 0o755, dir_fd=at)
+        fd = os.open(part, _DIR_FLAGS, dir_fd=at)
+        _set_opaque(fd)
+        self.whiteouts.discard(sub)
+        return fd
+
+    def _existing_dir(self, parts: tuple[str, ...]) -> int | None:
+        """A descriptor of the directory at ``parts`` as it is now, reached without a link;
+        None when the path is gone or is not that (the caller closes it)."""
+        here = self.root_fd
+        try:
+            for part in parts:
+                try:
+                    inner = os.open(part, _DIR_FLAGS, dir_fd=here)
+                except OSError as err:
+                    if err.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                        return None
+                    raise
+                if here != self.root_fd:
+                    os.close(here)
+                here = inner
+        except BaseException:
+            if here != self.root_fd:
+                os.close(here)
+            raise
+        return os.dup(here) if here == self.root_fd else here
+
+    def clear(self, at: int, base: str, keep_dir: bool) -> bool:
+        """Make room for a new entry ``base`` in the directory ``at``; True when it was a
+        whiteout of this layer."""
+        try:
+            mode = os.stat(base, dir_fd=at, follow_symlinks=False).st_mode
         except FileNotFoundError:
             return False
         if stat.S_ISDIR(mode):
             if keep_dir:
                 return False
-            shutil.rmtree(path)
+            shutil.rmtree(base, dir_fd=at)
             return False
-        os.unlink(path)
+        os.unlink(base, dir_fd=at)
         return stat.S_ISCHR(mode)
 
     def apply(self, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+        self.entries += 1
+        if self.entries > self.limits.entries:
+            raise LayerTooLarge(
+                f"layer {self.digest[:19]}: more than {self.limits.entries:,} entries "
+                "(the limit per layer)"
+            )
         parts = _relative(member.name, self.digest)
         if not parts:
             return  # the layer root itself
         base = parts[-1]
         if base == OPAQUE:
-            directory = self.parent(parts, member.name)
-            _set_opaque(directory)
+            _set_opaque(self.parent(parts, member.name))
             return
         if base.startswith(WHITEOUT):
             target = (*parts[:-1], base[len(WHITEOUT) :])
@@ -515,25 +784,30 @@ class _Applier:
                 raise self.fail(member.name, "is a whiteout of nothing")
             if target in self.made:
                 return  # whiteouts hide lower layers only
-            path = self.parent(target, member.name) / target[-1]
-            self.clear(path, keep_dir=False)
-            os.mknod(path, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+            at = self.parent(target, member.name)
+            self.clear(at, target[-1], keep_dir=False)
+            os.mknod(target[-1], stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=at)
             self.whiteouts.add(target)
             return
         if member.ischr() or member.isblk():
             raise self.fail(member.name, "is a device node: refused")
-        path = self.parent(parts, member.name) / base
+        at = self.parent(parts, member.name)
         if member.isdir():
-            replaced = self.clear(path, keep_dir=True)
-            if not path.is_dir():
-                os.mkdir(path, 0o755)
-            if replaced and parts in self.whiteouts:
-                _set_opaque(path)  # the lower directory was removed, this one replaces it
-            self.dir_attrs.append((path, member))
+            replaced = self.clear(at, base, keep_dir=True)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(base, 0o755, dir_fd=at)
+            fd = os.open(base, _DIR_FLAGS, dir_fd=at)
+            try:
+                if replaced and parts in self.whiteouts:
+                    _set_opaque(fd)  # the lower directory was removed, this one replaces it
+                self.dir_attrs[parts] = (member, os.fstat(fd).st_ino)
+            finally:
+                os.close(fd)
         elif member.isreg():
-            self.clear(path, keep_dir=False)
+            self.clear(at, base, keep_dir=False)
             self.count(member.size, member.name)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(base, flags, 0o600, dir_fd=at)
             with os.fdopen(fd, "wb", buffering=0) as out:
                 if member.issparse():
                     source = tar.extractfile(member)
@@ -544,62 +818,103 @@ class _Applier:
                     assert isinstance(stream, _Forward)
                     stream.seek(member.offset_data)
                     stream.copy_to(out, member.size)
-            self.attrs(path, member)
+                _set_attrs(out.fileno(), member)
         elif member.issym():
-            self.clear(path, keep_dir=False)
-            os.symlink(member.linkname, path)
-            self.attrs(path, member)
+            self.clear(at, base, keep_dir=False)
+            os.symlink(member.linkname, base, dir_fd=at)
+            # The link itself, never what it points to.
+            os.chown(base, member.uid, member.gid, dir_fd=at, follow_symlinks=False)
+            with contextlib.suppress(OSError):
+                times = (member.mtime, member.mtime)
+                os.utime(base, times, dir_fd=at, follow_symlinks=False)
         elif member.islnk():
-            link = _relative(member.linkname, self.digest)
-            if link not in self.made:
-                raise self.fail(
-                    member.name,
-                    f"is a hard link to {member.linkname[:200]!r}, which this layer does not hold",
-                )
-            source_path = self.parent(link, member.name) / link[-1]
-            if not stat.S_ISREG(os.lstat(source_path).st_mode):
-                raise self.fail(member.name, "is a hard link to something not a regular file")
-            self.clear(path, keep_dir=False)
-            os.link(source_path, path, follow_symlinks=False)
+            self.hard_link(member, at, base)
         elif member.isfifo():
-            self.clear(path, keep_dir=False)
-            os.mkfifo(path, 0o600)
-            self.attrs(path, member)
+            self.clear(at, base, keep_dir=False)
+            os.mkfifo(base, 0o600, dir_fd=at)
+            fd = os.open(
+                base, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=at
+            )
+            try:
+                _set_attrs(fd, member)
+            finally:
+                os.close(fd)
         else:
             raise self.fail(member.name, f"has an unsupported type {member.type!r}")
         self.made.add(parts)
         self.whiteouts.discard(parts)
 
+    def hard_link(self, member: tarfile.TarInfo, at: int, base: str) -> None:
+        link = _relative(member.linkname, self.digest)
+        if link not in self.made:
+            raise self.fail(
+                member.name,
+                f"is a hard link to {member.linkname[:200]!r}, which this layer does not hold",
+            )
+        source = self._existing_dir(link[:-1])
+        if source is None:
+            raise self.fail(member.name, "is a hard link to something this layer replaced")
+        try:
+            mode = os.stat(link[-1], dir_fd=source, follow_symlinks=False).st_mode
+            if not stat.S_ISREG(mode):
+                raise self.fail(member.name, "is a hard link to something not a regular file")
+            self.clear(at, base, keep_dir=False)
+            os.link(link[-1], base, src_dir_fd=source, dst_dir_fd=at, follow_symlinks=False)
+        finally:
+            os.close(source)
+
     def count(self, size: int, name: str) -> None:
         self.written += size
-        if self.written > self.limit:
-            raise self.fail(name, f"takes the layer over {self.limit} bytes unpacked")
-
-    @staticmethod
-    def attrs(path: Path, member: tarfile.TarInfo) -> None:
-        os.lchown(path, member.uid, member.gid)
-        if not member.issym():
-            os.chmod(path, member.mode & 0o7777)
-        with contextlib.suppress(OSError):
-            os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
+        if self.written > self.limits.layer_bytes:
+            raise LayerTooLarge(
+                f"layer {self.digest[:19]}: entry {name[:200]!r} takes the layer over "
+                f"{self.limits.layer_bytes:,} bytes unpacked"
+            )
+        if self.limits.budget is not None:
+            where = f"layer {self.digest[:19]} entry {name[:200]!r} ({size:,} bytes)"
+            self.limits.budget.charge(size, where)
 
     def finish(self) -> None:
-        # Directories last (deepest first): their times change as entries land in them.
-        for path, member in reversed(self.dir_attrs):
-            self.attrs(path, member)
+        """Directories' metadata, deepest first (their times change as entries land in them),
+        each on what its path is now: a directory the layer replaced since is skipped."""
+        self.close()
+        for parts, (member, inode) in sorted(self.dir_attrs.items(), key=lambda kv: -len(kv[0])):
+            fd = self._existing_dir(parts)
+            if fd is None:
+                continue
+            try:
+                if os.fstat(fd).st_ino == inode:
+                    _set_attrs(fd, member)
+            finally:
+                os.close(fd)
 
 
-def _set_opaque(directory: Path) -> None:
-    os.setxattr(directory, OPAQUE_XATTR, b"y", follow_symlinks=False)
+def _set_attrs(fd: int, member: tarfile.TarInfo) -> None:
+    """Owner, then mode (a change of owner clears setuid bits), then times, on a descriptor."""
+    os.fchown(fd, member.uid, member.gid)
+    os.fchmod(fd, member.mode & 0o7777)
+    with contextlib.suppress(OSError):
+        os.utime(fd, (member.mtime, member.mtime))
 
 
-def _apply(stream: IO[bytes], root: Path, limit: int, digest: str) -> int:
-    applier = _Applier(root, limit, digest)
+def _set_opaque(fd: int) -> None:
+    os.setxattr(fd, OPAQUE_XATTR, b"y")
+
+
+def _apply(stream: IO[bytes], root: Path, limits: _Limits, digest: str) -> LayerMeta:
+    root_fd = os.open(root, _DIR_FLAGS)
+    applier = _Applier(root_fd, limits, digest)
     try:
-        with tarfile.open(fileobj=_Forward(stream), mode="r:") as tar:  # type: ignore[call-overload]
-            for member in tar:
-                applier.apply(member, tar)
-    except (tarfile.TarError, EOFError, gzip.BadGzipFile, isal_zlib.error) as err:
-        raise UnsafeLayer(f"layer {digest[:19]}: not a valid layer archive ({err})") from None
-    applier.finish()
-    return applier.written
+        forward = _Forward(stream)
+        try:
+            with tarfile.open(fileobj=forward, mode="r:") as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    applier.apply(member, tar)
+            diff_id = forward.finish(_TRAILING_MAX)
+        except (tarfile.TarError, EOFError, gzip.BadGzipFile, isal_zlib.error) as err:
+            raise UnsafeLayer(f"layer {digest[:19]}: not a valid layer archive ({err})") from None
+        applier.finish()
+    finally:
+        applier.close()
+        os.close(root_fd)
+    return LayerMeta(diff_id, applier.written, applier.entries)

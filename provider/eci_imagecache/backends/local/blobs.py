@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
@@ -46,7 +47,11 @@ class BlobStore:
         self.fsync = fsync
         self.tmp = root / "tmp"
         if create:
-            self.tmp.mkdir(parents=True, exist_ok=True)
+            # 0700: blobs are the images' content (setuid files among it), root's alone.
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if stat.S_IMODE(root.stat().st_mode) != 0o700:
+                os.chmod(root, 0o700)
+            self.tmp.mkdir(exist_ok=True)
 
     def path(self, digest: str) -> Path:
         hex_part = digest_hex(digest)

@@ -10,7 +10,9 @@ container group pulling what no cache holds (``fetch_and_unpack``).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -20,12 +22,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...engine.diff import ChangeKind, diff_cache
-from ...engine.models import CacheKind, CacheRecord, CacheStatus, ImageCacheSpec, SnapshotKind
+from ...engine.models import (
+    GIB,
+    CacheKind,
+    CacheRecord,
+    CacheStatus,
+    ContainerGroupSpec,
+    ImageCacheSpec,
+    SnapshotKind,
+)
 from ...engine.planner import BuildPlan, Layer, PlanError, ResolvedImage, plan_build
 from ...engine.refs import ImageRef
 from ...registry.client import RegistryClient
 from ...registry.client import RegistryError as ClientRegistryError
-from ...runtime.layers import Feed, Unpacked, UnsafeLayer, UnsupportedLayer
+from ...runtime.layers import Budget, Feed, Unpacked, UnsafeLayer, UnsupportedLayer
 from ..base import (
     BackendError,
     BuildFailed,
@@ -67,6 +77,70 @@ def blob_owners(images: Iterable[ResolvedImage]) -> dict[str, ImageRef]:
     return refs
 
 
+_DIFF_ID = re.compile(r"sha256:[0-9a-f]{64}")
+# An image config is a few KiB (a long history, some hundreds): one read whole to find its
+# diff_ids is bounded.
+MAX_CONFIG_BYTES = 16 << 20
+
+
+def cache_budget(name: str, size_gib: int) -> Budget:
+    """What the layers of a cache's build may unpack: the cache's size."""
+    return Budget(size_gib * GIB, f"image cache {name}'s size of {size_gib} GiB")
+
+
+def group_budget(spec: ContainerGroupSpec) -> Budget:
+    """What the layers a group pulls itself may unpack: its ephemeral storage (30 GiB and the
+    extra it declares), where ECI keeps a group's images."""
+    size = spec.ephemeral_storage_gib
+    return Budget(size * GIB, f"container group {spec.name}'s ephemeral storage of {size} GiB")
+
+
+def check_config_sizes(images: Iterable[ResolvedImage]) -> None:
+    """Refuse, before it is fetched, an image config too large to read whole."""
+    for image in images:
+        if image.config.size > MAX_CONFIG_BYTES:
+            raise RegistryContentError(
+                f"image {image.reference}: config {image.config.digest[:19]} is "
+                f"{image.config.size:,} bytes (at most {MAX_CONFIG_BYTES:,})"
+            )
+
+
+def expected_diff_ids(
+    images: Iterable[ResolvedImage], read: Callable[[str], bytes]
+) -> dict[str, str]:
+    """Each layer's diff_id as its image's config names it (``rootfs.diff_ids[i]`` for the
+    i-th layer, the OCI image spec's rule); ``read`` gives a config blob's bytes."""
+    expected: dict[str, str] = {}
+    named_by: dict[str, str] = {}
+    for image in images:
+        what = f"image {image.reference}: config {image.config.digest[:19]}"
+        try:
+            body = read(image.config.digest)
+        except OSError as err:
+            raise RegistryContentError(f"{what} cannot be read ({err.strerror})") from None
+        try:
+            diff_ids = json.loads(body)["rootfs"]["diff_ids"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise RegistryContentError(
+                f"{what} names no rootfs.diff_ids ({type(err).__name__})"
+            ) from None
+        if not isinstance(diff_ids, list) or len(diff_ids) != len(image.layers):
+            count = len(diff_ids) if isinstance(diff_ids, list) else "no"
+            raise RegistryContentError(
+                f"{what} names {count} diff_ids for the manifest's {len(image.layers)} layers"
+            )
+        for layer, diff_id in zip(image.layers, diff_ids, strict=True):
+            if not isinstance(diff_id, str) or not _DIFF_ID.fullmatch(diff_id):
+                raise RegistryContentError(f"{what}: diff_id {str(diff_id)[:80]!r} is not sha256")
+            if expected.setdefault(layer.digest, diff_id) != diff_id:
+                raise RegistryContentError(
+                    f"{what} names diff_id {diff_id[:19]} for layer {layer.digest[:19]}, "
+                    f"which {named_by[layer.digest]} names {expected[layer.digest][:19]}"
+                )
+            named_by.setdefault(layer.digest, f"image {image.reference}")
+    return expected
+
+
 @dataclass
 class Unpacking:
     """Unpacks the layers of a build (or of a group's pull) into the layer store, and says what
@@ -74,25 +148,34 @@ class Unpacking:
 
     A layer being downloaded is unpacked from the same bytes as they arrive (a :class:`Feed`);
     a layer whose blob the store held already is unpacked from that blob, unless it is
-    unpacked already."""
+    unpacked already. Each layer's uncompressed content must match its diff_id in
+    ``diff_ids`` (from the image configs), and all of them together fit in ``budget``: the
+    bytes unpacked here, and those of the layers the store held unpacked already (as recorded
+    when they were unpacked; a layer from before the store kept records counts nothing)."""
 
     ctx: Context
     layer_digests: set[str]
+    diff_ids: Mapping[str, str] = field(default_factory=dict)
+    budget: Budget | None = None
     layers: int = 0
     bytes: int = 0
     first_start: float | None = None  # perf_counter times: layers unpack side by side
     last_end: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    checked: set[str] = field(default_factory=set, repr=False)
 
     def holds(self, blob: Layer) -> bool:
         """Whether ``blob`` is a layer of these images that the store holds unpacked."""
-        return blob.digest in self.layer_digests and self.ctx.layers.has(blob.digest)
+        if blob.digest in self.layer_digests and self.ctx.layers.has(blob.digest):
+            self._held(blob.digest)
+            return True
+        return False
 
     def feed(self, blob: Layer) -> Feed | None:
         """A feed for ``blob``'s download to write to, or None when it needs no unpacking."""
-        if blob.digest not in self.layer_digests or self.ctx.layers.has(blob.digest):
+        if blob.digest not in self.layer_digests or self.holds(blob):
             return None
-        return self.ctx.layers.feed(blob.digest)
+        return self.ctx.layers.feed(blob.digest, self.diff_ids.get(blob.digest), self.budget)
 
     def close(self, feed: Feed, verified: bool) -> None:
         """End a feed: commit its layer when the blob was verified, else discard it."""
@@ -105,11 +188,34 @@ class Unpacking:
 
     def unpack(self, digest: str) -> None:
         """Unpack a layer from the blob the store holds."""
+        if self.ctx.layers.has(digest):
+            self._held(digest)
+            return
         try:
-            done = self.ctx.layers.unpack(digest, self.ctx.blobs.path(digest))
+            done = self.ctx.layers.unpack(
+                digest,
+                self.ctx.blobs.path(digest),
+                diff_id=self.diff_ids.get(digest),
+                budget=self.budget,
+            )
         except (UnsafeLayer, UnsupportedLayer) as err:
             raise RegistryContentError(str(err)) from None
         self._count(done)
+
+    def _held(self, digest: str) -> None:
+        """A layer the store holds unpacked: its recorded diff_id must be the one expected, and
+        its recorded size counts against the budget (once)."""
+        with self.lock:
+            if digest in self.checked:
+                return
+            self.checked.add(digest)
+        try:
+            self.ctx.layers.check_diff_id(digest, self.diff_ids.get(digest))
+            meta = self.ctx.layers.recorded(digest)
+            if self.budget is not None and meta is not None:
+                self.budget.charge(meta.bytes, f"layer {digest[:19]} (unpacked already)")
+        except UnsafeLayer as err:
+            raise RegistryContentError(str(err)) from None
 
     def _count(self, done: Unpacked) -> None:
         if not done.reused:
@@ -462,19 +568,31 @@ class BuildPipeline:
         owners: Mapping[str, ImageRef],
         client: RegistryClient,
         progress: Callable[[int], None],
+        budget: Budget | None = None,
     ) -> Unpacking:
         """Fetch ``blobs`` (see :meth:`fetch`), unpacking each layer of ``images`` in the same
         pass as its download (see :class:`Feed`), so a group starting from the cache only
         mounts. Layers whose blobs the store holds already are unpacked from them meanwhile,
-        unless an earlier build (of a cache, or for a group) did so."""
+        unless an earlier build (of a cache, or for a group) did so.
+
+        The image configs come first (small): each names its layers' diff_ids, which every
+        layer is checked against as it unpacks. ``budget``: what the layers may unpack in all
+        (a cache's size, a group's ephemeral storage)."""
         layer_digests = {layer.digest for image in images for layer in image.layers}
-        unpacking = Unpacking(self.ctx, layer_digests)
-        fetched = {blob.digest for blob in blobs}
+        configs = {image.config.digest for image in images} - layer_digests
+        check_config_sizes(images)
+        self.fetch([blob for blob in blobs if blob.digest in configs], owners, client, progress)
+        diff_ids = expected_diff_ids(
+            images, lambda digest: self.ctx.blobs.path(digest).read_bytes()
+        )
+        unpacking = Unpacking(self.ctx, layer_digests, diff_ids, budget)
+        layers = [blob for blob in blobs if blob.digest not in configs]
+        fetched = {blob.digest for blob in layers}
         held = sorted(layer_digests - fetched)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unpack") as worker:
             pending = [worker.submit(unpacking.unpack, digest) for digest in held]
             try:
-                self.fetch(blobs, owners, client, progress, unpacking)
+                self.fetch(layers, owners, client, progress, unpacking)
             except BaseException:
                 for future in pending:  # what has not started is not needed any more
                     future.cancel()
@@ -507,7 +625,12 @@ class BuildPipeline:
                 last_report = time.monotonic()
 
         unpacking = self.fetch_and_unpack(
-            plan.images, plan.fetch, blob_owners(plan.images), client, fetched
+            plan.images,
+            plan.fetch,
+            blob_owners(plan.images),
+            client,
+            fetched,
+            cache_budget(record.name, plan.size_gib),
         )
         ctx.update(record.id, event=("Unpacked", unpacking.summary()))
         layers = {blob.digest: blob.size for image in plan.images for blob in image.blobs}

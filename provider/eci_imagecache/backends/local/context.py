@@ -21,7 +21,7 @@ from ...engine.planner import ResolvedImage
 from ...engine.refs import ImageRef
 from ...registry.client import Credentials, RegistryClient
 from ...registry.client import RegistryError as ClientRegistryError
-from ...runtime.layers import LayerStore
+from ...runtime.layers import DEFAULT_MAX_ENTRIES, LayerStore
 from ...runtime.supervisor import Runtime
 from ..base import NotFound, RegistryContentError, from_registry
 from .blobs import BlobStore, UnsafeDigest
@@ -53,6 +53,13 @@ def env_fetch_concurrency() -> int:
 def env_fsync() -> bool:
     """``$ECI_IMAGECACHE_FSYNC=1``: flush each blob to disk before it gets its name."""
     return os.environ.get("ECI_IMAGECACHE_FSYNC", "") not in ("", "0")
+
+
+def env_max_layer_entries() -> int:
+    """``$ECI_IMAGECACHE_MAX_LAYER_ENTRIES``: entries (files, directories, links) one layer may
+    unpack to, else the default (see runtime/layers.py)."""
+    value = os.environ.get("ECI_IMAGECACHE_MAX_LAYER_ENTRIES", "").strip()
+    return max(1, int(value)) if value.isdigit() else DEFAULT_MAX_ENTRIES
 
 
 def default_data_dir() -> Path:
@@ -109,6 +116,7 @@ class Context:
     host: str = field(default_factory=socket.gethostname)
     fetch_concurrency: int = field(default_factory=env_fetch_concurrency)
     fsync: bool = field(default_factory=env_fsync)
+    max_layer_entries: int = field(default_factory=env_max_layer_entries)
 
     def __post_init__(self) -> None:
         self.store = Store(self.data_dir / "state.db")
@@ -118,7 +126,9 @@ class Context:
         self._resolved: dict[tuple, tuple[float, ResolvedImage]] = {}
         self._resolved_lock = threading.Lock()
         # Unpacked layers (shared by caches and groups) and the containers running on them.
-        self.layers = LayerStore(self.data_dir / "layers", fsync=self.fsync)
+        self.layers = LayerStore(
+            self.data_dir / "layers", fsync=self.fsync, max_entries=self.max_layer_entries
+        )
         # A group's directory (bundles, writable layers, logs) is the runtime's.
         self.runtime = Runtime(self.groups_dir, self.data_dir / "state.db", self.layers)
 

@@ -50,7 +50,7 @@ from ..base import (
     from_registry,
 )
 from .blobs import UnsafeDigest
-from .build import BuildPipeline
+from .build import BuildPipeline, group_budget
 from .context import Context
 from .housekeeping import Housekeeping
 from .ids import GROUP_ID, new_id
@@ -182,7 +182,12 @@ class ContainerGroups:
                     for layer in image.layers
                 ):
                     unpacked = self.pipeline.fetch_and_unpack(
-                        prepared.images, list(fetch.values()), owners, client, _ignore
+                        prepared.images,
+                        list(fetch.values()),
+                        owners,
+                        client,
+                        _ignore,
+                        group_budget(spec),
                     ).bytes
                 else:
                     unpacked = 0  # all there (a start from a cache): nothing to set going
