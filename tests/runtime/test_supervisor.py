@@ -94,7 +94,7 @@ def test_a_server_answers_on_its_port_and_stops_leaving_nothing(runtime, busybox
     deadline = time.monotonic() + 10
     while True:
         try:
-            response = httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            response = httpx.get(f"http://{group.address}:{port}/", timeout=1)
             break
         except httpx.TransportError:
             assert time.monotonic() < deadline

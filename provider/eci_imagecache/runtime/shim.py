@@ -19,6 +19,7 @@ import json
 import os
 import select
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from . import host
+from . import host, network
 from .state import (
     CONTAINER_RUNNING,
     FAILED,
@@ -129,6 +130,7 @@ class Shim:
         state: RuntimeState,
         notify: int | None = None,
         ready: Ready | None = None,
+        listeners: list[socket.socket] | None = None,
     ) -> None:
         self.dir = group_dir
         self.plan: dict[str, Any] = json.loads((group_dir / "plan.json").read_text())
@@ -146,6 +148,8 @@ class Shim:
         self.last_end: dict[str, str] = {}
         self.notify_fd = notify  # the starter waits on it: a byte at each start or end
         self.owner: int | None = self.plan.get("owner_pid")
+        # The group's published ports, bound on the host's side by its starter.
+        self.forwarder = network.Forwarder(listeners or [])
 
     def notify(self) -> None:
         if self.notify_fd is None:
@@ -313,10 +317,12 @@ class Shim:
             self.mount_all()
         except OSError as err:
             self.ready.settled()
+            self.forwarder.close()
             self.unmount_all()
             self.state.set_group(self.group_id, status=FAILED, reason=f"not started: {err}")
             self.notify()
             return 1
+        self.forwarder.start()
         try:
             for container in self.plan["containers"]:
                 if not container["init"]:
@@ -338,6 +344,7 @@ class Shim:
             return 0
         finally:
             self.ready.settled()
+            self.forwarder.close()
             self.unmount_all()
 
     def supervise(self, work: list[Any]) -> None:
@@ -405,15 +412,25 @@ def main(argv: list[str]) -> int:
     shim gets ready, then reads lines from ``<group fd>``: an empty line announces a group (the
     shim warms cgroup moves meanwhile), a directory is the group to run."""
     host.private_mount_namespace()  # first, while this process has a single thread
+    try:
+        network.private_network()  # as early: every thread started later is in it too
+        unnetworked = None
+    except OSError as err:
+        unnetworked = err  # the group fails: it never runs on the host's network
     groups_dir, db, notify, group_fd = Path(argv[0]), Path(argv[1]), int(argv[2]), int(argv[3])
     ready = Ready(argv[4] if len(argv) > 4 else None)
+    ready.error = unnetworked or ready.error
     try:
         state = RuntimeState(db, create=False)  # opened now, not on the start's path
     except sqlite3.OperationalError:
         return 0  # its starter's store is gone (removed meanwhile): nothing to run, or make
-    with open(group_fd, "rb") as pipe:
-        while (line := pipe.readline()) == b"\n":
+    with socket.socket(fileno=group_fd) as channel:
+        while True:
+            line, fds, _, _ = socket.recv_fds(channel, 4096, network.MAX_PORTS)
+            if line != b"\n":
+                break
             ready.warm()
+    listeners = [socket.socket(fileno=fd) for fd in fds]
     if not line.endswith(b"\n"):
         return 0  # its starter ended without a group for it
     group_dir = Path(line[:-1].decode())
@@ -424,7 +441,7 @@ def main(argv: list[str]) -> int:
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.close(log)
-    return Shim(group_dir, state, notify, ready).run()
+    return Shim(group_dir, state, notify, ready, listeners).run()
 
 
 if __name__ == "__main__":
