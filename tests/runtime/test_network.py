@@ -7,6 +7,7 @@ import ipaddress
 import os
 import secrets
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,8 @@ from typing import ClassVar
 import httpx
 import pytest
 
-from eci_imagecache.runtime import network
+from eci_imagecache.runtime import network, state
+from eci_imagecache.runtime.state import RuntimeState
 from eci_imagecache.testing.registry import free_port
 
 from .test_supervisor import leftovers, run, wait_for
@@ -209,3 +211,34 @@ def test_a_port_another_process_holds_moves_the_group_to_another_address(runtime
         group = runtime.start("grp-moved", "moved", [web(busybox_layer, "httpd", port, "moved")])
         assert group.address not in (None, first)
         assert answer(group.address, port).text == "moved\n"
+
+
+def test_a_store_made_before_groups_had_addresses_still_reads_and_gains_them(tmp_path):
+    path = tmp_path / "state.db"
+    old_schema = state.SCHEMA.replace(",\n    address TEXT", "")
+    assert old_schema != state.SCHEMA
+    with sqlite3.connect(path) as db:
+        db.executescript(old_schema)
+        db.execute(
+            "INSERT INTO runtime_groups (id, name, dir, restart_policy, status, requested_at) "
+            "VALUES ('grp-old', 'old', '/x', 'Always', 'Running', 0)"
+        )
+    # A read-only view (nothing may be written) reads it as it is: no address.
+    assert RuntimeState(path, read_only=True).group("grp-old").address is None
+    writer = RuntimeState(path)  # a writer adds the column
+    for group_id in ("grp-new", "grp-next"):
+        writer.add_group(
+            group_id,
+            group_id,
+            tmp_path,
+            "Always",
+            [],
+            owner_pid=1,
+            requested_at=0,
+            claim_address=lambda used: next(network.candidates(used)),
+        )
+    assert writer.group("grp-old").address is None  # on the host's network, as it was started
+    assert [writer.group(g).address for g in ("grp-new", "grp-next")] == [
+        "127.77.0.1",
+        "127.77.0.2",
+    ]

@@ -83,12 +83,17 @@ def publish(ports: list[int], used: Iterable[str]) -> tuple[str, list[socket.soc
         except OSError as err:
             for listener in listeners:
                 listener.close()
-            if err.errno == errno.EADDRINUSE and busy < BUSY_ADDRESSES:
-                busy += 1
-                continue
-            raise PublishError(err.errno, f"publishing port {port} at {address}: {err}") from err
+            if err.errno != errno.EADDRINUSE:
+                raise PublishError(f"publishing port {port} at {address}: {err.strerror}") from err
+            busy += 1
+            if busy == BUSY_ADDRESSES:
+                raise PublishError(
+                    f"publishing port {port}: in use at {busy} addresses of {GROUP_NETWORK} "
+                    "(a process on this machine listening on all addresses holds it?)",
+                ) from err
+            continue
         return address, listeners
-    raise PublishError(errno.EADDRNOTAVAIL, f"no address left in {GROUP_NETWORK} for the group")
+    raise PublishError(f"no address left in {GROUP_NETWORK} for the group")
 
 
 class Forwarder:
@@ -124,9 +129,8 @@ class Forwarder:
 
     def _relay(self, client: socket.socket, port: int) -> None:
         try:
-            try:
-                inside = socket.create_connection(("127.0.0.1", port), CONNECT_SECONDS)
-            except OSError:
+            inside = _connect(port)
+            if inside is None:
                 _reset(client)
                 return
             inside.settimeout(None)
@@ -137,6 +141,17 @@ class Forwarder:
                 back.join()
         finally:
             self.slots.release()
+
+
+def _connect(port: int) -> socket.socket | None:
+    """A connection to ``port`` inside the group: on 127.0.0.1, else on ::1 (a server that
+    listens on IPv6 only), else None."""
+    for loopback in ("127.0.0.1", "::1"):
+        try:
+            return socket.create_connection((loopback, port), CONNECT_SECONDS)
+        except OSError:
+            continue
+    return None
 
 
 def _pump(source: socket.socket, target: socket.socket) -> None:

@@ -2,9 +2,11 @@
 
 ``python -S -m eci_imagecache.runtime.shim <groups dir> <state db> <notify fd> <group fd>
 [<crun>]``; it is started before its group is (see ``supervisor.ReadyShim``) and gets ready
-meanwhile: it moves into a private mount namespace (unshare(2)), where it lays out what every
-group needs (crun read-only, see ``Ready``), and opens the state. Then it waits for its group's
-directory. It mounts each container's overlay, runs the init containers in order and then the
+meanwhile: it moves into a private mount namespace and a new network namespace (unshare(2);
+the group's network, see ``network``), where it lays out what every group needs (crun
+read-only, see ``Ready``), and opens the state. Then it waits for its group's directory and
+published listeners, and relays their connections into the group (``network.Forwarder``).
+It mounts each container's overlay, runs the init containers in order and then the
 containers with ``crun run``, records every state change, applies the restart policy, pumps
 each container's output into a bounded log, and on SIGTERM stops the containers (SIGTERM, then
 SIGKILL after the grace period) and unmounts.
@@ -409,8 +411,9 @@ def _pump(stream: IO[bytes], log: BoundedLog) -> None:
 
 def main(argv: list[str]) -> int:
     """``<groups dir> <state db> <notify fd> <group fd> [<crun>]``: started ahead of need, the
-    shim gets ready, then reads lines from ``<group fd>``: an empty line announces a group (the
-    shim warms cgroup moves meanwhile), a directory is the group to run."""
+    shim gets ready, then reads messages from ``<group fd>`` (a socket): an empty line announces
+    a group (the shim warms cgroup moves meanwhile), a directory is the group to run, with its
+    published listeners passed along (SCM_RIGHTS)."""
     host.private_mount_namespace()  # first, while this process has a single thread
     try:
         network.private_network()  # as early: every thread started later is in it too

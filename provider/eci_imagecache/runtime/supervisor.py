@@ -2,9 +2,11 @@
 
 ``Runtime.start`` writes one OCI bundle per container (rootfs = an overlay of the image's layer
 directories and a writable upper directory), records the group in SQLite, and starts the group's
-shim (``runtime.shim``) in its own session and mount namespace, so the group outlives the process
-that started it (Pulumi's provider processes end with each command). It returns once every
-container has started (or ended, or failed to start).
+shim (``runtime.shim``) in its own session, mount and network namespaces, so the group outlives
+the process that started it (Pulumi's provider processes end with each command). It gives the
+group an address of its own and binds the declared ports there, on the host's loopback, for the
+shim to relay into the group (``network``). It returns once every container has started (or
+ended, or failed to start).
 
 State says which groups run; ``group`` and ``reconcile`` check it against reality: a group whose
 shim has died is Failed with the reason, and a group no backend record claims (its creator was
