@@ -429,7 +429,10 @@ def main(argv: list[str]) -> int:
         return 0  # its starter's store is gone (removed meanwhile): nothing to run, or make
     with socket.socket(fileno=group_fd) as channel:
         while True:
-            line, fds, _, _ = socket.recv_fds(channel, 4096, network.MAX_PORTS)
+            try:
+                line, fds, _, _ = socket.recv_fds(channel, 4096, network.MAX_PORTS)
+            except OSError:
+                return 0  # its starter ended without a group for it
             if line != b"\n":
                 break
             ready.warm()
