@@ -242,3 +242,10 @@ def test_a_store_made_before_groups_had_addresses_still_reads_and_gains_them(tmp
         "127.77.0.1",
         "127.77.0.2",
     ]
+
+
+def test_group_addresses_are_the_loopback_hosts_of_the_group_network_not_yet_held():
+    every = list(network.candidates([]))
+    assert every == [str(a) for a in ipaddress.ip_network(network.GROUP_NETWORK).hosts()]
+    assert all(ipaddress.ip_address(a).is_loopback for a in every)
+    assert next(network.candidates(["127.77.0.1", "127.77.0.3"])) == "127.77.0.2"

@@ -22,14 +22,13 @@ import contextlib
 import ctypes
 import errno
 import fcntl
-import ipaddress
 import os
 import socket
 import struct
 import threading
 from collections.abc import Iterable, Iterator
 
-GROUP_NETWORK = ipaddress.IPv4Network("127.77.0.0/16")
+GROUP_NETWORK = "127.77.0.0/16"  # its 65,534 host addresses, on the host's loopback (lo)
 BACKLOG = 128
 MAX_CONNECTIONS = 256  # relayed at once per group; more are refused (reset)
 BUFFER = 1 << 18  # bytes moved at once (a pipe this large: 1.5-2x the throughput of 64 KiB)
@@ -62,9 +61,10 @@ def private_network() -> None:
 def candidates(used: Iterable[str]) -> Iterator[str]:
     """Addresses of ``GROUP_NETWORK`` that no group in ``used`` holds, lowest first."""
     taken = set(used)
-    for address in GROUP_NETWORK.hosts():
-        if str(address) not in taken:
-            yield str(address)
+    for host in range(1, (1 << 16) - 1):
+        address = f"127.77.{host >> 8}.{host & 255}"
+        if address not in taken:
+            yield address
 
 
 def publish(ports: list[int], used: Iterable[str]) -> tuple[str, list[socket.socket]]:
