@@ -160,10 +160,11 @@ def _pump(source: socket.socket, target: socket.socket) -> None:
     """Copy ``source`` to ``target`` until it ends, then end ``target``'s writing (a half-close
     passed on); a failure on either side ends both directions. The bytes go through a pipe
     (splice(2)): the kernel moves them, this process never copies them."""
-    pipe_out, pipe_in = os.pipe()
-    with contextlib.suppress(OSError):  # else the default (64 KiB): slower, as correct
-        fcntl.fcntl(pipe_in, fcntl.F_SETPIPE_SZ, BUFFER)
+    pipe: tuple[int, int] | None = None
     try:
+        pipe = pipe_out, pipe_in = os.pipe()
+        with contextlib.suppress(OSError):  # else the default (64 KiB): slower, as correct
+            fcntl.fcntl(pipe_in, fcntl.F_SETPIPE_SZ, BUFFER)
         while count := os.splice(source.fileno(), pipe_in, BUFFER):
             while count:
                 count -= os.splice(pipe_out, target.fileno(), count)
@@ -173,8 +174,8 @@ def _pump(source: socket.socket, target: socket.socket) -> None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
     finally:
-        os.close(pipe_out)
-        os.close(pipe_in)
+        for fd in pipe or ():
+            os.close(fd)
 
 
 def _reset(sock: socket.socket) -> None:
