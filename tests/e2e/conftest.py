@@ -20,7 +20,7 @@ def pulumi_bin() -> Path:
 def quickstart(pulumi_bin: Path, tmp_path: Path, registry: Registry) -> Stack:
     """The quickstart stack, initialized, pointed at the test registry."""
     stack = Stack(project_dir=REPO / "examples" / "quickstart", work=tmp_path)
-    # The stack's web server listens on the host: a free port, not the default 8080.
+    # A free port: at 127.0.0.1 nothing may answer on it (the web server is at its own address).
     return stack.init({"registry": registry.host, "serverPort": str(free_port())})
 
 

@@ -3,6 +3,7 @@ on its address, jobs end with their exit codes, refresh sees a container die, an
 leaves no process, mount or directory behind."""
 
 import contextlib
+import ipaddress
 import json
 import os
 import signal
@@ -73,6 +74,12 @@ def test_quickstart_serves_http_refresh_sees_a_death_destroy_leaves_nothing(
     assert out["web_containers"][0]["state"] == "Running"
     page = get_page(out["web_address"])
     assert page.status_code == 200 and "eci-imagecache demo" in page.text
+    # At the group's own address on the host's loopback; its network is its own, so nothing of
+    # it answers on the host's 127.0.0.1.
+    host_part, _, port = out["web_address"].rpartition(":")
+    assert ipaddress.ip_address(host_part).is_loopback and host_part != "127.0.0.1"
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
     assert out["web_phases"]["container_start_seconds"] > 0
 
     # The container's process dies: the group restarts it (Always), and refresh shows it.

@@ -4,6 +4,8 @@
   into a content-addressed, read-only directory in overlayfs format, shared by every cache and
   group that holds the layer.
 - ``bundle``: an OCI runtime ``config.json`` from the image config and the container's settings.
+- ``network``: each group its own network namespace (a loopback only) and its own address on
+  the host's loopback, where its declared ports are published.
 - ``supervisor.Runtime``: starts a group's containers with ``crun`` on overlay mounts of their
   layer directories (start-up is a mount: O(1) in image bytes), keeps their state in SQLite,
   applies the restart policy, keeps bounded logs, stops and cleans up, and reconciles with what

@@ -6,10 +6,11 @@ image's with the container's variables over it; the working directory is the con
 the image's, else ``/``; the user is the image's (numeric, or a name looked up in the image's
 ``/etc/passwd``).
 
-Networking: containers share the host's network namespace (as the containers of one ECI group
-share theirs), so a container listening on port P is reachable from this machine at
-``127.0.0.1:P``; two groups listening on one port collide, as two processes would. Every other
-namespace (pid, mount, ipc, uts) is the container's own.
+Networking: the config names no network namespace, so a container stays in its shim's: the
+group's own, with only a loopback, shared by the group's containers (as the containers of one
+ECI group share theirs). A container listening on port P is reachable from this machine at the
+group's address and P (``network``); it reaches nothing outside its group (no outbound access).
+Every other namespace (pid, mount, ipc, uts) is the container's own.
 
 Confinement, at least as tight as Docker's defaults: Docker's capabilities, no new privileges,
 podman's seccomp profile with Docker's namespace rules (``seccomp``), and a device cgroup that
@@ -321,7 +322,7 @@ def runtime_config(
                 "source": "sysfs",
                 "options": ["nosuid", "noexec", "nodev", "ro"],
             },
-            # The host's network namespace: its name resolution too.
+            # The host's name resolution files (localhost; no server outside the group answers).
             *(
                 {
                     "destination": f"/etc/{name}",

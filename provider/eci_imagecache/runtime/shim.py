@@ -2,9 +2,11 @@
 
 ``python -S -m eci_imagecache.runtime.shim <groups dir> <state db> <notify fd> <group fd>
 [<crun>]``; it is started before its group is (see ``supervisor.ReadyShim``) and gets ready
-meanwhile: it moves into a private mount namespace (unshare(2)), where it lays out what every
-group needs (crun read-only, see ``Ready``), and opens the state. Then it waits for its group's
-directory. It mounts each container's overlay, runs the init containers in order and then the
+meanwhile: it moves into a private mount namespace and a new network namespace (unshare(2);
+the group's network, see ``network``), where it lays out what every group needs (crun
+read-only, see ``Ready``), and opens the state. Then it waits for its group's directory and
+published listeners, and relays their connections into the group (``network.Forwarder``).
+It mounts each container's overlay, runs the init containers in order and then the
 containers with ``crun run``, records every state change, applies the restart policy, pumps
 each container's output into a bounded log, and on SIGTERM stops the containers (SIGTERM, then
 SIGKILL after the grace period) and unmounts.
@@ -26,6 +28,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -34,7 +37,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from . import cgroups, host
+from . import cgroups, host, network
 from .state import (
     CONTAINER_RUNNING,
     FAILED,
@@ -138,6 +141,7 @@ class Shim:
         state: RuntimeState,
         notify: int | None = None,
         ready: Ready | None = None,
+        listeners: list[socket.socket] | None = None,
     ) -> None:
         self.dir = group_dir
         self.plan: dict[str, Any] = json.loads((group_dir / "plan.json").read_text())
@@ -157,6 +161,8 @@ class Shim:
         self.owner: int | None = self.plan.get("owner_pid")
         self.evicted: str | None = None  # why, once the group is evicted
         self.oom_events: cgroups.OomEvents | None = None
+        # The group's published ports, bound on the host's side by its starter.
+        self.forwarder = network.Forwarder(listeners or [])
 
     def notify(self) -> None:
         if self.notify_fd is None:
@@ -332,10 +338,12 @@ class Shim:
             self.watch_storage()
         except OSError as err:
             self.ready.settled()
+            self.forwarder.close()
             self.unmount_all()
             self.state.set_group(self.group_id, status=FAILED, reason=f"not started: {err}")
             self.notify()
             return 1
+        self.forwarder.start()
         try:
             for container in self.plan["containers"]:
                 if not container["init"]:
@@ -357,6 +365,7 @@ class Shim:
             return 0
         finally:
             self.ready.settled()
+            self.forwarder.close()
             self.unmount_all()
             self.release()
 
@@ -541,18 +550,32 @@ def _pump(stream: IO[bytes], log: BoundedLog) -> None:
 
 def main(argv: list[str]) -> int:
     """``<groups dir> <state db> <notify fd> <group fd> [<crun>]``: started ahead of need, the
-    shim gets ready, then reads lines from ``<group fd>``: an empty line announces a group (the
-    shim warms cgroup moves meanwhile), a directory is the group to run."""
+    shim gets ready, then reads messages from ``<group fd>`` (a socket): an empty line announces
+    a group (the shim warms cgroup moves meanwhile), a directory is the group to run, with its
+    published listeners passed along (SCM_RIGHTS)."""
     host.private_mount_namespace()  # first, while this process has a single thread
+    try:
+        network.private_network()  # as early: every thread started later is in it too
+        unnetworked = None
+    except OSError as err:
+        unnetworked = err  # the group fails: it never runs on the host's network
     groups_dir, db, notify, group_fd = Path(argv[0]), Path(argv[1]), int(argv[2]), int(argv[3])
     ready = Ready(argv[4] if len(argv) > 4 else None)
+    ready.error = unnetworked or ready.error
     try:
         state = RuntimeState(db, create=False)  # opened now, not on the start's path
     except sqlite3.OperationalError:
         return 0  # its starter's store is gone (removed meanwhile): nothing to run, or make
-    with open(group_fd, "rb") as pipe:
-        while (line := pipe.readline()) == b"\n":
+    with socket.socket(fileno=group_fd) as channel:
+        while True:
+            try:
+                line, fds, _, _ = socket.recv_fds(channel, 4096, network.MAX_PORTS)
+            except OSError:
+                return 0  # its starter ended without a group for it
+            if line != b"\n":
+                break
             ready.warm()
+    listeners = [socket.socket(fileno=fd) for fd in fds]
     if not line.endswith(b"\n"):
         return 0  # its starter ended without a group for it
     group_dir = Path(line[:-1].decode())
@@ -563,7 +586,7 @@ def main(argv: list[str]) -> int:
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.close(log)
-    return Shim(group_dir, state, notify, ready).run()
+    return Shim(group_dir, state, notify, ready, listeners).run()
 
 
 if __name__ == "__main__":

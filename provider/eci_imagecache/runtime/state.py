@@ -17,7 +17,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS runtime_groups (
     status TEXT NOT NULL,
     reason TEXT NOT NULL DEFAULT '',
     requested_at REAL NOT NULL,
-    first_process_at REAL
+    first_process_at REAL,
+    address TEXT
 );
 CREATE TABLE IF NOT EXISTS runtime_containers (
     group_id TEXT NOT NULL,
@@ -52,6 +53,10 @@ CREATE TABLE IF NOT EXISTS runtime_containers (
     PRIMARY KEY (group_id, name)
 )
 """
+# Added since the first schema: made on open where missing (ALTER TABLE).
+ADDED_COLUMNS = {"runtime_groups": {"address": "TEXT"}}
+# One group per address (NULL: none, any number).
+INDEXES = "CREATE UNIQUE INDEX IF NOT EXISTS runtime_groups_address ON runtime_groups (address)"
 
 # Group statuses, with ECI's names.
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
@@ -89,6 +94,9 @@ class GroupState:
     shim_pid: int | None
     shim_start: str | None
     containers: list[ContainerState]
+    # The group's own address on the host's loopback, where its ports are published (None: a
+    # group started before groups had a network of their own, on the host's).
+    address: str | None = None
 
     @property
     def first_process_seconds(self) -> float | None:
@@ -116,10 +124,27 @@ class RuntimeState:
         path.parent.mkdir(parents=True, exist_ok=True)
         with self.read() as db:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            missing = self._missing_columns(db) if "runtime_groups" in tables else {}
         if not {"runtime_groups", "runtime_containers"} <= tables:  # reads work on a full disk
             with self.write() as db:
                 for statement in filter(str.strip, SCHEMA.split(";")):
                     db.execute(statement)
+                db.execute(INDEXES)
+        elif missing:  # a store made before these columns existed
+            with self.write() as db:
+                for table, columns in self._missing_columns(db).items():
+                    for column, kind in columns.items():
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                db.execute(INDEXES)
+
+    @staticmethod
+    def _missing_columns(db: sqlite3.Connection) -> dict[str, dict[str, str]]:
+        missing = {}
+        for table, columns in ADDED_COLUMNS.items():
+            have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            if absent := {k: v for k, v in columns.items() if k not in have}:
+                missing[table] = absent
+        return missing
 
     def _connect(self) -> sqlite3.Connection:
         """This thread's connection (opened once); a fallback opened on a file that cannot be
@@ -209,11 +234,18 @@ class RuntimeState:
         requested_at: float,
         shim_pid: int | None = None,
         shim_start: str | None = None,
+        claim_address: Callable[[set[str]], str] | None = None,
     ) -> None:
+        """Record a new group. ``claim_address`` is given the addresses other groups hold and
+        returns the group's own, in the same transaction (no other start can take it meanwhile)."""
         with self.write() as db:
+            address = None
+            if claim_address is not None:
+                used = db.execute("SELECT address FROM runtime_groups WHERE address IS NOT NULL")
+                address = claim_address({row[0] for row in used})
             db.execute(
                 "INSERT INTO runtime_groups (id, name, dir, restart_policy, owner_pid, shim_pid, "
-                "shim_start, status, requested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "shim_start, status, requested_at, address) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     group_id,
                     name,
@@ -224,6 +256,7 @@ class RuntimeState:
                     shim_start,
                     PENDING,
                     requested_at,
+                    address,
                 ),
             )
             db.executemany(
@@ -303,10 +336,12 @@ class RuntimeState:
         with self.read() as db:
             if not self._has_tables(db):
                 return None
+            # A store no writer has opened since the column came (a read-only view) has none.
+            address = "NULL" if self.read_only and self._missing_columns(db) else "address"
             row = db.execute(
                 "SELECT id, name, dir, restart_policy, status, reason, requested_at, "
-                "first_process_at, owner_pid, shim_pid, shim_start FROM runtime_groups "
-                "WHERE id = ?",
+                f"first_process_at, owner_pid, shim_pid, shim_start, {address} "
+                "FROM runtime_groups WHERE id = ?",
                 (group_id,),
             ).fetchone()
             if row is None:
@@ -330,7 +365,7 @@ class RuntimeState:
             )
             for r in rows
         ]
-        return GroupState(*row, containers=containers)
+        return GroupState(*row[:-1], containers=containers, address=row[-1])
 
     def group_ids(self) -> list[str]:
         with self.read() as db:

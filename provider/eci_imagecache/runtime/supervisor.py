@@ -2,9 +2,11 @@
 
 ``Runtime.start`` writes one OCI bundle per container (rootfs = an overlay of the image's layer
 directories and a writable upper directory), records the group in SQLite, and starts the group's
-shim (``runtime.shim``) in its own session and mount namespace, so the group outlives the process
-that started it (Pulumi's provider processes end with each command). It returns once every
-container has started (or ended, or failed to start).
+shim (``runtime.shim``) in its own session, mount and network namespaces, so the group outlives
+the process that started it (Pulumi's provider processes end with each command). It gives the
+group an address of its own and binds the declared ports there, on the host's loopback, for the
+shim to relay into the group (``network``). It returns once every container has started (or
+ended, or failed to start).
 
 State says which groups run; ``group`` and ``reconcile`` check it against reality: a group whose
 shim has died is Failed with the reason, and a group no backend record claims (its creator was
@@ -24,17 +26,18 @@ import re
 import select
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from . import cgroups, host, seccomp
+from . import cgroups, host, network, seccomp
 from .bundle import ContainerSettings, Limits, runtime_config, write_bundle
 from .cgroups import GroupLimits
 from .layers import LayerStore, layer_hex
@@ -83,7 +86,10 @@ class ReadyShim:
 
     def __init__(self, groups_dir: Path, state_path: Path, crun: str | None = None) -> None:
         listen, tell = os.pipe()  # the shim writes a byte at each start or end
-        go_read, go_write = os.pipe()  # announcements, the group's directory, then the end
+        # Announcements, then the group's directory with its published listeners (a message
+        # each, the listeners passed as descriptors), or the end.
+        go, go_shim = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        go_read = go_shim.fileno()
         try:
             self.process = subprocess.Popen(
                 [
@@ -103,14 +109,14 @@ class ReadyShim:
             )
         except BaseException:
             os.close(listen)
-            os.close(go_write)
+            go.close()
             raise
         finally:
             os.close(tell)
-            os.close(go_read)
+            go_shim.close()
         # File objects: a shim never used is let go when this object is (its pipe closes).
         self.listen = open(listen, "rb", buffering=0)  # noqa: SIM115
-        self.go = open(go_write, "wb", buffering=0)  # noqa: SIM115
+        self.go = go
         # Who it is: a group's record names its shim by pid and start time before handing over.
         self.pid = self.process.pid
         self.start_time = host.process_start(self.pid)
@@ -119,13 +125,18 @@ class ReadyShim:
 
     def announce(self) -> None:
         """A group is on its way. BrokenPipeError: the shim has ended (it was killed)."""
-        self.go.write(b"\n")
+        self.go.send(b"\n", socket.MSG_NOSIGNAL)
 
-    def run(self, directory: Path) -> tuple[subprocess.Popen, IO[bytes]]:
-        """Hand the shim its group; returns the process and the pipe it tells progress on.
+    def run(
+        self, directory: Path, listeners: Sequence[socket.socket] = ()
+    ) -> tuple[subprocess.Popen, IO[bytes]]:
+        """Hand the shim its group and the group's published listeners (it gets copies: the
+        caller closes its own); returns the process and the pipe it tells progress on.
         BrokenPipeError: the shim has ended (it was killed) and takes no group."""
         try:
-            self.go.write(f"{directory}\n".encode())
+            message = f"{directory}\n".encode()
+            fds = [listener.fileno() for listener in listeners]
+            socket.send_fds(self.go, [message], fds, socket.MSG_NOSIGNAL)
         finally:
             self.go.close()
         return self.process, self.listen
@@ -213,6 +224,14 @@ class Runtime:
                     raise StartError(
                         f"container {run.settings.name}: layer {digest[:19]} is not unpacked"
                     )
+        ports = published_ports(containers)
+        listeners: list[socket.socket] = []
+
+        def claim_address(used: set[str]) -> str:
+            address, bound = network.publish(ports, used)
+            listeners.extend(bound)
+            return address
+
         shim = self._expected.__dict__.pop("shim", None) or self._take_ready(crun)
         try:
             # The record names its shim from the start (one write before the hand-over).
@@ -229,14 +248,19 @@ class Runtime:
                 requested_at=requested,
                 shim_pid=shim.pid,
                 shim_start=shim.start_time,
+                claim_address=claim_address,
             )
-        except BaseException:
+        except BaseException as err:
+            _close_all(listeners)
             self._give_back(shim)
+            if isinstance(err, network.PublishError):
+                raise StartError(str(err)) from err
             raise
         try:
             self._write(directory, group_id, containers, restart_policy, crun, limits)
         except Exception as err:
             self._remove_cgroup(group_id)
+            _close_all(listeners)
             # The shim never had this group: it stays ready for the next one.
             self.state.set_group(
                 group_id,
@@ -248,13 +272,16 @@ class Runtime:
             self._give_back(shim)
             raise StartError(str(err)) from err
         try:
-            _, listen = shim.run(directory)
-        except BrokenPipeError:  # the one ready has gone since it was announced: start one
-            shim.listen.close()
-            shim = ReadyShim(self.groups_dir, self.state.path, crun)
-            self.state.set_group(group_id, shim_pid=shim.pid, shim_start=shim.start_time)
-            shim.announce()
-            _, listen = shim.run(directory)
+            try:
+                _, listen = shim.run(directory, listeners)
+            except BrokenPipeError:  # the one ready has gone since it was announced: start one
+                shim.listen.close()
+                shim = ReadyShim(self.groups_dir, self.state.path, crun)
+                self.state.set_group(group_id, shim_pid=shim.pid, shim_start=shim.start_time)
+                shim.announce()
+                _, listen = shim.run(directory, listeners)
+        finally:
+            _close_all(listeners)  # the shim holds them now (or the group has failed)
         try:
             if not wait:
                 return self.group(group_id) or _missing(group_id)
@@ -676,6 +703,22 @@ def _with_compiled_filter(spec: dict[str, Any], crun: str) -> None:
     bpf = seccomp.compiled_filter(crun, spec["linux"]["seccomp"])
     if bpf is not None:
         spec.setdefault("annotations", {})[seccomp.BPF_ANNOTATION] = bpf
+
+
+def published_ports(containers: list[ContainerRun]) -> list[int]:
+    """The ports the group's containers declare, each once, in order."""
+    ports = sorted({port for run in containers for port in run.settings.ports})
+    for port in ports:
+        if not 0 < port < 65536:
+            raise StartError(f"refusing port {port}: not between 1 and 65535")
+    if len(ports) > network.MAX_PORTS:
+        raise StartError(f"{len(ports)} ports declared: at most {network.MAX_PORTS} are published")
+    return ports
+
+
+def _close_all(sockets: list[socket.socket]) -> None:
+    for sock in sockets:
+        sock.close()
 
 
 def _being_created(group: GroupState) -> bool:

@@ -56,7 +56,8 @@ from .housekeeping import Housekeeping
 from .ids import GROUP_ID, new_id
 from .snapshots import Snapshot
 
-# Containers share the host's network namespace: a port answers on this machine's loopback.
+# Where the ports of a group started before groups had a network of their own answer (its
+# containers share the host's network namespace). Newer groups have their own address.
 LOOPBACK = "127.0.0.1"
 
 
@@ -562,13 +563,19 @@ def observed(record: ContainerGroupRecord, state: GroupState | None) -> Containe
             "status": GroupStatus(state.status),
             "status_reason": state.reason,
             "containers": containers,
-            # Where it answers: only once a container has run (not for one never started).
-            "address": (f"{LOOPBACK}:{ports[0]}" if ports else LOOPBACK)
+            # Where it answers: the group's own address on this machine's loopback (a group
+            # started before groups had their own, the host's), with its lowest port; only once
+            # a container has run (not for one never started).
+            "address": _address(state.address or LOOPBACK, ports)
             if any(c.started_at is not None for c in state.containers)
             else None,
             "container_start_seconds": round(seconds, 6) if seconds is not None else None,
         }
     )
+
+
+def _address(host: str, ports: list[int]) -> str:
+    return f"{host}:{ports[0]}" if ports else host
 
 
 def _time(value: float | None) -> datetime | None:
