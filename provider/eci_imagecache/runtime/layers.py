@@ -20,7 +20,7 @@ What is guaranteed:
   written through, a fifo on one opened ``O_NOFOLLOW``), and on a symbolic link itself (never its
   target). A directory's metadata is set last (its times change as entries land in it), on what
   its path is then: one the layer replaced since (by a link, a file, another directory) is
-  skipped;
+  skipped, and a directory given twice takes its later entry's;
 - names are relative to the layer; absolute names are made relative, ``..`` is refused, and an
   entry whose parent is not a directory (a link, a file) is refused;
 - a whiteout ``.wh.<name>`` becomes an overlayfs whiteout (a 0/0 character device) unless the
@@ -35,8 +35,9 @@ What is guaranteed:
   layers of one build share (a cache's size, a group's ephemeral storage);
 - with an expected ``diff_id`` (the image config's ``rootfs.diff_ids[i]``), the sha256 of the
   uncompressed archive, hashed as it flows through extraction, must equal it, or the layer is
-  refused; a layer already in the store is checked against its recorded ``diff_id`` (one
-  unpacked before the store kept records has none, and is taken as it is).
+  refused (at most 1 MiB may follow the archive's end, hashed and not written); a layer
+  already in the store is checked against its recorded ``diff_id`` (one unpacked before the
+  store kept records has none, and is taken as it is).
 
 A refused layer leaves nothing: its temporary directory is removed.
 """
