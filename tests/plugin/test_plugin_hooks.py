@@ -153,3 +153,50 @@ def test_unknown_values_wait_for_the_deployment(plugin: Plugin) -> None:
     response = plugin.check(GROUP, "api", {"containers": UNKNOWN, "cpu": 1})
     assert not response.failures
     assert plain(response.inputs)["containers"] is UNKNOWN
+
+
+def test_a_group_is_created_imported_with_its_declaration_and_deleted(
+    plugin: Plugin, registry: Registry, tmp_path: Path
+) -> None:
+    image = registry.runnable.references(registry.host)["job_ok"]
+    cache_inputs = checked(
+        plugin, CACHE, "jobs", {"images": [image], "plainHttpRegistries": [registry.host]}
+    )
+    cache = plugin.create(CACHE, "jobs", cache_inputs)
+    declared = {
+        "containers": [{"name": "job", "image": image, "command": ["/bin/true"]}],
+        "restartPolicy": "Never",
+        "cache": "explicit",
+        "cacheId": cache.id,
+        "plainHttpRegistries": [registry.host],
+    }
+    inputs = checked(plugin, GROUP, "job", declared)
+    assert plain(inputs)["matchPreview"] == f"explicit: {cache.id}"
+    created = plugin.create(GROUP, "job", inputs)
+    assert created.id.startswith("eci-")
+    assert plain(created.properties)["cacheUsed"] == cache.id
+
+    imported = plugin.read(GROUP, "adopted", created.id)
+    assert plain(imported.inputs) == {"name": "job", **declared}
+    again = checked(plugin, GROUP, "adopted", plain(imported.inputs), olds=imported.inputs)
+    diff = plugin.diff(GROUP, "adopted", created.id, imported.properties, again)
+    assert diff.changes == diff.DIFF_NONE, diff
+
+    other = {**declared, "restartPolicy": "OnFailure"}
+    diff = plugin.diff(
+        GROUP,
+        "job",
+        created.id,
+        created.properties,
+        checked(plugin, GROUP, "job", other, olds=inputs),
+    )
+    assert list(diff.replaces) == ["restartPolicy"]
+
+    destroyer = Plugin()
+    try:
+        destroyer.configure(dataDir=str(tmp_path / "data"))
+        destroyer.delete(GROUP, "job", created.id, created.properties)
+        destroyer.delete(CACHE, "jobs", cache.id, cache.properties)
+        assert destroyer.read(GROUP, "job", created.id, created.properties, inputs).id == ""
+    finally:
+        destroyer.close()
