@@ -101,6 +101,8 @@ class EciImageCacheProvider(api.Provider):
             hooks.configure(HooksConfigure(source))  # type: ignore[arg-type]
 
     def _of(self, type_token: str) -> tuple[ConfiguredProvider, ResourceType]:
+        # A child's URN names its parents' types too: "Parent$Child".
+        type_token = type_token.rsplit("$", 1)[-1]
         if type_token not in self.hooks:
             raise UserError(f"{PACKAGE} has no resource type {type_token}")
         return self.hooks[type_token], resources()[type_token]

@@ -1,0 +1,165 @@
+"""YAML programs and ``pulumi import`` through the provider plugin, under the real CLI and the
+YAML language host built by scripts/install-language-hosts.sh, on the local backend."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from eci_imagecache.engine.models import ContainerGroupSpec, ImageCacheSpec
+from tests.conftest import Registry, missing
+
+from .pulumi_cli import REPO, Stack
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="session")
+def yaml_host(pulumi_bin: Path) -> Path:
+    if not (pulumi_bin / "pulumi-language-yaml").is_file():
+        missing("no YAML language host: run scripts/install-language-hosts.sh")
+    return pulumi_bin
+
+
+def yaml_project(directory: Path, resources: str = "", name: str = "imported") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "Pulumi.yaml").write_text(f"name: {name}\nruntime: yaml\n{resources}")
+    return directory
+
+
+def test_yaml_program_creates_updates_and_destroys(
+    yaml_host: Path, tmp_path: Path, registry: Registry
+) -> None:
+    stack = Stack(project_dir=REPO / "examples" / "yaml", work=tmp_path).init(
+        {"registry": registry.host}
+    )
+    stack.run("up", "--yes", "--skip-preview")
+    outputs = stack.outputs()
+    backend = stack.backend()
+    caches = {c.id: c for c in backend.list_image_caches()}
+    assert set(caches) == {outputs["cacheId"], outputs["teamCache"]}
+    assert caches[outputs["cacheId"]].size_gib == 5
+    assert outputs["cacheStatus"] == "Ready"
+    assert outputs["webCache"] == outputs["cacheId"]  # the group used the cache it named
+    groups = {g.id: g for g in backend.list_container_groups()}
+    assert set(outputs["teamGroups"]) == {"worker"}
+    assert groups[outputs["teamGroups"]["worker"]].cache_id == outputs["teamCache"]
+    assert len(groups) == 2
+
+    stack.run("preview", "--expect-no-changes")
+
+    stack.run("config", "set", "sizeGib", "6")
+    preview = stack.run("preview", "--diff")
+    assert "sizeGib" in preview.stdout and "replace" not in preview.stdout
+    stack.run("up", "--yes", "--skip-preview")
+    after = stack.outputs()
+    assert after["cacheId"] == outputs["cacheId"]  # updated in place
+    assert backend.get_image_cache(outputs["cacheId"]).size_gib == 6
+    assert {g.id for g in backend.list_container_groups()} == set(groups)  # not replaced
+    stack.run("preview", "--expect-no-changes")
+
+    stack.run("destroy", "--yes", "--skip-preview")
+    assert backend.list_image_caches() == [] and backend.list_container_groups() == []
+
+
+def test_import_a_cache_and_a_group_then_preview_shows_no_changes(
+    yaml_host: Path, tmp_path: Path, registry: Registry
+) -> None:
+    stack = Stack(project_dir=yaml_project(tmp_path / "project"), work=tmp_path).init()
+    backend = stack.backend()
+    cache = backend.create_image_cache(
+        ImageCacheSpec(
+            name="made-by-hand",
+            images=[registry.ref("demo/web:1.0"), registry.ref("demo/worker:1.0")],
+            size_gib=7,
+            eviction="LRU",
+        )
+    )
+    group = backend.create_container_group(
+        ContainerGroupSpec(
+            name="web-by-hand",
+            containers=[{"name": "web", "image": registry.ref("demo/web:1.0"), "ports": [80]}],
+            restart_policy="Never",
+            cache="explicit",
+            cache_id=cache.id,
+        )
+    )
+    resources = {}
+    for type_token, name, resource_id in (
+        ("eci-imagecache:index:ImageCache", "cache", cache.id),
+        ("eci-imagecache:index:ContainerGroup", "web", group.id),
+    ):
+        generated = tmp_path / f"{name}.yaml"
+        stack.run(
+            "import",
+            "--yes",
+            "--protect=false",
+            "--out",
+            str(generated),
+            type_token,
+            name,
+            resource_id,
+        )
+        resources.update(yaml.safe_load(generated.read_text())["resources"])
+    assert resources["cache"]["properties"] == {
+        "name": "made-by-hand",
+        "images": sorted([registry.ref("demo/web:1.0"), registry.ref("demo/worker:1.0")]),
+        "sizeGib": 7,
+        "eviction": "LRU",
+    }
+    assert resources["web"]["properties"] == {
+        "name": "web-by-hand",
+        "containers": [{"name": "web", "image": registry.ref("demo/web:1.0"), "ports": [80]}],
+        "restartPolicy": "Never",
+        "cache": "explicit",
+        "cacheId": cache.id,
+    }
+    state = {r["urn"].rsplit("::", 1)[-1]: r for r in stack.state()["resources"]}
+    assert state["cache"]["id"] == cache.id and state["web"]["id"] == group.id
+
+    # The program is what the imports generated: a preview of it has no changes.
+    yaml_project(stack.project_dir, yaml.safe_dump({"resources": resources}))
+    stack.run("preview", "--expect-no-changes")
+
+    stack.run("destroy", "--yes", "--skip-preview")
+    assert backend.list_image_caches() == [] and backend.list_container_groups() == []
+
+
+@pytest.mark.parametrize(
+    ("properties", "named"),
+    [
+        ('images: ["{registry}/demo/web:1.0"]\n      sizeGib: "20"', "sizeGib"),
+        ('images: ["{registry}/demo/web:1.0"]\n      credentials: oops', "credentials"),
+        ('images: ["{registry}/demo/web:1.0", null]', "images"),
+    ],
+    ids=["number-as-string", "string-for-list", "null-in-list"],
+)
+def test_a_malformed_property_fails_the_preview_naming_it(
+    yaml_host: Path, tmp_path: Path, registry: Registry, properties: str, named: str
+) -> None:
+    program = (
+        "resources:\n  cache:\n    type: eci-imagecache:index:ImageCache\n    properties:\n      "
+        + properties.replace("{registry}", registry.host)
+        + "\n"
+    )
+    stack = Stack(project_dir=yaml_project(tmp_path / "project", program), work=tmp_path).init()
+    preview = stack.run("preview", check=False)
+    output = preview.stdout + preview.stderr
+    assert preview.returncode != 0
+    assert re.search(rf"\b{named}\b", output), output
+    assert "Traceback" not in output, output
+    assert stack.backend().list_image_caches() == []
+
+
+def test_get_schema_prints_the_package(yaml_host: Path, tmp_path: Path) -> None:
+    stack = Stack(project_dir=yaml_project(tmp_path / "project"), work=tmp_path)
+    # By the executable's path: a bare name is looked up in Pulumi's package registry.
+    plugin = Path(sys.executable).parent / "pulumi-resource-eci-imagecache"
+    printed = stack.run("package", "get-schema", str(plugin))
+    schema = json.loads(printed.stdout)
+    assert "eci-imagecache:index:CachedContainerGroups" in schema["resources"]
