@@ -4,8 +4,8 @@ the protocol's own messages (the SDK's generated stubs)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,9 +42,8 @@ class Plugin:
     """One plugin process; each call is one RPC, answered or raising ``grpc.RpcError``."""
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        executable = shutil.which(PLUGIN, path=os.environ["PATH"]) or str(
-            Path(os.sys.executable).parent / PLUGIN  # type: ignore[attr-defined]
-        )
+        # The venv's: the one this test's interpreter installed (an editable install).
+        executable = str(Path(sys.executable).parent / PLUGIN)
         self.process = subprocess.Popen(
             [executable, "127.0.0.1:1"],  # the engine is not called by these hooks
             stdout=subprocess.PIPE,
