@@ -13,10 +13,19 @@ import yaml
 
 from eci_imagecache.engine.models import ContainerGroupSpec, ImageCacheSpec
 from tests.conftest import Registry, missing
+from tests.support.fault_proxy import FaultProxy
 
 from .pulumi_cli import REPO, Stack
+from .test_lifecycle import (  # noqa: F401 (slow_registry: a fixture)
+    commands,
+    kill_all,
+    slow_registry,
+    start_up_and_kill_mid_build,
+    wait_until_ours_end,
+)
 
 pytestmark = pytest.mark.e2e
+PLUGIN = "pulumi-resource-eci-imagecache"
 
 
 @pytest.fixture(scope="session")
@@ -163,3 +172,21 @@ def test_get_schema_prints_the_package(yaml_host: Path, tmp_path: Path) -> None:
     printed = stack.run("package", "get-schema", str(plugin))
     schema = json.loads(printed.stdout)
     assert "eci-imagecache:index:CachedContainerGroups" in schema["resources"]
+
+
+def test_the_plugin_ends_after_its_build_when_the_cli_is_killed(
+    yaml_host: Path,
+    tmp_path: Path,
+    slow_registry: FaultProxy,  # noqa: F811 (the fixture imported above)
+) -> None:
+    """A CLI killed with SIGKILL cannot stop its plugins: ours finishes the build it runs, then
+    ends (as the dynamic providers' process does), instead of serving nobody for good."""
+    stack = Stack(project_dir=REPO / "examples" / "yaml", work=tmp_path).init(
+        {"registry": slow_registry.host}
+    )
+    left = start_up_and_kill_mid_build(stack, whole_session=False)
+    try:
+        assert any(PLUGIN in commands(p) for p in left), [commands(p) for p in left]
+        wait_until_ours_end(left, names=(PLUGIN,))
+    finally:
+        kill_all(left)

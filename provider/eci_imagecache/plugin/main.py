@@ -20,6 +20,7 @@ from pulumi.provider.experimental.server import ProviderServicer
 from pulumi.runtime._grpc_settings import _GRPC_CHANNEL_OPTIONS
 from pulumi.runtime.proto import provider_pb2_grpc
 
+from ..dynamic.lifetime import end_with_cli
 from ..dynamic.server import UserError
 from .provider import EciImageCacheProvider
 from .schema import VERSION
@@ -86,6 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Pulumi resource provider plugin eci-imagecache")
     parser.add_argument("engine", help="the Pulumi engine's address")
     known, _ = parser.parse_known_args()
+    end_with_cli()  # a CLI killed with SIGKILL cannot end its plugins: they end themselves
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(known.engine, sys.argv[1:]))
 
