@@ -190,3 +190,61 @@ def test_the_plugin_ends_after_its_build_when_the_cli_is_killed(
         wait_until_ours_end(left, names=(PLUGIN,))
     finally:
         kill_all(left)
+
+
+def test_import_a_cache_through_the_emulator_then_preview_shows_no_changes(
+    yaml_host: Path, tmp_path: Path, registry: Registry
+) -> None:
+    """The alicloud backend (the official SDK) against the ECI OpenAPI emulator: the cache is
+    read by DescribeImageCaches, and its inputs are what the API reports."""
+    from eci_imagecache.backends.emulator.server import EmulatorServer
+    from eci_imagecache.backends.local.backend import LocalBackend
+
+    key_id, key_secret = "LTAI-e2e-plugin", "e2e-secret-Qp7"
+    cloud = LocalBackend(data_dir=tmp_path / "cloud", region="cn-hangzhou")
+    cache = cloud.create_image_cache(
+        ImageCacheSpec(
+            name="made-in-the-console",
+            images=[registry.ref("demo/web:1.0")],
+            size_gib=9,
+            retention_days=30,
+        )
+    )
+    with EmulatorServer(cloud, {key_id: key_secret}) as emulator:
+        stack = Stack(
+            project_dir=yaml_project(tmp_path / "project"),
+            work=tmp_path / "stack",
+            extra_env={
+                "ALIBABA_CLOUD_ACCESS_KEY_ID": key_id,
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET": key_secret,
+            },
+        ).init(
+            {
+                "eci-imagecache:backend": "alicloud",
+                "eci-imagecache:region": "cn-hangzhou",
+                "eci-imagecache:endpoint": emulator.endpoint,
+            }
+        )
+        generated = tmp_path / "cache.yaml"
+        stack.run(
+            "import",
+            "--yes",
+            "--protect=false",
+            "--out",
+            str(generated),
+            "eci-imagecache:index:ImageCache",
+            "cache",
+            cache.id,
+        )
+        resources = yaml.safe_load(generated.read_text())["resources"]
+        assert resources["cache"]["properties"] == {
+            "name": "made-in-the-console",
+            "images": [registry.ref("demo/web:1.0")],
+            "sizeGib": 9,
+            "retentionDays": 30,
+        }
+        yaml_project(stack.project_dir, yaml.safe_dump({"resources": resources}))
+        stack.run("preview", "--expect-no-changes")
+        stack.run("destroy", "--yes", "--skip-preview")
+        assert cloud.list_image_caches() == []
+        assert key_secret not in stack.export()
