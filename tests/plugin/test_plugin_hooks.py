@@ -200,3 +200,20 @@ def test_a_group_is_created_imported_with_its_declaration_and_deleted(
         assert destroyer.read(GROUP, "job", created.id, created.properties, inputs).id == ""
     finally:
         destroyer.close()
+
+
+def test_price_overrides_come_from_the_provider_config(
+    plugin: Plugin, registry: Registry, tmp_path: Path
+) -> None:
+    news = {"images": [registry.ref("demo/web:1.0")], "plainHttpRegistries": [registry.host]}
+    default = plain(checked(plugin, CACHE, "web", news))["cost"]
+    assert "overridden" not in default["prices"]
+    # As the CLI sends an object from the stack's config: JSON text.
+    plugin.configure(dataDir=str(tmp_path / "data"), prices='{"snapshotGibMonth": 1.5}')
+    custom = plain(checked(plugin, CACHE, "web", news))["cost"]
+    assert custom["prices"].endswith("overridden: snapshotGibMonth")
+    assert custom["monthly"] > default["monthly"]
+    with pytest.raises(grpc.RpcError) as refused:
+        plugin.configure(dataDir=str(tmp_path / "data"), prices={"snapshotGibMonth": -1})
+    assert refused.value.details().startswith("eci-imagecache:prices: ")
+    assert "Traceback" not in refused.value.details()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -59,6 +60,10 @@ def config_values(request: api.ConfigureRequest) -> dict[str, Any]:
     for name, value in request.args.items():
         if name in CONFIG:
             values[name] = to_python(value)
+    prices = values.get("prices")
+    if isinstance(prices, str):  # an object in the stack's config arrives as JSON text
+        with contextlib.suppress(ValueError):
+            values["prices"] = json.loads(prices)
     return {k: v for k, v in values.items() if v not in (None, "")}
 
 

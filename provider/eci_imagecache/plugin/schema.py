@@ -174,6 +174,8 @@ def shape_of(annotation: Any) -> tuple[Shape, bool]:
 def _clean(text: str) -> str:
     """Docstring markup as schema descriptions show it: ``size_gib`` -> `sizeGib`."""
     text = re.sub(r":class:`(\w+?)(Args)?`", r"`\1`", text)
+    # The plugin's configuration keys are in its own namespace (``eci:region`` in Python).
+    text = re.sub(r"\beci:(?=[a-zA-Z])", f"{PACKAGE}:", text)
     text = re.sub(
         r"``([^`]+)``",
         lambda m: f"`{to_camel(m[1]) if re.fullmatch(r'[a-z]+(_[a-z0-9]+)+', m[1]) else m[1]}`",
