@@ -192,25 +192,40 @@ def test_the_plugin_ends_after_its_build_when_the_cli_is_killed(
         kill_all(left)
 
 
-def test_import_a_cache_through_the_emulator_then_preview_shows_no_changes(
+def test_import_a_cache_and_a_group_through_the_emulator_then_preview_shows_no_changes(
     yaml_host: Path, tmp_path: Path, registry: Registry
 ) -> None:
-    """The alicloud backend (the official SDK) against the ECI OpenAPI emulator: the cache is
-    read by DescribeImageCaches, and its inputs are what the API reports."""
+    """The alicloud backend (the official SDK) against the ECI OpenAPI emulator: the cache and
+    the group are read by DescribeImageCaches / DescribeContainerGroups, and their inputs are
+    what the API reports."""
+    from eci_imagecache.backends.alicloud import AliCloudBackend
     from eci_imagecache.backends.emulator.server import EmulatorServer
     from eci_imagecache.backends.local.backend import LocalBackend
+    from tests.contract.conftest import credential
 
     key_id, key_secret = "LTAI-e2e-plugin", "e2e-secret-Qp7"
     cloud = LocalBackend(data_dir=tmp_path / "cloud", region="cn-hangzhou")
-    cache = cloud.create_image_cache(
-        ImageCacheSpec(
-            name="made-in-the-console",
-            images=[registry.ref("demo/web:1.0")],
-            size_gib=9,
-            retention_days=30,
-        )
-    )
     with EmulatorServer(cloud, {key_id: key_secret}) as emulator:
+        console = AliCloudBackend(
+            region="cn-hangzhou",
+            endpoint=emulator.endpoint,
+            credential=credential(key_id, key_secret),
+            poll_interval=0.05,
+            timeout=60,
+        )
+        web = registry.ref("demo/web:1.0")
+        cache = console.create_image_cache(
+            ImageCacheSpec(name="made-in-the-console", images=[web], size_gib=9, retention_days=30)
+        )
+        group = console.create_container_group(
+            ContainerGroupSpec(
+                name="web-in-the-console",
+                containers=[{"name": "web", "image": web, "ports": [80], "args": ["-v"]}],
+                restart_policy="Never",
+                cache="explicit",
+                cache_id=cache.id,
+            )
+        )
         stack = Stack(
             project_dir=yaml_project(tmp_path / "project"),
             work=tmp_path / "stack",
@@ -225,26 +240,37 @@ def test_import_a_cache_through_the_emulator_then_preview_shows_no_changes(
                 "eci-imagecache:endpoint": emulator.endpoint,
             }
         )
-        generated = tmp_path / "cache.yaml"
-        stack.run(
-            "import",
-            "--yes",
-            "--protect=false",
-            "--out",
-            str(generated),
-            "eci-imagecache:index:ImageCache",
-            "cache",
-            cache.id,
-        )
-        resources = yaml.safe_load(generated.read_text())["resources"]
+        resources = {}
+        for type_token, name, resource_id in (
+            ("eci-imagecache:index:ImageCache", "cache", cache.id),
+            ("eci-imagecache:index:ContainerGroup", "web", group.id),
+        ):
+            generated = tmp_path / f"{name}.yaml"
+            stack.run(
+                "import",
+                "--yes",
+                "--protect=false",
+                "--out",
+                str(generated),
+                type_token,
+                name,
+                resource_id,
+            )
+            resources.update(yaml.safe_load(generated.read_text())["resources"])
         assert resources["cache"]["properties"] == {
             "name": "made-in-the-console",
-            "images": [registry.ref("demo/web:1.0")],
+            "images": [web],
             "sizeGib": 9,
             "retentionDays": 30,
         }
+        declared = resources["web"]["properties"]
+        assert declared["containers"] == [
+            {"name": "web", "image": web, "ports": [80], "args": ["-v"]}
+        ]
+        assert declared["restartPolicy"] == "Never"
+        assert (declared["cache"], declared["cacheId"]) == ("explicit", cache.id)
         yaml_project(stack.project_dir, yaml.safe_dump({"resources": resources}))
         stack.run("preview", "--expect-no-changes")
         stack.run("destroy", "--yes", "--skip-preview")
-        assert cloud.list_image_caches() == []
+        assert cloud.list_image_caches() == [] and cloud.list_container_groups() == []
         assert key_secret not in stack.export()
