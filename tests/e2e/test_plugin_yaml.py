@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from eci_imagecache.engine.models import ContainerGroupSpec, ImageCacheSpec
-from tests.conftest import Registry, missing
+from tests.conftest import REGISTRY_USER, Registry, missing
 from tests.support.fault_proxy import FaultProxy
 
 from .pulumi_cli import REPO, Stack
@@ -274,3 +274,39 @@ def test_import_a_cache_and_a_group_through_the_emulator_then_preview_shows_no_c
         stack.run("destroy", "--yes", "--skip-preview")
         assert cloud.list_image_caches() == [] and cloud.list_container_groups() == []
         assert key_secret not in stack.export()
+
+
+def test_a_registry_password_from_yaml_stays_secret(
+    yaml_host: Path, tmp_path: Path, private_registry: Registry
+) -> None:
+    user, password = REGISTRY_USER
+    program = f"""
+config:
+  password:
+    type: string
+    secret: true
+resources:
+  cache:
+    type: eci-imagecache:index:ImageCache
+    properties:
+      images: ["{private_registry.ref("demo/web:1.0")}"]
+      credentials:
+        - server: "{private_registry.host}"
+          username: "{user}"
+          password: ${{password}}
+outputs:
+  status: ${{cache.status}}
+"""
+    stack = Stack(project_dir=yaml_project(tmp_path / "project", program), work=tmp_path).init(
+        secrets={"password": password}
+    )
+    up = stack.run("up", "--yes", "--skip-preview")
+    assert stack.outputs()["status"] == "Ready"
+    state = stack.export()
+    assert password not in state and "ciphertext" in state
+    assert password not in up.stdout + up.stderr
+    assert password not in stack.run("preview", "--diff").stdout
+    for path in (stack.work / "eci-data").rglob("*"):
+        if path.is_file():
+            assert password.encode() not in path.read_bytes(), path
+    stack.run("destroy", "--yes", "--skip-preview")
