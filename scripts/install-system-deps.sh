@@ -8,14 +8,12 @@ command -v skopeo >/dev/null || need+=(skopeo)
 # Container groups of the local backend run on crun; the runnable demo images are built from
 # Debian's static busybox (its binary replaces /bin/busybox).
 command -v crun >/dev/null || need+=(crun)
-# TypeScript programs (the provider plugin's e2e tests): Node.js and npm.
-command -v node >/dev/null || need+=(nodejs)
-command -v npm >/dev/null || need+=(npm)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || need+=(busybox-static)
 # The containers' seccomp profile: podman's, which the runtime reads from this file (no
 # container starts without it).
 [[ -f /usr/share/containers/seccomp.json ]] || need+=(golang-github-containers-common)
-# The emulator's conformance tests run the official Node SDK (Go is needed by the Pulumi build).
+# The emulator's conformance tests run the official Node SDK, the plugin's TypeScript program
+# runs on Node.js (Go is needed by the Pulumi build).
 command -v npm >/dev/null || need+=(nodejs npm)
 if ((${#need[@]})); then
   sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"

@@ -94,25 +94,28 @@ def test_malformed_input_is_a_check_failure_naming_the_property(
     assert failures(plugin, CACHE, {"images": [image], "credentials": "abc"}) == {
         "credentials": "expected a list, got the string 'abc'"
     }
+    # Within a property, the reason starts with where (as the hooks' own failures do).
     assert failures(plugin, CACHE, {"images": [image, None]}) == {
-        "images[1]": "expected a string, got null"
+        "images": "images[1]: expected a string, got null"
     }
     assert failures(plugin, GROUP, {"containers": [None]}) == {
-        "containers[0]": "expected an object, got null"
+        "containers": "containers[0]: expected an object, got null"
     }
     assert failures(plugin, GROUP, {"containers": ["nginx"]}) == {
-        "containers[0]": "expected an object, got the string 'nginx'"
+        "containers": "containers[0]: expected an object, got the string 'nginx'"
     }
     assert failures(plugin, GROUP, {"containers": [{"name": "web"}]}) == {
-        "containers[0].image": "required, but not given"
+        "containers": "containers[0].image: required, but not given"
     }
-    assert failures(plugin, CACHE, {"images": [image], "sizeGb": 5}) == {
-        "sizeGb": failures(plugin, CACHE, {"images": [image], "sizeGb": 5})["sizeGb"]
-    }
+    assert failures(plugin, CACHE, {"images": [image], "sizeGb": 5})["sizeGb"].startswith(
+        "unknown property; expected one of images, name, sizeGib"
+    )
     # The engine's own rules name the property in camelCase too.
     assert set(failures(plugin, CACHE, {"images": [image], "sizeGib": 0})) == {"sizeGib"}
     group = {"containers": [{"name": "web", "image": image, "memoryGib": -1}]}
-    assert set(failures(plugin, GROUP, group)) == {"containers.memoryGib"}
+    assert failures(plugin, GROUP, group) == {
+        "containers": "containers[0].memoryGib: Input should be greater than 0"
+    }
 
 
 def test_the_registry_password_is_secret_in_inputs_and_outputs(

@@ -18,7 +18,7 @@ from ..components.cached_groups import CachedContainerGroups, CachedContainerGro
 from ..dynamic.container_group import ContainerArgs
 from ..dynamic.image_cache import RegistryCredentialArgs
 from .schema import resources, token
-from .values import UNKNOWN, names, object_failures, to_property, to_python
+from .values import UNKNOWN, as_failure, names, object_failures, to_property, to_python
 
 
 def _unknown() -> pulumi.Output[Any]:
@@ -118,10 +118,14 @@ async def construct(request: api.ConstructRequest) -> api.ConstructResponse:
     if request.resource_type != rtype.token:
         raise InputPropertiesError(f"no component {request.resource_type}", [])
     given = {k: to_python(v) for k, v in request.inputs.items()}
-    malformed = object_failures(given, rtype.inputs.props)
+    malformed = [as_failure(path, why) for path, why in object_failures(given, rtype.inputs.props)]
     if malformed:
         raise InputPropertiesError(
-            f"{request.name}: " + "; ".join(f"{path}: {reason}" for path, reason in malformed),
+            f"{request.name}: "
+            + "; ".join(
+                why if why.startswith((f"{prop}.", f"{prop}[")) else f"{prop}: {why}"
+                for prop, why in malformed
+            ),
             [{"property_path": path, "reason": reason} for path, reason in malformed],
         )
     args = component_args(names(given, rtype.inputs.props, to_hooks=True))

@@ -25,7 +25,15 @@ from ..dynamic.server import UserError
 from ..dynamic.settings import ConfiguredProvider, backend_errors
 from . import imports
 from .schema import CONFIG, PACKAGE, VERSION, ResourceType, resources, schema_json, token
-from .values import camel_path, names, object_failures, to_property, to_python
+from .values import (
+    as_failure,
+    camel_path,
+    camel_reason,
+    names,
+    object_failures,
+    to_property,
+    to_python,
+)
 
 # Where the hooks' messages name a configuration key, they name the dynamic providers' one.
 _DYNAMIC_KEY = re.compile(r"\beci:(?=[a-zA-Z])")
@@ -136,7 +144,7 @@ class EciImageCacheProvider(api.Provider):
         if malformed:
             return api.CheckResponse(
                 inputs=request.new_inputs,
-                failures=[api.CheckFailure(path, reason) for path, reason in malformed],
+                failures=[api.CheckFailure(*as_failure(path, why)) for path, why in malformed],
             )
         news = self._hook_props(request.new_inputs, rtype)
         olds = self._hook_props(request.old_inputs, rtype)
@@ -150,7 +158,7 @@ class EciImageCacheProvider(api.Provider):
         return api.CheckResponse(
             inputs=_properties(result.inputs, rtype, secret),
             failures=[
-                api.CheckFailure(camel_path(f.property or ""), renamed(f.reason))
+                api.CheckFailure(camel_path(f.property or ""), camel_reason(renamed(f.reason)))
                 for f in result.failures or []
             ],
         )

@@ -14,6 +14,7 @@ property, before a hook sees it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -98,8 +99,24 @@ def names(props: Mapping[str, Any], known: Mapping[str, Prop], to_hooks: bool) -
 
 
 def camel_path(path: str) -> str:
-    """A hook's property path (``containers.memory_gib``) as the user wrote it."""
-    return ".".join(to_camel(part) if "_" in part else part for part in path.split("."))
+    """A hook's property path (``containers[0].memory_gib``) as the user wrote it."""
+    return re.sub(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+", lambda m: to_camel(m[0]), path)
+
+
+# A reason that starts with where in the property it is: ``containers[0].memory_gib: ...``.
+_PLACE = re.compile(r"^([a-z][A-Za-z0-9_]*(?:\[\d+\]|\.[A-Za-z0-9_-]+)*): ")
+
+
+def camel_reason(reason: str) -> str:
+    """A hook's failure reason with the place it names in camelCase."""
+    return _PLACE.sub(lambda m: f"{camel_path(m[1])}: ", reason, count=1)
+
+
+def as_failure(path: str, reason: str) -> tuple[str, str]:
+    """(property, reason) as ``check`` reports them: the top-level property (what Pulumi shows
+    the value of), and the place within it leading the reason, as the hooks do."""
+    prop = re.split(r"[.\[]", path, maxsplit=1)[0]
+    return prop, reason if path == prop else f"{path}: {reason}"
 
 
 _KINDS = {
