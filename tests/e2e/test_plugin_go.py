@@ -37,7 +37,8 @@ def go_program(pulumi_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
         missing("Go is not installed (scripts/install-pulumi-cli.sh needs it too)")
     program = tmp_path_factory.mktemp("go") / "go-automation"
     subprocess.run(
-        ["go", "build", "-o", str(program), "."],
+        # The CLI's build flags: its compiled packages in the build cache are reused.
+        ["go", "build", "-trimpath", "-tags", "osusergo,grpcnotrace", "-o", str(program), "."],
         cwd=EXAMPLE,
         env={**os.environ, **go_env()},
         check=True,
