@@ -61,6 +61,7 @@ def test_yaml_program_creates_updates_and_destroys(
     assert len(groups) == 2
 
     stack.run("preview", "--expect-no-changes")
+    stack.run("refresh", "--yes", "--skip-preview", "--expect-no-changes")
 
     stack.run("config", "set", "sizeGib", "6")
     preview = stack.run("preview", "--diff")
