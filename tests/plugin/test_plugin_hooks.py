@@ -220,3 +220,16 @@ def test_price_overrides_come_from_the_provider_config(
         plugin.configure(dataDir=str(tmp_path / "data"), prices={"snapshotGibMonth": -1})
     assert refused.value.details().startswith("eci-imagecache:prices: ")
     assert "Traceback" not in refused.value.details()
+
+
+def test_a_configuration_problem_is_a_check_failure_naming_the_key(plugin: Plugin) -> None:
+    plugin.configure(backend="elsewhere")
+    response = plugin.check(CACHE, "web", {"images": ["nginx"]})
+    assert [(f.property, f.reason) for f in response.failures] == [
+        ("", "eci-imagecache:backend: unknown backend 'elsewhere': use 'local' or 'alicloud'")
+    ]
+    plugin.configure(backend="alicloud")
+    response = plugin.check(CACHE, "web", {"images": ["nginx"]})
+    assert [f.reason for f in response.failures] == [
+        "eci-imagecache:region: the alicloud backend needs a region (e.g. cn-hangzhou)"
+    ]

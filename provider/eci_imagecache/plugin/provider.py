@@ -150,6 +150,13 @@ class EciImageCacheProvider(api.Provider):
         olds = self._hook_props(request.old_inputs, rtype)
         if news.get("name") is None:
             news["name"] = request.name  # as the dynamic resources default it
+        settings = hooks.settings_for(news)
+        if news.get("backend") is None and not settings.problem:
+            # Where it lives, recorded as the dynamic resources record it (the program puts the
+            # stack's eci:backend / eci:region there): the diff rules depend on the backend. A
+            # configuration problem is left for the hook to report.
+            news["backend"] = settings.backend
+            news["region"] = news.get("region") or settings.region
         news["resource_key"] = request.urn  # what identifies its creates (client tokens)
         if self.prices:
             news["prices"] = self.prices
