@@ -4,9 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup venv system-deps pulumi-cli conformance-clients git-hooks demo test test-fast lint bench
+.PHONY: setup venv system-deps pulumi-cli language-hosts conformance-clients git-hooks demo test \
+	test-fast lint bench
 
-setup: venv system-deps pulumi-cli conformance-clients git-hooks
+setup: venv system-deps pulumi-cli language-hosts conformance-clients git-hooks
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -34,6 +35,10 @@ git-hooks:
 # The official Go and Node SDK clients the emulator's conformance tests run (cached builds).
 conformance-clients:
 	scripts/install-conformance-clients.sh >/dev/null
+
+# The YAML and Node.js language hosts, for programs in other languages than Python (the plugin).
+language-hosts: pulumi-cli
+	scripts/install-language-hosts.sh >/dev/null
 
 demo: setup
 	scripts/demo.sh

@@ -12,7 +12,8 @@ dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed"
 # The containers' seccomp profile: podman's, which the runtime reads from this file (no
 # container starts without it).
 [[ -f /usr/share/containers/seccomp.json ]] || need+=(golang-github-containers-common)
-# The emulator's conformance tests run the official Node SDK (Go is needed by the Pulumi build).
+# The emulator's conformance tests run the official Node SDK, the plugin's TypeScript program
+# runs on Node.js (Go is needed by the Pulumi build).
 command -v npm >/dev/null || need+=(nodejs npm)
 if ((${#need[@]})); then
   sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"

@@ -365,3 +365,77 @@ def test_a_failed_group_says_why_from_its_containers_or_its_warning_events() -> 
     for status in ("Running", "Succeeded"):
         ok = group_item(status=status, containers=[job], events=events)
         assert reading.group_record(ok, REGION).status_reason == ""
+
+
+def test_a_group_reads_back_as_declared_from_the_documented_fields() -> None:
+    """What ``pulumi import`` declares a group with: its containers, restart policy, resources,
+    storage and the cache it uses, from a DescribeContainerGroups body built with the SDK's
+    models."""
+    m = sdk
+    prefix = "DescribeContainerGroupsResponseBodyContainerGroups"
+    Container = getattr(m, f"{prefix}Containers")
+    Env, Port = (getattr(m, f"{prefix}Containers{s}") for s in ("EnvironmentVars", "Ports"))
+    item = getattr(m, prefix)(
+        container_group_id="eci-2zelg8vwnlzdhf8hv6ph",
+        container_group_name="api",
+        status="Running",
+        creation_time="2026-01-01T00:00:00Z",
+        restart_policy="OnFailure",
+        cpu=2.0,
+        memory=4.0,
+        ephemeral_storage=10,
+        v_switch_id="vsw-1",
+        security_group_id="sg-1",
+        zone_id="cn-hangzhou-h",
+        containers=[
+            Container(
+                name="api",
+                image="registry.example.com/team/api:1.2",
+                image_pull_policy="Always",
+                commands=["/app/api"],
+                args=["--port", "8080"],
+                environment_vars=[Env(key="MODE", value="prod"), Env(key="EMPTY")],
+                ports=[Port(port=8080, protocol="TCP")],
+                working_dir="/app",
+                cpu=1.0,
+                memory=2.0,
+            )
+        ],
+        events=[
+            getattr(m, f"{prefix}Events")(
+                type="Normal",
+                reason="SuccessfulHitImageCache",
+                message="[eci.imagecache]Successfully hit image cache imc-2ze5hdcnngenmwc1jmwf, "
+                "eci will be scheduled with this image cache.",
+            )
+        ],
+    ).to_map()
+    assert reading.group_record(item, REGION).declared == {
+        "name": "api",
+        "containers": [
+            {
+                "name": "api",
+                "image": "registry.example.com/team/api:1.2",
+                "image_pull_policy": "Always",
+                "command": ["/app/api"],
+                "args": ["--port", "8080"],
+                "env": {"MODE": "prod", "EMPTY": ""},
+                "ports": [8080],
+                "cpu": 1.0,
+                "memory_gib": 2.0,
+                "working_dir": "/app",
+            }
+        ],
+        "extra_ephemeral_storage_gib": 10,
+        "cache": "explicit",
+        "cache_id": "imc-2ze5hdcnngenmwc1jmwf",
+        "cpu": 2.0,
+        "memory_gib": 4.0,
+        "restart_policy": "OnFailure",
+        "vswitch_id": "vsw-1",
+        "security_group_id": "sg-1",
+        "zone_id": "cn-hangzhou-h",
+    }
+    # What makes no valid declaration (here a name outside ECI's rule) gives none.
+    unreadable = {**item, "ContainerGroupName": "API"}
+    assert reading.group_record(unreadable, REGION).declared is None

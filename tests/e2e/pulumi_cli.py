@@ -61,7 +61,7 @@ class Stack:
         command = ["pulumi", *args, "--non-interactive", "--color", "never"]
         if args[0] == "cancel":
             command += ["--stack", self.name]
-        elif args[0] not in ("stack", "login", "version"):
+        elif args[0] not in ("stack", "login", "version", "package"):
             command += ["--stack", self.name, "--config-file", str(self.config_file)]
         return command
 

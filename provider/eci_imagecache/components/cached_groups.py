@@ -3,8 +3,9 @@ arguments."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import pulumi
 
@@ -64,6 +65,10 @@ class CachedContainerGroups(pulumi.ComponentResource):
 
     cache: ImageCache
     groups: dict[str, ContainerGroup]
+    # The resources it is made of: the plugin's face (``plugin.component``) builds the same
+    # component from its own resource classes, which take the same Args.
+    cache_class: ClassVar[Callable[..., Any]] = ImageCache
+    group_class: ClassVar[Callable[..., Any]] = ContainerGroup
 
     def __init__(
         self,
@@ -87,7 +92,7 @@ class CachedContainerGroups(pulumi.ComponentResource):
             "security_group_id": args.security_group_id,
             "tags": args.tags,
         }
-        self.cache = ImageCache(
+        self.cache = self.cache_class(
             name,
             ImageCacheArgs(
                 images=images,
@@ -101,7 +106,7 @@ class CachedContainerGroups(pulumi.ComponentResource):
             opts=child,
         )
         self.groups = {
-            group: ContainerGroup(
+            group: self.group_class(
                 f"{name}-{group}",
                 ContainerGroupArgs(
                     containers=containers,

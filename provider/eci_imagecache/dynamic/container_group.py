@@ -34,10 +34,15 @@ PROVIDER = ProviderRef(f"{__name__}_provider", "ContainerGroupProvider")
 class ContainerArgs:
     """One container of a :class:`ContainerGroup`.
 
-    ``name`` (lowercase letters, digits, hyphens); ``image``; ``command`` and ``args``; ``env``
-    (name to value); ``ports``; ``working_dir``; ``cpu`` (cores) and ``memory_gib``;
-    ``image_pull_policy``
-    (``IfNotPresent``, the default, lets a cache serve the image; ``Always`` pulls it).
+    - ``name``: the container's name (lowercase letters, digits, hyphens).
+    - ``image``: its image reference (``nginx``, ``registry.example.com/team/app:1.2``).
+    - ``command`` / ``args``: the entrypoint and its arguments (default: the image's).
+    - ``env``: environment variables, name to value.
+    - ``ports``: the ports it listens on.
+    - ``working_dir``: an absolute path to start in (default: the image's).
+    - ``cpu`` (cores) / ``memory_gib``: what it may use.
+    - ``image_pull_policy``: ``IfNotPresent`` (the default) lets a cache serve the image;
+      ``Always`` pulls it.
     """
 
     name: str

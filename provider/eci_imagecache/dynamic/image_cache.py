@@ -31,8 +31,10 @@ PROVIDER = ProviderRef(f"{__name__}_provider", "ImageCacheProvider")
 class RegistryCredentialArgs:
     """Credentials for one private registry.
 
-    ``server``: the registry host (e.g. ``registry.example.com``); ``username``; ``password``:
-    pass a secret (``config.require_secret``): it is encrypted in state and never shown.
+    - ``server``: the registry host (e.g. ``registry.example.com``).
+    - ``username``: the user to sign in as.
+    - ``password``: pass a secret (``config.require_secret``): it is encrypted in state and
+      never shown.
     """
 
     server: pulumi.Input[str]

@@ -6,8 +6,8 @@ provider would stay behind for good, with the group supervisor it keeps ready. S
 watches the CLI: once the CLI is gone and no hook is running, the process ends. A hook under way
 finishes first (a build completes, and the next deployment adopts it by its create token).
 
-Only the provider process watches (``python -m pulumi.dynamic``): the program and tests that
-import the providers do not."""
+Only the provider processes watch (``python -m pulumi.dynamic``, and the plugin
+``pulumi-resource-eci-imagecache``): the program and tests that import the providers do not."""
 
 from __future__ import annotations
 
@@ -88,10 +88,16 @@ def find_cli(levels: int = 4) -> tuple[int, str] | None:
 
 def watch_cli(interval: float = 1.0) -> None:
     """In the provider process, once: end it when the CLI is gone and no hook is running."""
-    global _watching
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if spec is None or spec.name != "pulumi.dynamic.__main__":
         return
+    end_with_cli(interval)
+
+
+def end_with_cli(interval: float = 1.0) -> None:
+    """Once per process: end it when the CLI that started it is gone and no hook is running
+    (the dynamic providers' process, through ``watch_cli``; the plugin's, from its main)."""
+    global _watching
     with _lock:
         if _watching:
             return

@@ -24,27 +24,40 @@ def price_inputs() -> dict[str, Any] | None:
     """The overrides of this stack, checked here so that an error names the file or key it is
     in; a :class:`pulumi.RunError` is reported as one line, without a traceback."""
     config = pulumi.Config(CONFIG_NAMESPACE)
+    try:
+        return price_overrides(config.get("pricesFile"), config.get_object("prices"))
+    except PriceConfigError as err:
+        raise pulumi.RunError(str(err)) from None
+
+
+class PriceConfigError(ValueError):
+    """A prices file or price override that makes no price table; names where it is."""
+
+
+def price_overrides(
+    path: str | None, overrides: Any, namespace: str = CONFIG_NAMESPACE
+) -> dict[str, Any] | None:
+    """The overrides a prices file (``<namespace>:pricesFile``) and single prices
+    (``<namespace>:prices``) give, checked; shared with the plugin (``eci-imagecache:*``)."""
     prices: dict[str, Any] = {}
-    path = config.get("pricesFile")
     if path:
         try:
             loaded = yaml.safe_load(Path(path).read_text())
         except OSError as err:
-            raise pulumi.RunError(f"eci:pricesFile {path}: {err.strerror}") from None
+            raise PriceConfigError(f"{namespace}:pricesFile {path}: {err.strerror}") from None
         except yaml.YAMLError as err:
             where = getattr(err, "problem_mark", None)
             at = f" (line {where.line + 1})" if where is not None else ""
-            raise pulumi.RunError(f"eci:pricesFile {path}: not YAML or JSON{at}") from None
+            raise PriceConfigError(f"{namespace}:pricesFile {path}: not YAML or JSON{at}") from None
         if not isinstance(loaded, dict):
-            raise pulumi.RunError(
-                f"eci:pricesFile {path}: must hold a map of price names to numbers"
+            raise PriceConfigError(
+                f"{namespace}:pricesFile {path}: must hold a map of price names to numbers"
             )
-        _check(loaded, f"eci:pricesFile {path}")
+        _check(loaded, f"{namespace}:pricesFile {path}")
         prices.update(loaded)
-    overrides = config.get_object("prices") or {}
     if overrides:
-        _check(overrides, "eci:prices")
-    prices.update(overrides)
+        _check(overrides, f"{namespace}:prices")
+        prices.update(overrides)
     prices = {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in prices.items()}
     return prices or None
 
@@ -55,7 +68,7 @@ def _check(overrides: Any, where: str) -> None:
     try:
         prices_from(overrides)
     except PriceError as err:
-        raise pulumi.RunError(f"{where}: {err}") from None
+        raise PriceConfigError(f"{where}: {err}") from None
 
 
 def prices_of(props: dict[str, Any]) -> Prices:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -454,6 +454,16 @@ class ContainerGroupSpec(BaseModel):
     def ephemeral_storage_gib(self) -> int:
         return BASE_EPHEMERAL_STORAGE_GIB + self.extra_ephemeral_storage_gib
 
+    def declaration(self) -> dict[str, Any]:
+        """The fields set to other than their defaults, images as references, without the
+        credentials (no password is kept): what a backend records so that the group can be
+        read back as declared (``pulumi import``)."""
+        data = self.model_dump(mode="json", exclude_defaults=True, exclude={"credentials"})
+        for key in ("containers", "init_containers"):
+            for item, container in zip(data.get(key, []), getattr(self, key), strict=True):
+                item["image"] = str(container.image)
+        return data
+
 
 class Quota(BaseModel):
     """Separate limits for manual and automatic caches (ECI's ListUsage)."""
@@ -614,3 +624,6 @@ class ContainerGroupRecord(BaseModel):
     containers: list[ContainerStatus] = Field(default_factory=list)
     address: str | None = None
     container_start_seconds: float | None = None
+    # What it was created with (the spec's fields set to other than their defaults, without
+    # credentials), where the backend keeps it: ``pulumi import`` declares the group from it.
+    declared: dict[str, Any] | None = None

@@ -24,6 +24,7 @@ from ...engine.models import (
     CacheRecord,
     CacheStatus,
     ContainerGroupRecord,
+    ContainerGroupSpec,
     ContainerStatus,
     EvictionStrategy,
     GroupStatus,
@@ -370,6 +371,7 @@ def group_record(item: dict[str, Any], region: str) -> ContainerGroupRecord:
         container_status(c, init=False) for c in item.get("Containers") or [] if c
     ]
     events = item.get("Events") or []
+    decision = cache_decision(events)
     return ContainerGroupRecord(
         id=str(group_id),
         name=str(item.get("ContainerGroupName") or ""),
@@ -381,8 +383,57 @@ def group_record(item: dict[str, Any], region: str) -> ContainerGroupRecord:
         containers=containers,
         status_reason=group_status_reason(item.get("Status"), status, containers, events),
         address=group_address(item, containers),
-        **cache_decision(events),
+        declared=group_declaration(item, decision.get("cache_id")),
+        **decision,
     )
+
+
+def _container_declaration(c: dict[str, Any]) -> dict[str, Any]:
+    env = {e["Key"]: e.get("Value") or "" for e in c.get("EnvironmentVars") or [] if e.get("Key")}
+    return {
+        "name": c.get("Name"),
+        "image": c.get("Image"),
+        "image_pull_policy": c.get("ImagePullPolicy") or None,
+        "command": c.get("Commands") or None,
+        "args": c.get("Args") or None,
+        "env": env or None,
+        "ports": sorted({_int(p.get("Port")) for p in c.get("Ports") or [] if p.get("Port")})
+        or None,
+        "cpu": c.get("Cpu") or None,
+        "memory_gib": c.get("Memory") or None,
+        "working_dir": c.get("WorkingDir") or None,
+    }
+
+
+def group_declaration(item: dict[str, Any], cache_id: str | None) -> dict[str, Any] | None:
+    """What the group reads back as declared (``pulumi import``), from what the API reports:
+    its containers, restart policy, resources, storage and placement, and the cache it uses,
+    named explicitly (the API does not say how it was chosen). None when that is no valid spec
+    (e.g. a field the API reports in a form ECI does not accept on create)."""
+    values = {
+        "name": item.get("ContainerGroupName"),
+        "containers": [_container_declaration(c) for c in item.get("Containers") or [] if c],
+        "init_containers": [
+            _container_declaration(c) for c in item.get("InitContainers") or [] if c
+        ],
+        "restart_policy": item.get("RestartPolicy") or None,
+        "cpu": item.get("Cpu") or None,
+        "memory_gib": item.get("Memory") or None,
+        "extra_ephemeral_storage_gib": _int(item.get("EphemeralStorage")) or None,
+        "vswitch_id": item.get("VSwitchId") or None,
+        "security_group_id": item.get("SecurityGroupId") or None,
+        "resource_group_id": item.get("ResourceGroupId") or None,
+        "zone_id": item.get("ZoneId") or None,
+        "cache": "explicit" if cache_id else "none",
+        "cache_id": cache_id,
+    }
+    for key in ("containers", "init_containers"):
+        values[key] = [{k: v for k, v in c.items() if v is not None} for c in values[key]]
+    try:
+        spec = ContainerGroupSpec(**{k: v for k, v in values.items() if v is not None})
+    except ValueError:  # pydantic's ValidationError and ImageRefError among them
+        return None
+    return spec.declaration()
 
 
 def match_degree(cache: CacheRecord, record: ContainerGroupRecord) -> str:

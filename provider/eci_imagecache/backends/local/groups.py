@@ -267,6 +267,7 @@ class ContainerGroups:
                 bytes_fetched=prepared.fetched,
                 bytes_from_cache=prepared.from_cache,
                 preparation_seconds=round(prepared.seconds, 6),
+                declared=spec.declaration(),
             )
             record = self._start(record, spec, prepared)
         with self.store.transaction() as db:
