@@ -13,7 +13,7 @@ import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.common import RESULTS, quick
+from benchmarks.common import RESULTS, quick, shown
 
 BENCHMARKS = {
     "matcher": "benchmarks.bench_matcher",
@@ -22,6 +22,7 @@ BENCHMARKS = {
     "scaling": "benchmarks.bench_scaling",
     "startup": "benchmarks.bench_startup",
     "emulator_load": "benchmarks.bench_emulator_load",
+    "anchors": "benchmarks.bench_anchors",
 }
 TARGETS = {
     "match_p99_ms_100k": "<= 1 ms",
@@ -41,6 +42,12 @@ TARGETS = {
     "clients_starved_200": "= 0",
     "creates_unanswered_50": "= 0",
     "creates_unanswered_200": "= 0",
+    # Each the anchor's time over ours: above 1, we are faster.
+    "build_vs_containerd": ">= 4",
+    "start_vs_ctr_crun": ">= 3",
+    "burst20_vs_ctr_crun": ">= 1.5",
+    "burst100_vs_ctr_crun": ">= 1.5",
+    "first_start_vs_steady": "<= 1.5",
 }
 
 
@@ -163,7 +170,8 @@ def report(results: dict[str, dict[str, float]]) -> str:
             "| --- | ---: | --- |",
         ]
         lines += [
-            f"| `{key}` | {value:,} | {TARGETS.get(key, '')} |" for key, value in figures.items()
+            f"| `{key}` | {shown(value)} | {TARGETS.get(key, '')} |"
+            for key, value in figures.items()
         ]
         lines.append("")
     if "matcher" in results:
