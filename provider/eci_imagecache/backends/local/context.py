@@ -8,7 +8,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +23,7 @@ from ...registry.client import Credentials, RegistryClient
 from ...registry.client import RegistryError as ClientRegistryError
 from ...runtime.layers import DEFAULT_MAX_ENTRIES, LayerStore
 from ...runtime.supervisor import Runtime
-from ..base import NotFound, RegistryContentError, from_registry
+from ..base import NotFound, RegistryContentError, StoreError, from_registry
 from .blobs import BlobStore, UnsafeDigest
 from .snapshots import SnapshotFiles
 from .store import Store
@@ -178,11 +178,18 @@ class Context:
         return record
 
     def delete_cache(
-        self, db: sqlite3.Connection, cache_id: str, why: tuple[str, str] | None = None
+        self,
+        db: sqlite3.Connection,
+        cache_id: str,
+        why: tuple[str, str] | None = None,
+        release: bool = True,
     ) -> None:
-        """Delete in ``db``'s transaction; the snapshot file goes once that commits. ``why``
-        (reason, message) is kept after the cache is gone, for a removal nobody asked for."""
+        """Delete in ``db``'s transaction; once that commits, the snapshot file goes and so do
+        the blobs and layers only this cache held (see :meth:`release`; gc, which counts what
+        it removes, passes ``release=False`` and removes them itself). ``why`` (reason,
+        message) is kept after the cache is gone, for a removal nobody asked for."""
         record = self.store.get_cache(db, cache_id)
+        held = self.store.cache_layers(db, cache_id)
         self.store.delete_cache(db, cache_id)
         if why is not None and record is not None:
             reason, message = why
@@ -191,6 +198,35 @@ class Context:
         if record is not None and record.snapshot_id:
             snapshot_id = record.snapshot_id
             self.store.after_commit(lambda: self.snapshots.remove(snapshot_id))
+        if held and release:
+            self.store.after_commit(lambda: self.release(held))
+
+    def release(self, digests: Iterable[str]) -> None:
+        """Remove the blobs and unpacked layers of ``digests`` that nothing holds any more
+        (``Store.unheld``, the rule gc follows too).
+
+        Called once the commit that let go of them is done (a cache deleted, a rebuild that
+        no longer holds them). The decision is taken again in a write transaction of its own,
+        and the layers leave the store inside it: a build that claims one of them meanwhile
+        either holds it in that decision (and it stays) or claims it after it has gone (and
+        fetches it). Their files are removed after the commit. A process that dies in between
+        leaves them to gc (temporary directories of a dead process), as does a store that
+        cannot be written now: what asked for the release is done either way."""
+        digests = list(digests)
+        if not digests:
+            return
+        detached = []
+        try:
+            with self.store.transaction() as db:
+                for digest in sorted(self.store.unheld(db, digests, self.runtime.layers_in_use)):
+                    self.blobs.remove(digest)
+                    directory = self.layers.detach(digest)
+                    if directory is not None:
+                        detached.append(directory)
+            for directory in detached:
+                self.layers.remove_detached(directory)
+        except (StoreError, OSError):
+            return
 
     # registry -----------------------------------------------------------------------------
 
