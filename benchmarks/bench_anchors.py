@@ -336,6 +336,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="eci-bench-anchors-"))
     figures: dict[str, float | str] = {"load_average_at_start": round(os.getloadavg()[0], 1)}
     found, skipped = anchors(work)
+    ours: LocalBackend | None = None
     try:
         with RegistryServer(work / "registry") as server:
             builder = ImageBuilder(server.url)
@@ -382,9 +383,10 @@ def main() -> None:
 
             # 4. the first start in a fresh process, against the steady one above
             fresh = [fresh_start(work / "ours", ref) for _ in range(rounds)]
+    finally:
+        if ours is not None:  # groups outlive this process: stop what a failure left running
             for group in ours.list_container_groups():
                 ours.delete_container_group(group.id)
-    finally:
         shutil.rmtree(work, ignore_errors=True)
 
     mb = sizes[IMAGE] / MIB
