@@ -62,6 +62,7 @@ from eci_imagecache.testing.registry import ImageBuilder, RegistryServer
 MIB = 1024 * 1024
 IMAGE = "bench/flink:1.17"
 NAMESPACE = "bench"
+SNAPSHOTTER = "overlayfs"  # containerd's default, named so that it stays the one measured
 READY_SECONDS = 10.0  # containerd answers within this, or the benchmark stops
 POLL_SECONDS = 0.05
 CLEANUP_WORKERS = 8
@@ -156,12 +157,22 @@ class Containerd:
         return ["ctr", "--address", str(self.socket), "--namespace", NAMESPACE, *args]
 
     def pull(self, ref: str) -> None:
-        run(self.ctr_args("images", "pull", "--plain-http", ref))
+        run(self.ctr_args("images", "pull", "--plain-http", "--snapshotter", SNAPSHOTTER, ref))
 
     def run_args(self, ref: str, name: str) -> list[str]:
         """Start a container of ``ref`` (its image's command) on crun, detached: returns once
         its task has started."""
-        return self.ctr_args("run", "-d", "--runc-binary", self.crun, "--net-host", ref, name)
+        return self.ctr_args(
+            "run",
+            "-d",
+            "--snapshotter",
+            SNAPSHOTTER,
+            "--runc-binary",
+            self.crun,
+            "--net-host",
+            ref,
+            name,
+        )
 
     def remove(self, names: list[str]) -> None:
         def one(name: str) -> None:
