@@ -2,6 +2,8 @@
 through the real registry, measured with coreutils' du (not our own accounting)."""
 
 import subprocess
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -99,6 +101,38 @@ def test_a_build_in_progress_keeps_what_it_will_hold(
     with store.transaction() as db:
         store.end_build(db, "imc-claimed")
     backend.ctx.release(layers)
+    assert not any(backend.ctx.layers.has(d) for d in layers)
+
+
+def test_a_release_waits_for_a_group_counting_on_the_layers(
+    backend: LocalBackend, registry: Registry
+) -> None:
+    """A group between preparing its images and recording its containers' mounts holds the
+    layers lock (shared): a delete commits at once, and its release waits for the group before
+    it removes what nothing holds."""
+    record = backend.create_image_cache(cache(registry, "demo/web:1.0"))
+    layers = layers_of(registry, "demo/web:1.0")
+    preparing, started = threading.Event(), threading.Event()
+
+    def group_being_created() -> None:
+        with backend.ctx.using_layers():
+            preparing.set()
+            started.wait(30)
+
+    group = threading.Thread(target=group_being_created)
+    group.start()
+    assert preparing.wait(30)
+    deleting = threading.Thread(target=backend.delete_image_cache, args=(record.id,))
+    deleting.start()
+    try:
+        time.sleep(0.5)
+        assert deleting.is_alive()
+        assert backend.list_image_caches() == []  # the delete has committed
+        assert all(backend.ctx.layers.has(d) for d in layers)
+    finally:
+        started.set()
+        group.join(30)
+        deleting.join(30)
     assert not any(backend.ctx.layers.has(d) for d in layers)
 
 

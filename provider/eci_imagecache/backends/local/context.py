@@ -3,12 +3,14 @@ client it opens, and the few record operations all parts use (events, deletes, f
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +44,11 @@ DEFAULT_FETCH_CONCURRENCY = 4
 # plans every cache within it), and how many resolutions are kept.
 PLAN_RESOLVED_SECONDS = 30.0
 RESOLVED_KEPT = 1000
+# Container groups being created hold this lock (shared) in the layer store; a release waits
+# for them this long at most, polling (a burst of starts may hold it without a gap for a while).
+LAYERS_LOCK = ".lock"
+RELEASE_WAIT_SECONDS = 60.0
+RELEASE_POLL_SECONDS = 0.01
 
 
 def env_fetch_concurrency() -> int:
@@ -217,16 +224,59 @@ class Context:
             return
         detached = []
         try:
-            with self.store.transaction() as db:
-                for digest in sorted(self.store.unheld(db, digests, self.runtime.layers_in_use)):
-                    self.blobs.remove(digest)
-                    directory = self.layers.detach(digest)
-                    if directory is not None:
-                        detached.append(directory)
+            with self._layers_exclusively() as held:
+                if not held:
+                    return
+                with self.store.transaction() as db:
+                    unheld = self.store.unheld(db, digests, self.runtime.layers_in_use)
+                    for digest in sorted(unheld):
+                        self.blobs.remove(digest)
+                        directory = self.layers.detach(digest)
+                        if directory is not None:
+                            detached.append(directory)
             for directory in detached:
                 self.layers.remove_detached(directory)
         except (StoreError, OSError):
             return
+
+    @contextlib.contextmanager
+    def using_layers(self) -> Iterator[None]:
+        """Within: this thread counts on layers being in the store that nothing may hold yet
+        (a container group from the moment its images are prepared until its containers are
+        recorded as mounted on them, the runtime's plan). A shared lock (flock, across
+        processes; gone with the process that held it): :meth:`release` takes it exclusively,
+        so it never removes a layer a group is about to mount."""
+        try:
+            fd = os.open(self.layers.root / LAYERS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # a read-only store: nothing is removed from it either
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def _layers_exclusively(self) -> Iterator[bool]:
+        """The layers lock, exclusively (no group between its preparation and its plan), within
+        RELEASE_WAIT_SECONDS; False when groups kept it longer (what was to be removed is left
+        to gc)."""
+        fd = os.open(self.layers.root / LAYERS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + RELEASE_WAIT_SECONDS
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        yield False
+                        return
+                    time.sleep(RELEASE_POLL_SECONDS)
+            yield True
+        finally:
+            os.close(fd)
 
     # registry -----------------------------------------------------------------------------
 
