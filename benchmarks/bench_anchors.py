@@ -1,6 +1,6 @@
 """Anchors: our builds and starts against the engines a user would otherwise run, side by side in
-one run, on the same ~386 MB image (a runnable busybox base and five layers shaped like a flink
-image) from the same registry on loopback.
+one run, on the same ~387 MB image (a runnable busybox base and six layers shaped like a flink
+image: bench_startup's) from the same registry on loopback.
 
 - containerd (Debian's, driven by ``ctr``), run as a process this benchmark starts and stops,
   with its own root, state and socket under a temporary directory and its default overlayfs
@@ -255,11 +255,9 @@ def anchor_burst(anchor: Anchor, ref: str, count: int, round_: int) -> float:
     procs = [
         subprocess.Popen(anchor.run_args(ref, name), stdout=DEVNULL, stderr=PIPE) for name in names
     ]
-    failures = [p.stderr.read().decode() for p in procs if p.wait() and p.stderr]  # type: ignore[union-attr]
+    errors = [proc.communicate()[1] for proc in procs]  # each, until the last has returned
     seconds = time.perf_counter() - started
-    for proc in procs:
-        if proc.stderr:
-            proc.stderr.close()
+    failures = [err.decode() for proc, err in zip(procs, errors, strict=True) if proc.returncode]
     anchor.remove(names)
     if failures:
         raise RuntimeError(f"{len(failures)} of {count} starts failed: {failures[0][-300:]}")
