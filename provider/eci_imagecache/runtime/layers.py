@@ -286,19 +286,19 @@ class LayerStore:
         doomed = self.detach(digest)
         if doomed is not None:
             _remove_tree(doomed)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.meta / layer_hex(digest))
 
     def detach(self, digest: str) -> Path | None:
         """Take the layer out of the store at once (a rename: a half-removed directory must
-        never look like a whole layer); returns the directory to remove (a temporary one,
-        which :meth:`remove_stale_temp_dirs` removes should this process die first), or None
-        when the store does not hold the layer."""
-        doomed = self.tmp / f"{os.getpid()}-rm-{secrets.token_hex(6)}"
+        never look like a whole layer), then its metadata; returns the directory to remove (a
+        temporary one, which :meth:`remove_stale_temp_dirs` removes should this process die
+        first), or None when the store does not hold the layer."""
+        doomed: Path | None = self.tmp / f"{os.getpid()}-rm-{secrets.token_hex(6)}"
         try:
             os.rename(self.path(digest), doomed)
         except FileNotFoundError:
-            return None
+            doomed = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.meta / layer_hex(digest))
         return doomed
 
     @staticmethod
