@@ -54,15 +54,20 @@ if mode == "noop":
     for i in range(count):
         Noop(f"noop-{i}")
 elif mode == "same_values":
+    from same_values import CHECK_FILLS
+
     captured = json.loads(Path(os.environ["ECI_BENCH_SAME_VALUES"]).read_text())
+
+    def registered(kind: str, **values: object) -> dict:
+        """What ours' program registers: every output key as None, then its inputs (what its
+        check stored, but for what that check computes)."""
+        inputs = {k: v for k, v in captured[kind]["inputs"].items() if k not in CHECK_FILLS}
+        return {k: None for k in captured[kind]["outputs"]} | inputs | values
+
     for i in range(count // 2):
-        # What ours registers: the inputs its check stored, every output key (as None).
-        cache_values = {k: None for k in captured["cache"]["outputs"]}
-        cache_values |= captured["cache"]["inputs"] | {"name": f"cache-{i}"}
-        cache = SameValuesCache(f"cache-{i}", cache_values)
-        group_values = {k: None for k in captured["group"]["outputs"]}
-        group_values |= captured["group"]["inputs"] | {"name": f"group-{i}", "cache_id": cache.id}
-        SameValuesGroup(f"group-{i}", group_values)
+        cache = SameValuesCache(f"cache-{i}", registered("cache", name=f"cache-{i}"))
+        group = registered("group", name=f"group-{i}", cache_id=cache.id)
+        SameValuesGroup(f"group-{i}", group)
 else:
     for i in range(count // 2):
         cache = ImageCache(f"cache-{i}", ImageCacheArgs(images=[image], layer_reuse=True))
