@@ -23,8 +23,9 @@ rounds:
 - ``first_start_vs_steady``: ours only, the start in a fresh process (the backend opened, the
   modules imported, no supervisor ready: every ``pulumi up`` has one) over the steady start.
 
-Containers of every engine share the host's network namespace (``--net-host``, ``--network
-host``), as the local backend's do, so no engine pays for a network set-up the others skip.
+Containers of every engine get a network namespace of their own with only a loopback, as the
+local backend's groups do (``ctr run`` without ``--net-host`` makes one and configures nothing
+in it; ``podman run --network none``), so no engine pays for a network set-up the others skip.
 
 crun refuses this kernel's hybrid cgroup layout (v1 controllers beside a v2 hierarchy that holds
 controllers); our runtime drops the v2 mount in a mount namespace of its own
@@ -169,7 +170,6 @@ class Containerd:
             SNAPSHOTTER,
             "--runc-binary",
             self.crun,
-            "--net-host",
             ref,
             name,
         )
@@ -231,7 +231,7 @@ class Podman:
 
     def run_args(self, ref: str, name: str) -> list[str]:
         return self.args(
-            "run", "-d", "--pull", "never", "--network", "host", *self.limits, "--name", name, ref
+            "run", "-d", "--pull", "never", "--network", "none", *self.limits, "--name", name, ref
         )
 
     def remove(self, names: list[str]) -> None:
