@@ -1,6 +1,18 @@
 """Provider overhead: `pulumi preview` and `pulumi up` of a stack of our resources (image caches
-and container groups on the local backend, from a registry on loopback) vs the same number of
-no-op dynamic resources, with the real Pulumi CLI, side by side in one run (target <= 1.15).
+and container groups on the local backend, from a registry on loopback), with the real Pulumi
+CLI, side by side in one run against two baselines of the same number of resources:
+
+- like for like (``*_vs_same_values``, target <= 1.05): resources that carry exactly the
+  inputs and outputs ours do (captured from a small deployment of ours first: same keys, same
+  values, same shapes) and have none of our hooks (stacks/overhead/same_values.py). Their
+  ``up`` does the same work as ours: each cache's build and each group's start, through the
+  local backend's API, in the provider's create (the same builds and starts run, rather than
+  being measured alone and added: Pulumi runs them in parallel, which a sum would not show).
+  So ``preview_vs_same_values`` is what our check, diff and planning add to what Pulumi costs
+  for those values, and ``up_vs_same_values`` is what our hooks add to the same work.
+- the earlier baseline (``*_ratio_ours_vs_noop``, target <= 1.15): no-op dynamic resources
+  with two values each that build and start nothing. It compares unlike work (ours builds,
+  starts and carries ~60 values a resource) and is kept for comparison with earlier reports.
 
 Previews change nothing, so each stack's preview runs three times (interleaved) and the median
 counts; ``up`` runs once. Beside the wall-clock time, each step's CPU time (the CLI and every
@@ -9,7 +21,7 @@ machine it says what the step costs, where the wall clock also says how long it 
 core.
 
 Pulumi writes the whole deployment after every step (its checkpoints), which costs the CLI
-more for every property value a resource carries: both stacks are measured again with
+more for every property value a resource carries: all stacks are measured again with
 Pulumi's ``PULUMI_SKIP_CHECKPOINTS``, and the figures with the ``_skip_checkpoints`` suffix
 say how much of the difference that is.
 
@@ -22,6 +34,7 @@ do not pay."""
 from __future__ import annotations
 
 import compileall
+import json
 import resource
 import shutil
 import tempfile
@@ -63,17 +76,50 @@ def timed_run(stack: Stack, *args: str) -> tuple[float, float]:
 VARIANTS = {"": {}, "_skip_checkpoints": {"PULUMI_SKIP_CHECKPOINTS": "true"}}
 
 
+MODES = ("noop", "same_values", "ours")
+BASELINES = {"noop": "ratio_ours_vs_noop", "same_values": "vs_same_values"}
+
+
+def stack_env(work: Path) -> dict[str, str]:
+    """What every stack of the benchmark runs with: the same values file and module path for
+    all, so no stack's processes start differently."""
+    return {"ECI_BENCH_SAME_VALUES": str(work / "same_values.json"), "PYTHONPATH": str(STACK_DIR)}
+
+
+def capture(work: Path, image: str) -> None:
+    """Deploy one cache and one group of ours, and keep the inputs and outputs Pulumi stored
+    for each (what the same-values baseline carries)."""
+    stack = Stack(project_dir=STACK_DIR, work=work / "capture", name="capture")
+    stack.extra_env = stack_env(work)
+    stack.init({"mode": "ours", "count": "2", "image": image})
+    stack.run("up", "--yes", "--skip-preview", timeout=3600)
+    captured = {}
+    for stored in stack.state()["resources"]:
+        kind = stored["type"].rsplit(":", 1)[-1]
+        if kind in ("ImageCache", "ContainerGroup"):
+            strip = {"__provider"}  # the provider's own reference: each resource has its own
+            captured["cache" if kind == "ImageCache" else "group"] = {
+                part: {k: v for k, v in stored[part].items() if k not in strip}
+                for part in ("inputs", "outputs")
+            }
+    stack.run("destroy", "--yes", "--skip-preview", timeout=3600)
+    if set(captured) != {"cache", "group"}:
+        raise RuntimeError(f"the capture deployment holds {sorted(captured)}")
+    Path(stack_env(work)["ECI_BENCH_SAME_VALUES"]).write_text(json.dumps(captured))
+
+
 def measure(work: Path, image: str, count: int, env: dict[str, str]) -> dict[str, float]:
-    """Preview (median of PREVIEWS) and up of the no-op stack and ours, side by side."""
+    """Preview (median of PREVIEWS) and up of each stack (MODES), side by side."""
     stacks = {}
-    for mode in ("noop", "ours"):
+    for mode in MODES:
         stack = Stack(project_dir=STACK_DIR, work=work / mode, name=mode, extra_env=env)
         stacks[mode] = stack.init({"mode": mode, "count": str(count), "image": image})
-    # Room for every cache of the stack (the default quota is 50 manual caches).
-    LocalBackend(
-        data_dir=stacks["ours"].work / "eci-data",
-        quota=Quota(max_manual=count, max_auto=count),
-    )
+    # Room for every cache of the stacks that build (the default quota is 50 manual caches).
+    for mode in ("same_values", "ours"):
+        LocalBackend(
+            data_dir=stacks[mode].work / "eci-data",
+            quota=Quota(max_manual=count, max_auto=count),
+        )
     figures: dict[str, float] = {}
     # Interleave the two, so that machine noise falls on both alike. A preview changes
     # nothing: the median of PREVIEWS is taken; an up creates everything, once.
@@ -89,9 +135,10 @@ def measure(work: Path, image: str, count: int, env: dict[str, str]) -> dict[str
         stack.run("destroy", "--yes", "--skip-preview", timeout=3600)
     for step in ("preview", "up"):
         for kind in ("", "cpu_"):
-            figures[f"{step}_{kind}ratio_ours_vs_noop"] = round(
-                figures[f"{step}_{kind}s_ours"] / figures[f"{step}_{kind}s_noop"], 2
-            )
+            for baseline, ratio in BASELINES.items():
+                figures[f"{step}_{kind}{ratio}"] = round(
+                    figures[f"{step}_{kind}s_ours"] / figures[f"{step}_{kind}s_{baseline}"], 2
+                )
     return figures
 
 
@@ -106,25 +153,31 @@ def main() -> None:
         with RegistryServer(work / "registry") as server:
             # A runnable image (busybox): every group really starts its container with crun.
             image = push_runnable(ImageBuilder(server.url)).references(server.host)["job_ok"]
+            capture(work, image)
             for suffix, env in VARIANTS.items():
+                env = {**env, **stack_env(work)}
                 measured = measure(work / (suffix.strip("_") or "default"), image, count, env)
                 figures.update({f"{key}{suffix}": value for key, value in measured.items()})
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    table = Table(title=f"Pulumi with {count} resources: ours vs no-op dynamic resources")
-    columns = ("step", "ours s", "no-op s", "ratio", "ours CPU s", "no-op CPU s", "CPU ratio")
+    table = Table(title=f"Pulumi with {count} resources: ours vs the same values vs no-op")
+    columns = {
+        "ours s": "s_ours",
+        "same values s": "s_same_values",
+        "ours / same values": "vs_same_values",
+        "no-op s": "s_noop",
+        "ours / no-op": "ratio_ours_vs_noop",
+    }
+    table.add_column("step")
     for column in columns:
         table.add_column(column, justify="right")
     for suffix in VARIANTS:
         for step in ("preview", "up"):
-            table.add_row(
-                step + ("*" if suffix else ""),
-                *(
-                    str(figures[f"{step}_{kind}{what}{suffix}"])
-                    for kind in ("", "cpu_")
-                    for what in ("s_ours", "s_noop", "ratio_ours_vs_noop")
-                ),
-            )
+            for kind, label in (("", ""), ("cpu_", " CPU")):
+                table.add_row(
+                    step + label + ("*" if suffix else ""),
+                    *(str(figures[f"{step}_{kind}{what}{suffix}"]) for what in columns.values()),
+                )
     table.caption = "* with Pulumi's checkpoints skipped (PULUMI_SKIP_CHECKPOINTS=true)"
     Console().print(table)
     print(f"wrote {write_results('provider_overhead', figures)}")

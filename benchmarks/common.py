@@ -48,14 +48,20 @@ def median(samples: list[float]) -> float:
     return statistics.median(samples)
 
 
-def write_results(name: str, figures: dict[str, float]) -> Path:
+def shown(value: object) -> str:
+    """A figure as the tables show it: numbers with thousands separators, text as it is
+    (versions, and why an anchor was skipped)."""
+    return f"{value:,}" if isinstance(value, int | float) else str(value)
+
+
+def write_results(name: str, figures: dict[str, float | str]) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
     return path
 
 
-def report(name: str, title: str, figures: dict[str, float]) -> None:
+def report(name: str, title: str, figures: dict[str, float | str]) -> None:
     """Print the figures as a table and write them to results/<name>.json."""
     from rich.console import Console
     from rich.table import Table
@@ -64,7 +70,7 @@ def report(name: str, title: str, figures: dict[str, float]) -> None:
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in figures.items():
-        table.add_row(key, f"{value:,}")
+        table.add_row(key, shown(value))
     Console().print(table)
     print(f"wrote {write_results(name, figures)}")
 

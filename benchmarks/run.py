@@ -13,7 +13,7 @@ import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.common import RESULTS, quick
+from benchmarks.common import RESULTS, quick, shown
 
 BENCHMARKS = {
     "matcher": "benchmarks.bench_matcher",
@@ -22,6 +22,7 @@ BENCHMARKS = {
     "scaling": "benchmarks.bench_scaling",
     "startup": "benchmarks.bench_startup",
     "emulator_load": "benchmarks.bench_emulator_load",
+    "anchors": "benchmarks.bench_anchors",
 }
 TARGETS = {
     "match_p99_ms_100k": "<= 1 ms",
@@ -30,6 +31,8 @@ TARGETS = {
     "build_vs_raw_copy": ">= 0.7",
     "build_throughput_vs_skopeo": ">= 1.5",
     "reuse_fetches_exactly_new_bytes": "= 1 (yes)",
+    "preview_vs_same_values": "<= 1.05",
+    "up_vs_same_values": "<= 1.05",
     "preview_ratio_ours_vs_noop": "<= 1.15",
     "up_ratio_ours_vs_noop": "<= 1.15",
     "build_s_with_nothing_new": "~ 0",
@@ -41,6 +44,26 @@ TARGETS = {
     "clients_starved_200": "= 0",
     "creates_unanswered_50": "= 0",
     "creates_unanswered_200": "= 0",
+    # Each the anchor's time over ours: above 1, we are faster.
+    "build_vs_containerd": ">= 4",
+    "start_vs_ctr_crun": ">= 3",
+    "burst20_vs_ctr_crun": ">= 1.5",
+    "burst100_vs_ctr_crun": ">= 1.5",
+    "first_start_vs_steady": "<= 1.5",
+}
+# What a ratio compares, where its name does not say it all (the report's last column).
+COMPARES = {
+    "preview_vs_same_values": "ours / resources with ours' inputs and outputs, no hooks",
+    "up_vs_same_values": "ours / the same values, doing the same builds and starts",
+    "preview_ratio_ours_vs_noop": "ours / no-op resources of 2 values (unlike work)",
+    "up_ratio_ours_vs_noop": "ours / no-op resources that build and start nothing",
+    "build_vs_containerd": "ctr images pull / our cache build, same image",
+    "build_vs_podman": "podman pull / our cache build, same image",
+    "start_vs_ctr_crun": "ctr run -d (crun) / our group create, to process running",
+    "start_vs_podman": "podman run -d (crun) / our group create",
+    "burst20_vs_ctr_crun": "20 ctr run -d at once / 20 creates at once, until all run",
+    "burst100_vs_ctr_crun": "100 ctr run -d at once / 100 creates at once",
+    "first_start_vs_steady": "ours: first start in a fresh process / steady start",
 }
 
 
@@ -144,7 +167,13 @@ def plot_scaling(scaling: dict[str, float], path: Path) -> None:
     plt.close(fig)
 
 
-def report(results: dict[str, dict[str, float]]) -> str:
+def compares(key: str) -> str:
+    """What a figure compares (its variants too: ``*_cpu_*``, ``*_skip_checkpoints``)."""
+    base = key.removesuffix("_skip_checkpoints").replace("_cpu_", "_")
+    return COMPARES.get(base, "")
+
+
+def report(results: dict[str, dict[str, float | str]]) -> str:
     lines = [
         "# Benchmark report",
         "",
@@ -159,11 +188,12 @@ def report(results: dict[str, dict[str, float]]) -> str:
         lines += [
             f"## {name.replace('_', ' ')}",
             "",
-            "| figure | value | target |",
-            "| --- | ---: | --- |",
+            "| figure | value | target | compares |",
+            "| --- | ---: | --- | --- |",
         ]
         lines += [
-            f"| `{key}` | {value:,} | {TARGETS.get(key, '')} |" for key, value in figures.items()
+            f"| `{key}` | {shown(value)} | {TARGETS.get(key, '')} | {compares(key)} |"
+            for key, value in figures.items()
         ]
         lines.append("")
     if "matcher" in results:

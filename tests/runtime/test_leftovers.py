@@ -50,14 +50,13 @@ def test_gc_keeps_the_directory_of_a_group_the_runtime_holds_without_a_record(
     for name in (GROUP, "eci-ffffffffffffffffffff"):
         (groups / name).mkdir(parents=True)
         os.utime(groups / name, (0, 0))
-    doomed = Condemned(expired=[], failed=[], groups=set(), referenced=set(), snapshots=set())
+    doomed = Condemned(expired=[], failed=[], groups=set(), unheld=set(), snapshots=set())
     found = unneeded(
         BlobStore(tmp_path / "blobs"),
         LayerStore(tmp_path / "layers"),
         tmp_path / "snapshots",
         groups,
         doomed,
-        in_use=set(),
         cutoff=1.0,
         runtime_groups=[GROUP],
     )

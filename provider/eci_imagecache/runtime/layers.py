@@ -283,14 +283,27 @@ class LayerStore:
         return sum(seen.values())
 
     def remove(self, digest: str) -> None:
-        path = self.path(digest)
-        if path.is_dir():
-            # Rename first: a half-removed directory must never look like a whole layer.
-            doomed = self.tmp / f"{os.getpid()}-rm-{secrets.token_hex(6)}"
-            os.rename(path, doomed)
+        doomed = self.detach(digest)
+        if doomed is not None:
             _remove_tree(doomed)
+
+    def detach(self, digest: str) -> Path | None:
+        """Take the layer out of the store at once (a rename: a half-removed directory must
+        never look like a whole layer), then its metadata; returns the directory to remove (a
+        temporary one, which :meth:`remove_stale_temp_dirs` removes should this process die
+        first), or None when the store does not hold the layer."""
+        doomed: Path | None = self.tmp / f"{os.getpid()}-rm-{secrets.token_hex(6)}"
+        try:
+            os.rename(self.path(digest), doomed)
+        except FileNotFoundError:
+            doomed = None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.meta / layer_hex(digest))
+        return doomed
+
+    @staticmethod
+    def remove_detached(directory: Path) -> None:
+        _remove_tree(directory)
 
     def remove_stale_temp_dirs(self, alive: Callable[[int], bool]) -> int:
         removed = 0

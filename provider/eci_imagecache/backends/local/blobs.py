@@ -18,6 +18,7 @@ flushes each blob and its directory around the rename, for file systems without 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -75,11 +76,10 @@ class BlobStore:
                 fill(out)
                 if self.fsync:
                     os.fsync(out.fileno())
-            final.parent.mkdir(parents=True, exist_ok=True)
             # Read-only: container groups hard-link blobs, and a write through a link must
             # not change what the store holds under a digest.
             os.chmod(temp, 0o444)
-            os.replace(temp, final)
+            self._place(temp, final)
             if self.fsync:
                 directory = os.open(final.parent, os.O_RDONLY)
                 try:
@@ -89,6 +89,19 @@ class BlobStore:
         finally:
             temp.unlink(missing_ok=True)
         return final
+
+    @staticmethod
+    def _place(temp: Path, final: Path) -> None:
+        """Rename ``temp`` to ``final``, making its directory; once more if a removal took
+        that directory away in between (see :meth:`remove`)."""
+        for attempt in range(2):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(temp, final)
+                return
+            except FileNotFoundError:
+                if attempt or not temp.exists():
+                    raise
 
     def link_into(self, digest: str, target: Path) -> None:
         """Make ``target`` a hard link to the blob (a copy across file systems)."""
@@ -117,7 +130,15 @@ class BlobStore:
                 yield f"sha256:{path.name}"
 
     def remove(self, digest: str) -> int:
+        """Delete the blob, and its directories once empty (the store is back to its size
+        before the blob came); returns the bytes freed."""
         path = self.path(digest)
-        size = path.stat().st_size if path.exists() else 0
-        path.unlink(missing_ok=True)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        with contextlib.suppress(OSError):  # another blob is in it
+            path.parent.rmdir()
+            path.parent.parent.rmdir()
         return size

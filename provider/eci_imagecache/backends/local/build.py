@@ -322,6 +322,8 @@ class BuildPipeline:
                     raced = self.store.cache_for_token(db, client_token) if client_token else None
                     if raced is None or raced.status == CacheStatus.FAILED:
                         raced = None
+                        plan = self._still_held(db, plan)
+                        record = record.model_copy(update={"plan": plan.summary()})
                         self._insert(db, spec, record, client_token, plan)
             except BaseException:
                 ACTIVE_BUILDS.discard(record.id)
@@ -367,8 +369,23 @@ class BuildPipeline:
         self._claim(db, record, plan)
 
     def _claim(self, db: sqlite3.Connection, record: CacheRecord, plan: BuildPlan) -> None:
-        self.store.start_build(db, record.id, self.ctx.host, os.getpid())
+        """Claim the build, holding every blob it will hold from now on (a delete or gc
+        meanwhile keeps them)."""
+        digests = {blob.digest for image in plan.images for blob in image.blobs}
+        self.store.start_build(db, record.id, self.ctx.host, os.getpid(), digests)
         self.ctx.event(db, record.id, "Building", plan.summary())
+
+    def _still_held(self, db: sqlite3.Connection, plan: BuildPlan) -> BuildPlan:
+        """``plan``, or (in the claim's transaction) the plan again when a blob it reuses is no
+        longer held by any cache (one deleted since it was planned lets its blobs go): those
+        are fetched."""
+        reused = {blob.digest for blob in plan.reuse}
+        if not reused:
+            return plan
+        held = self.store.referenced_among(db, reused)
+        if held == reused:
+            return plan
+        return plan_build(plan.images, plan.size_gib, held, layer_reuse=True)
 
     def _created_with(self, client_token: str, wait: bool) -> CacheRecord | None:
         """The cache a create with this token made, unless it failed; with ``wait``, once its
@@ -431,6 +448,7 @@ class BuildPipeline:
                         }
                     )
                 self.store.put_cache(db, record)
+                plan = self._still_held(db, plan)
                 self.ctx.event(db, cache_id, "Rebuilding", plan.summary())
                 ACTIVE_BUILDS.add(cache_id)
                 self._claim(db, record, plan)
@@ -651,6 +669,7 @@ class BuildPipeline:
             if current is None:
                 raise NotFound(f"image cache {record.id} was deleted while building")
             previous_snapshot = current.snapshot_id
+            previous_layers = self.store.cache_layers(db, record.id)
             record = current.model_copy(
                 update={
                     **final,
@@ -673,5 +692,7 @@ class BuildPipeline:
             ctx.event(db, record.id, "Ready", f"standard snapshot {snapshot.id} ready{released}")
         if previous_snapshot and previous_snapshot != snapshot.id:
             ctx.snapshots.remove(previous_snapshot)
+        # A rebuild lets go of what only its old images held.
+        ctx.release(previous_layers.keys() - layers.keys())
         ctx.on_phase("ready", record)
         return record

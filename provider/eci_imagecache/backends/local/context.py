@@ -3,12 +3,14 @@ client it opens, and the few record operations all parts use (events, deletes, f
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +25,7 @@ from ...registry.client import Credentials, RegistryClient
 from ...registry.client import RegistryError as ClientRegistryError
 from ...runtime.layers import DEFAULT_MAX_ENTRIES, LayerStore
 from ...runtime.supervisor import Runtime
-from ..base import NotFound, RegistryContentError, from_registry
+from ..base import NotFound, RegistryContentError, StoreError, from_registry
 from .blobs import BlobStore, UnsafeDigest
 from .snapshots import SnapshotFiles
 from .store import Store
@@ -42,6 +44,11 @@ DEFAULT_FETCH_CONCURRENCY = 4
 # plans every cache within it), and how many resolutions are kept.
 PLAN_RESOLVED_SECONDS = 30.0
 RESOLVED_KEPT = 1000
+# Container groups being created hold this lock (shared) in the layer store; a release waits
+# for them this long at most, polling (a burst of starts may hold it without a gap for a while).
+LAYERS_LOCK = ".lock"
+RELEASE_WAIT_SECONDS = 60.0
+RELEASE_POLL_SECONDS = 0.01
 
 
 def env_fetch_concurrency() -> int:
@@ -178,11 +185,18 @@ class Context:
         return record
 
     def delete_cache(
-        self, db: sqlite3.Connection, cache_id: str, why: tuple[str, str] | None = None
+        self,
+        db: sqlite3.Connection,
+        cache_id: str,
+        why: tuple[str, str] | None = None,
+        release: bool = True,
     ) -> None:
-        """Delete in ``db``'s transaction; the snapshot file goes once that commits. ``why``
-        (reason, message) is kept after the cache is gone, for a removal nobody asked for."""
+        """Delete in ``db``'s transaction; once that commits, the snapshot file goes and so do
+        the blobs and layers only this cache held (see :meth:`release`; gc, which counts what
+        it removes, passes ``release=False`` and removes them itself). ``why`` (reason,
+        message) is kept after the cache is gone, for a removal nobody asked for."""
         record = self.store.get_cache(db, cache_id)
+        held = self.store.cache_layers(db, cache_id)
         self.store.delete_cache(db, cache_id)
         if why is not None and record is not None:
             reason, message = why
@@ -191,6 +205,78 @@ class Context:
         if record is not None and record.snapshot_id:
             snapshot_id = record.snapshot_id
             self.store.after_commit(lambda: self.snapshots.remove(snapshot_id))
+        if held and release:
+            self.store.after_commit(lambda: self.release(held))
+
+    def release(self, digests: Iterable[str]) -> None:
+        """Remove the blobs and unpacked layers of ``digests`` that nothing holds any more
+        (``Store.unheld``, the rule gc follows too).
+
+        Called once the commit that let go of them is done (a cache deleted, a rebuild that
+        no longer holds them). The decision is taken again in a write transaction of its own,
+        and the layers leave the store inside it: a build that claims one of them meanwhile
+        either holds it in that decision (and it stays) or claims it after it has gone (and
+        fetches it). Their files are removed after the commit. A process that dies in between
+        leaves them to gc (temporary directories of a dead process), as does a store that
+        cannot be written now: what asked for the release is done either way."""
+        digests = list(digests)
+        if not digests:
+            return
+        detached = []
+        try:
+            with self._layers_exclusively() as held:
+                if not held:
+                    return
+                with self.store.transaction() as db:
+                    unheld = self.store.unheld(db, digests, self.runtime.layers_in_use)
+                    for digest in sorted(unheld):
+                        self.blobs.remove(digest)
+                        directory = self.layers.detach(digest)
+                        if directory is not None:
+                            detached.append(directory)
+            for directory in detached:
+                self.layers.remove_detached(directory)
+        except (StoreError, OSError):
+            return
+
+    @contextlib.contextmanager
+    def using_layers(self) -> Iterator[None]:
+        """Within: this thread counts on layers being in the store that nothing may hold yet
+        (a container group from the moment its images are prepared until its containers are
+        recorded as mounted on them, the runtime's plan). A shared lock (flock, across
+        processes; gone with the process that held it): :meth:`release` takes it exclusively,
+        so it never removes a layer a group is about to mount."""
+        try:
+            fd = os.open(self.layers.root / LAYERS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # a read-only store: nothing is removed from it either
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def _layers_exclusively(self) -> Iterator[bool]:
+        """The layers lock, exclusively (no group between its preparation and its plan), within
+        RELEASE_WAIT_SECONDS; False when groups kept it longer (what was to be removed is left
+        to gc)."""
+        fd = os.open(self.layers.root / LAYERS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + RELEASE_WAIT_SECONDS
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        yield False
+                        return
+                    time.sleep(RELEASE_POLL_SECONDS)
+            yield True
+        finally:
+            os.close(fd)
 
     # registry -----------------------------------------------------------------------------
 

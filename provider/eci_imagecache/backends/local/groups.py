@@ -241,8 +241,9 @@ class ContainerGroups:
     ) -> ContainerGroupRecord:
         """``create``'s work; the snapshot of an automatic cache is added to ``snapshots`` as
         soon as it is taken (a failure removes it)."""
-        # The runtime readies what it can for the start while the images are prepared.
-        with self.ctx.runtime.expecting():
+        # The runtime readies what it can for the start while the images are prepared; a
+        # release of layers waits until the containers are recorded as mounted on them.
+        with self.ctx.runtime.expecting(), self.ctx.using_layers():
             cache, degree, reason = self._select_cache(spec)
             prepared = self.prepare(group_id, spec, cache)
             now = self.ctx.clock()

@@ -7,7 +7,7 @@ import contextlib
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -114,23 +114,26 @@ class Housekeeping:
         container group may have written them and not committed yet. ``dry_run``: find the
         same, in a read, and change nothing."""
         ctx = self.ctx
+        stored = on_disk(ctx.blobs, ctx.layers)
+        in_use = ctx.runtime.layers_in_use()
         if dry_run:
             with self.store.read() as db:
-                doomed = condemn(self.store, db, ctx.clock())
+                doomed = condemn(self.store, db, ctx.clock(), stored, in_use)
         else:
             with self.store.transaction() as db:
-                doomed = condemn(self.store, db, ctx.clock())
+                doomed = condemn(self.store, db, ctx.clock(), stored, in_use)
+                # What these caches hold is counted and removed below, with the rest.
                 for expiry in doomed.expired:
-                    ctx.delete_cache(db, expiry.cache_id, ("Expired", expiry.reason))
+                    ctx.delete_cache(db, expiry.cache_id, ("Expired", expiry.reason), release=False)
                 for cache in doomed.failed:
-                    ctx.delete_cache(db, cache.id, ("Deleted", f"gc: {cache.failure}"))
+                    why = ("Deleted", f"gc: {cache.failure}")
+                    ctx.delete_cache(db, cache.id, why, release=False)
         found = unneeded(
             ctx.blobs,
             ctx.layers,
             ctx.snapshots.root,
             ctx.groups_dir,
             doomed,
-            ctx.runtime.layers_in_use(),
             time.time() - grace.total_seconds(),
             ctx.runtime.group_ids(),
         )
@@ -141,21 +144,34 @@ class Housekeeping:
 
 @dataclass
 class Condemned:
-    """The records gc deletes, and what the records that stay hold."""
+    """The records gc deletes, and what nothing holds once they are gone."""
 
     expired: list[lifecycle.Expiry]
     failed: list[CacheRecord]
-    referenced: set[str]  # digests the caches that stay hold
+    unheld: set[str]  # digests stored that nothing holds (Store.unheld)
     snapshots: set[str]  # snapshot files records name (a deleted cache's goes with it)
     groups: set[str]  # container groups recorded
 
 
+def on_disk(blobs: BlobStore, layers: LayerStore) -> set[str]:
+    """Digests of the blobs and unpacked layers stored (listed before gc reads the records:
+    what is written after the listing is not gc's to judge)."""
+    return set(blobs.digests()) | set(layers.digests())
+
+
 def condemn(
-    store: Store, db: sqlite3.Connection, now: datetime, ended: Mapping[str, int] | None = None
+    store: Store,
+    db: sqlite3.Connection,
+    now: datetime,
+    stored: Iterable[str],
+    in_use: Collection[str],
+    ended: Mapping[str, int] | None = None,
 ) -> Condemned:
-    """Read in ``db`` what gc deletes: caches past their expiry, then failed caches.
-    ``ended``: builds (cache id: pid) whose process has ended and that recovery has not
-    recorded yet, counted as it will record them (failed, or a rebuild back to its snapshot)."""
+    """Read in ``db`` what gc deletes: caches past their expiry, then failed caches, and of
+    the digests ``stored``, those nothing holds once they are gone (``in_use``: the layers
+    container groups are mounted on). ``ended``: builds (cache id: pid) whose process has
+    ended and that recovery has not recorded yet, counted as it will record them (failed, or
+    a rebuild back to its snapshot)."""
     ended = ended or {}
     records = [
         as_failed(r, interrupted(ended[r.id]))
@@ -170,7 +186,7 @@ def condemn(
     return Condemned(
         expired=expired,
         failed=failed,
-        referenced=store.referenced_digests(db, excluding=gone),
+        unheld=store.unheld(db, stored, lambda: in_use, excluding=gone, ended_builds=ended),
         snapshots={c.snapshot_id for c in records if c.snapshot_id},
         groups={g.id for g in store.list_groups(db)},
     )
@@ -217,7 +233,6 @@ def unneeded(
     snapshots_dir: Path,
     groups_dir: Path,
     doomed: Condemned,
-    in_use: set[str],
     cutoff: float,
     runtime_groups: Iterable[str],
     removed_groups: Iterable[str] = (),
@@ -226,15 +241,11 @@ def unneeded(
     files older than ``cutoff``, and only names this backend makes. ``runtime_groups``: the
     groups the runtime holds (one being created has no record yet: its directory stays).
     ``removed_groups``: group directories recovery removes first (not counted here)."""
-    referenced = doomed.referenced
-    orphans = [
-        d for d in blobs.digests() if d not in referenced and _mtime(blobs.path(d)) <= cutoff
-    ]
-    # Unpacked layers no cache holds and no group runs on go with their blobs.
+    unheld = doomed.unheld
+    orphans = [d for d in blobs.digests() if d in unheld and _mtime(blobs.path(d)) <= cutoff]
+    # Unpacked layers nothing holds go with their blobs.
     unused_layers = [
-        d
-        for d in layers.digests()
-        if d not in referenced and d not in in_use and _mtime(layers.path(d)) <= cutoff
+        d for d in layers.digests() if d in unheld and _mtime(layers.path(d)) <= cutoff
     ]
     freed = sum(_size(blobs.path(d)) for d in orphans)
     freed += sum(layers.size(d) for d in unused_layers)

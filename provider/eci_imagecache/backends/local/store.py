@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,6 +125,16 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     ALTER TABLE container_groups ADD COLUMN request TEXT;
     CREATE UNIQUE INDEX container_groups_client_token ON container_groups(client_token)
         WHERE client_token IS NOT NULL
+    """,
+    # 8: the blobs a build in progress will hold (claimed with the build, gone with it): a
+    # delete or gc meanwhile keeps them, as it keeps what a cache's record holds
+    """
+    CREATE TABLE build_layers (
+        cache_id TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        PRIMARY KEY (cache_id, digest)
+    );
+    CREATE INDEX build_layers_digest ON build_layers(digest)
     """,
 ]
 
@@ -419,6 +429,7 @@ class Store:
         )
         for table, column in (
             ("builds", "cache_id"),
+            ("build_layers", "cache_id"),
             ("caches", "id"),
             ("cache_events", "cache_id"),
             ("cache_layers", "cache_id"),
@@ -490,14 +501,36 @@ class Store:
         return held
 
     @staticmethod
-    def referenced_digests(db: sqlite3.Connection, excluding: Iterable[str] = ()) -> set[str]:
-        """Digests some cache holds (but the caches ``excluding`` names): kept by gc, and
-        reusable by builds with layer reuse."""
-        skipped = set(excluding)
-        if not skipped:
-            return {r[0] for r in db.execute("SELECT DISTINCT digest FROM cache_layers")}
-        rows = db.execute("SELECT cache_id, digest FROM cache_layers")
-        return {digest for cache_id, digest in rows if cache_id not in skipped}
+    def unheld(
+        db: sqlite3.Connection,
+        digests: Iterable[str],
+        in_use: Callable[[], Collection[str]],
+        excluding: Collection[str] = (),
+        ended_builds: Collection[str] = (),
+    ) -> set[str]:
+        """Of ``digests``, those nothing holds any more: the one rule by which a cache's delete
+        and gc decide which blobs and unpacked layers may go. A digest is held by a cache's
+        record (but those of the caches ``excluding`` names, on their way out), by a build in
+        progress (but those ``ended_builds`` names, which recovery will end), or by the
+        containers of a container group (``in_use()``, the layers they are mounted on: asked
+        only when a digest is left). Indexed lookups: a delete costs what its cache holds,
+        not what the store holds."""
+        wanted = sorted(set(digests))
+        skipped_caches, skipped_builds = set(excluding), set(excluding) | set(ended_builds)
+        held: set[str] = set()
+        tables = [("cache_layers", skipped_caches), ("build_layers", skipped_builds)]
+        if not Store.has_table(db, "build_layers"):  # a store read before its migration
+            tables.pop()
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            for table, skipped in tables:
+                rows = db.execute(
+                    f"SELECT cache_id, digest FROM {table} WHERE digest IN ({marks})", batch
+                )
+                held.update(digest for cache_id, digest in rows if cache_id not in skipped)
+        left = set(wanted) - held
+        return left - set(in_use()) if left else left
 
     @staticmethod
     def cache_layers(db: sqlite3.Connection, cache_id: str) -> dict[str, int]:
@@ -507,15 +540,24 @@ class Store:
     # builds in progress ---------------------------------------------------------------------
 
     @staticmethod
-    def start_build(db: sqlite3.Connection, cache_id: str, host: str, pid: int) -> None:
+    def start_build(
+        db: sqlite3.Connection, cache_id: str, host: str, pid: int, digests: Iterable[str] = ()
+    ) -> None:
+        """Claim the build of ``cache_id``, holding the blobs it will hold (``digests``)."""
         db.execute(
             "INSERT OR REPLACE INTO builds (cache_id, host, pid) VALUES (?, ?, ?)",
             (cache_id, host, pid),
+        )
+        db.execute("DELETE FROM build_layers WHERE cache_id = ?", (cache_id,))
+        db.executemany(
+            "INSERT OR IGNORE INTO build_layers (cache_id, digest) VALUES (?, ?)",
+            [(cache_id, digest) for digest in digests],
         )
 
     @staticmethod
     def end_build(db: sqlite3.Connection, cache_id: str) -> None:
         db.execute("DELETE FROM builds WHERE cache_id = ?", (cache_id,))
+        db.execute("DELETE FROM build_layers WHERE cache_id = ?", (cache_id,))
 
     @staticmethod
     def builds(db: sqlite3.Connection) -> list[tuple[str, str, int]]:

@@ -46,7 +46,7 @@ from .context import (
     utc_now,
 )
 from .groups import check_container, observed
-from .housekeeping import condemn, unneeded
+from .housekeeping import condemn, on_disk, unneeded
 from .store import Store
 
 # Who acts on what a view shows: every writer recovers when it opens the store.
@@ -153,15 +153,20 @@ class LocalView:
         with self._store.read() as db:
             if not self._store.has_table(db, "caches"):
                 return nothing
-            doomed = condemn(self._store, db, self.clock(), self._ended(db))
-        removed = self._runtime.unclaimed(lambda group_id: group_id in doomed.groups)
+            recorded = {group.id for group in self._store.list_groups(db)}
+        removed = self._runtime.unclaimed(lambda group_id: group_id in recorded)
+        in_use = self._runtime.layers_in_use(excluding=removed)
+        blobs = BlobStore(self.data_dir / "blobs", create=False)
+        layers = LayerStore(self.data_dir / "layers", create=False)
+        stored = on_disk(blobs, layers)
+        with self._store.read() as db:
+            doomed = condemn(self._store, db, self.clock(), stored, in_use, self._ended(db))
         found = unneeded(
-            BlobStore(self.data_dir / "blobs", create=False),
-            LayerStore(self.data_dir / "layers", create=False),
+            blobs,
+            layers,
             self.data_dir / "snapshots",
             self.data_dir / "groups",
             doomed,
-            self._runtime.layers_in_use(excluding=removed),
             time.time() - grace.total_seconds(),
             self._runtime.group_ids(),
             removed_groups=removed,
