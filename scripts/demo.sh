@@ -20,6 +20,9 @@ pulumi up --yes --non-interactive --stack "$stack"
 echo
 .venv/bin/eci-imagecache caches list
 .venv/bin/eci-imagecache groups list
+# The headline: the same image started with the cache and without it.
+echo
+pulumi stack output startup --stack "$stack"
 # The web server the stack started, answering on its address.
 address="$(pulumi stack output web_address --stack "$stack")"
 echo "GET http://$address/"

@@ -2,7 +2,11 @@
 the provider process only. An ECI instance whose images come from a cache when one fits.
 
 The cache is resolved once, when the group is created, and recorded (cache id, match degree, the
-reason). ``check`` says in ``match_preview`` which cache would be chosen, counting the caches of
+reason). A create waits, as pulumi-alicloud's does, until the group is Running or Succeeded
+(up to ``eci:operationTimeout``), and Running for a second without a container ending (so a
+container that exits at start is seen), and records its start-up (from the create call to the
+first container running). ``check`` says in
+``match_preview`` which cache would be chosen, counting the caches of
 the same program that are created or rebuilt in the same deployment (the group waits for them),
 and fails, naming the property, for what is knowable before anything is made: a ``cache_id``
 that does not exist or is not usable, an image the registry does not have, credentials missing
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +29,7 @@ from pulumi.dynamic import (
     ReadResult,
 )
 
-from ..backends.base import BackendError, NotFound
+from ..backends.base import NOT_STARTED_HERE, BackendError, NotFound
 from ..engine.cost import PriceError, estimate_group
 from ..engine.diff import diff_group
 from ..engine.matcher import CacheIndex
@@ -36,7 +41,9 @@ from ..engine.models import (
     CacheStatus,
     ContainerGroupRecord,
     ContainerGroupSpec,
+    ContainerStatus,
     EvictionStrategy,
+    GroupStatus,
     ImageCacheSpec,
 )
 from ..engine.refs import parse_image_ref
@@ -61,6 +68,9 @@ PREVIEW_ONLY = (
     "generation",
 )
 BEING_BUILT = "being built in this update"
+# How long a create watches a Running group before it counts as up: a container that exits
+# at start (a bad command, a missing file) has ended by then.
+STEADY_SECONDS = 1.0
 
 
 def spec_from(props: dict[str, Any]) -> ContainerGroupSpec:
@@ -281,13 +291,18 @@ class ContainerGroupProvider(ConfiguredProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         """A create repeated after an interrupted deployment (same resource, same generation)
-        gets the group the first attempt made, through the create's token."""
+        gets the group the first attempt made, through the create's token. The create waits
+        until the group is up (see the module's docstring)."""
         key = props.get("resource_key")
         token = client_token(key, int(props.get("generation") or 0)) if key else None
+        settings = self.settings_for(props)
         with backend_errors():
-            backend = self.settings_for(props).open()
+            backend = settings.open()
+            requested = time.time()
             record = backend.create_container_group(spec_from(props), client_token=token)
-        return CreateResult(id_=record.id, outs=outputs_of(record, props))
+            record = wait_up(backend, record, settings.operation_timeout)
+        outs = outputs_of(record, props, startup_seconds(record, requested))
+        return CreateResult(id_=record.id, outs=outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         with backend_errors():
@@ -302,7 +317,59 @@ class ContainerGroupProvider(ConfiguredProvider):
             self.backend_of(props).delete_container_group(id_)
 
 
-def outputs_of(record: ContainerGroupRecord, props: dict[str, Any]) -> dict[str, Any]:
+def wait_up(backend: Any, record: ContainerGroupRecord, timeout: float) -> ContainerGroupRecord:
+    """The group once it has settled: Succeeded or Failed; Running with every container
+    running for ``STEADY_SECONDS``; a container ending with an error and restarting; or
+    Pending where nothing can start. Otherwise as it is when ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    pause = 0.05
+    steady_since: float | None = None
+    while True:
+        if record.status in (GroupStatus.SUCCEEDED, GroupStatus.FAILED) or (
+            crashing(record) or record.status_reason.startswith(NOT_STARTED_HERE)
+        ):
+            return record
+        running = [c.state == "Running" for c in record.containers if not c.init]
+        if record.status == GroupStatus.RUNNING and all(running):
+            steady_since = steady_since or time.monotonic()
+            if time.monotonic() - steady_since >= STEADY_SECONDS:
+                return record
+        else:
+            steady_since = None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return record
+        time.sleep(min(pause, left))
+        pause = min(pause * 1.5, 1.0)  # a local start takes a fraction of a second, a cloud's more
+        record = backend.get_container_group(record.id)
+
+
+def crashing(record: ContainerGroupRecord) -> ContainerStatus | None:
+    """A container that ended with an error and is restarting (restart policy Always or
+    OnFailure): the group may say Running, but what it runs does not stay up."""
+    return next(
+        (c for c in record.containers if c.restart_count and c.exit_code not in (None, 0)), None
+    )
+
+
+def first_container(record: ContainerGroupRecord) -> ContainerStatus | None:
+    return next((c for c in record.containers if not c.init), None)
+
+
+def startup_seconds(record: ContainerGroupRecord, requested: float) -> float | None:
+    """From the create call (``requested``, a Unix time) to the first container running."""
+    container = first_container(record)
+    if container is None or container.started_at is None:
+        return None
+    return round(max(0.0, container.started_at.timestamp() - requested), 3)
+
+
+def outputs_of(
+    record: ContainerGroupRecord, props: dict[str, Any], startup: float | None = None
+) -> dict[str, Any]:
+    """The resource's outputs; ``startup`` is measured by the create (a read keeps it)."""
+    if startup is None:
+        startup = (props.get("phases") or {}).get("startup_seconds")
     return {
         **{k: props.get(k) for k in (*SPEC_FIELDS, *PREVIEW_ONLY)},
         "group_id": record.id,
@@ -333,5 +400,7 @@ def outputs_of(record: ContainerGroupRecord, props: dict[str, Any]) -> dict[str,
         "phases": {
             "image_preparation_seconds": record.preparation_seconds,
             "container_start_seconds": record.container_start_seconds,
+            # From the create call to the first container running (the vendor's start-up).
+            "startup_seconds": startup,
         },
     }
