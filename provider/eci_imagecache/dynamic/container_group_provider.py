@@ -4,8 +4,9 @@ the provider process only. An ECI instance whose images come from a cache when o
 The cache is resolved once, when the group is created, and recorded (cache id, match degree, the
 reason). A create waits, as pulumi-alicloud's does, until the group is Running or Succeeded
 (up to ``eci:operationTimeout``), and Running for a second without a container ending (so a
-container that exits at start is seen), and records its start-up (from the create call to the
-first container running). ``check`` says in
+container that exits at start is seen); a group that fails, or never gets there, fails the
+deployment with one line (the group, the reason, the exit code, the last lines of its log) and
+stays in the stack: ``destroy`` removes it, a changed program replaces it. ``check`` says in
 ``match_preview`` which cache would be chosen, counting the caches of
 the same program that are created or rebuilt in the same deployment (the group waits for them),
 and fails, naming the property, for what is knowable before anything is made: a ``cache_id``
@@ -27,6 +28,7 @@ from pulumi.dynamic import (
     CreateResult,
     DiffResult,
     ReadResult,
+    UpdateResult,
 )
 
 from ..backends.base import NOT_STARTED_HERE, BackendError, NotFound
@@ -50,7 +52,7 @@ from ..engine.refs import parse_image_ref
 from .checks import NOT_FOUND, REFUSED, UNAVAILABLE, validate
 from .common import client_token, is_unknown, next_generation, present, unknown_keys
 from .pricing import prices_of
-from .server import UPDATE_REPLACE, send_detailed_diff
+from .server import UPDATE_REPLACE, ResourceInitFailed, send_detailed_diff
 from .settings import ConfiguredProvider, backend_errors, settings_failures
 
 SPEC_FIELDS = tuple(ContainerGroupSpec.model_fields)
@@ -71,6 +73,7 @@ BEING_BUILT = "being built in this update"
 # How long a create watches a Running group before it counts as up: a container that exits
 # at start (a bad command, a missing file) has ended by then.
 STEADY_SECONDS = 1.0
+LOG_LINES = 3
 
 
 def spec_from(props: dict[str, Any]) -> ContainerGroupSpec:
@@ -302,7 +305,25 @@ class ContainerGroupProvider(ConfiguredProvider):
             record = backend.create_container_group(spec_from(props), client_token=token)
             record = wait_up(backend, record, settings.operation_timeout)
         outs = outputs_of(record, props, startup_seconds(record, requested))
+        if not is_up(record):
+            raise ResourceInitFailed(
+                failure_line(backend, record, settings.operation_timeout), record.id, outs
+            )
         return CreateResult(id_=record.id, outs=outs)
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """Only for a group whose create did not bring it up (any change replaces a group):
+        the engine asks again on the next ``up``, and the group is waited for again."""
+        settings = self.settings_for(news)
+        with backend_errors():
+            backend = self.backend_of(news, olds)
+            record = wait_up(backend, backend.get_container_group(id_), settings.operation_timeout)
+        outs = outputs_of(record, {**olds, **news})
+        if not is_up(record):
+            raise ResourceInitFailed(
+                failure_line(backend, record, settings.operation_timeout), record.id, outs
+            )
+        return UpdateResult(outs=outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         with backend_errors():
@@ -352,6 +373,13 @@ def crashing(record: ContainerGroupRecord) -> ContainerStatus | None:
     )
 
 
+def is_up(record: ContainerGroupRecord) -> bool:
+    """Succeeded, or Running without a container crashing (pulumi-alicloud's target states)."""
+    if record.status == GroupStatus.SUCCEEDED:
+        return True
+    return record.status == GroupStatus.RUNNING and crashing(record) is None
+
+
 def first_container(record: ContainerGroupRecord) -> ContainerStatus | None:
     return next((c for c in record.containers if not c.init), None)
 
@@ -362,6 +390,46 @@ def startup_seconds(record: ContainerGroupRecord, requested: float) -> float | N
     if container is None or container.started_at is None:
         return None
     return round(max(0.0, container.started_at.timestamp() - requested), 3)
+
+
+def failure_line(backend: Any, record: ContainerGroupRecord, timeout: float) -> str:
+    """One line: the group, why it is not up, the exit code and its last lines of output."""
+    # The container that failed (init containers run first), else the first one.
+    ordered = sorted(record.containers, key=lambda c: not c.init)
+    crashed = crashing(record)
+    failed = crashed or next((c for c in ordered if c.exit_code not in (None, 0)), None)
+    if crashed is not None:
+        restarts = crashed.reason or f"restarting after exit code {crashed.exit_code}"
+        why = f"is not up: container {crashed.name} is {restarts}"
+    elif record.status == GroupStatus.FAILED:
+        exited = f"container {failed.name} exited with code {failed.exit_code}" if failed else ""
+        why = f"failed: {record.status_reason or exited or 'no reason given'}"
+    elif record.status_reason.startswith(NOT_STARTED_HERE):
+        why = f"did not start: {record.status_reason.removeprefix(NOT_STARTED_HERE)}"
+    else:
+        why = f"is still {record.status.value} after {timeout:g} s: {record.status_reason}"
+    parts = [f"container group {record.name} ({record.id}) {why.rstrip(': ')}"]
+    if failed is not None and f"code {failed.exit_code}" not in why:
+        parts.append(f"container {failed.name} exit code {failed.exit_code}")
+    shown = failed or (ordered[0] if ordered else None)
+    lines = last_log_lines(backend, record.id, shown.name) if shown else []
+    if lines:
+        parts.append(f"last log lines of {shown.name}: " + " | ".join(lines))
+    parts.append("it stays in the stack until destroyed or replaced")
+    return "; ".join(parts)
+
+
+def last_log_lines(backend: Any, group_id: str, container: str) -> list[str]:
+    """The container's last lines of output, where the backend keeps them (the local one)."""
+    logs = getattr(backend, "container_logs", None)
+    if logs is None:
+        return []
+    try:
+        text = logs(group_id, container, tail=4096).decode(errors="replace")
+    except (BackendError, OSError, ValueError):
+        return []
+    lines = [line.strip()[:200] for line in text.splitlines() if line.strip()]
+    return lines[-LOG_LINES:]
 
 
 def outputs_of(
