@@ -101,10 +101,15 @@ def fail_keep_replace_destroy(stack: Stack, backend, registry: Registry, logs: b
     [kept] = groups_in_state(stack)
     assert kept["id"] == replaced.id and not kept.get("initErrors")
 
-    # Failing again, then destroy: nothing is left, in the stack or the backend.
+    # Replaced by one that fails: the replacement did not complete, so the engine keeps the new
+    # group (failed) and the one it was to replace, marked for deletion. Destroy takes both.
     stack.run("config", "set", "script", FAILS)
     assert stack.run("up", "--yes", "--skip-preview", check=False).returncode != 0
-    assert len(groups_in_state(stack)) == 1
+    pending = {g["id"]: g for g in groups_in_state(stack)}
+    assert pending[replaced.id].get("delete") is True
+    [failed] = [g for g in pending.values() if g["id"] != replaced.id]
+    assert failed["initErrors"] and failed["outputs"]["status"] == "Failed"
+    assert {g.id for g in backend.list_container_groups()} == set(pending)
     stack.run("destroy", "--yes", "--skip-preview")
     assert groups_in_state(stack) == []
     assert backend.list_container_groups() == []

@@ -17,6 +17,8 @@ or refused. Any change to the group replaces it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import sys
 import time
 from datetime import UTC, datetime
@@ -296,13 +298,12 @@ class ContainerGroupProvider(ConfiguredProvider):
         """A create repeated after an interrupted deployment (same resource, same generation)
         gets the group the first attempt made, through the create's token. The create waits
         until the group is up (see the module's docstring)."""
-        key = props.get("resource_key")
-        token = client_token(key, int(props.get("generation") or 0)) if key else None
+        spec = spec_from(props)
         settings = self.settings_for(props)
         with backend_errors():
             backend = settings.open()
             requested = time.time()
-            record = backend.create_container_group(spec_from(props), client_token=token)
+            record = backend.create_container_group(spec, client_token=create_token(props, spec))
             record = wait_up(backend, record, settings.operation_timeout)
         outs = outputs_of(record, props, startup_seconds(record, requested))
         if not is_up(record):
@@ -336,6 +337,23 @@ class ContainerGroupProvider(ConfiguredProvider):
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         with backend_errors(), contextlib.suppress(NotFound):
             self.backend_of(props).delete_container_group(id_)
+
+
+def create_token(props: dict[str, Any], spec: ContainerGroupSpec) -> str | None:
+    """The create's idempotency token: the resource, its generation, and what is asked for.
+
+    The engine checks a replacement again without its old inputs, so a replacement's generation
+    starts at 0 again, as its first create's did: the request in the token keeps a replacement
+    from getting (or, asking for something else under the same token, removing) the group it
+    replaces, which the engine deletes once the replacement is up. Credentials count by server
+    and user: a rotated password asks for the same group."""
+    key = props.get("resource_key")
+    if not key:
+        return None
+    asked = spec.model_dump(mode="json", exclude={"credentials"})
+    asked["credentials"] = sorted([c.server, c.username] for c in spec.credentials)
+    request = hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()[:16]
+    return client_token(f"{key}#{request}", int(props.get("generation") or 0))
 
 
 def wait_up(backend: Any, record: ContainerGroupRecord, timeout: float) -> ContainerGroupRecord:
