@@ -75,6 +75,14 @@ BEING_BUILT = "being built in this update"
 # How long a create watches a Running group before it counts as up: a container that exits
 # at start (a bad command, a missing file) has ended by then.
 STEADY_SECONDS = 1.0
+# What a create decides once and answers with: kept while it waits for the group.
+DECIDED_AT_CREATE = (
+    "cache_id",
+    "cache_name",
+    "match_degree",
+    "match_reason",
+    "auto_created_cache_id",
+)
 LOG_LINES = 3
 
 
@@ -380,7 +388,9 @@ def wait_up(backend: Any, record: ContainerGroupRecord, timeout: float) -> Conta
             return record
         time.sleep(min(pause, left))
         pause = min(pause * 1.5, 1.0)  # a local start takes a fraction of a second, a cloud's more
-        record = backend.get_container_group(record.id)
+        # The cache decision is the create's answer (the cloud's describe tells less of it).
+        decided = {name: getattr(record, name) for name in DECIDED_AT_CREATE}
+        record = backend.get_container_group(record.id).model_copy(update=decided)
 
 
 def crashing(record: ContainerGroupRecord) -> ContainerStatus | None:
