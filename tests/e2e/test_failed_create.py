@@ -15,6 +15,7 @@ from eci_imagecache.runtime import host
 
 from ..conftest import Registry, missing
 from .pulumi_cli import Stack
+from .test_plugin_yaml import yaml_host, yaml_project  # noqa: F401 (yaml_host: a fixture)
 
 pytestmark = pytest.mark.e2e
 KEY_ID, KEY_SECRET = "LTAI-e2e-failing", "e2e-secret-Fx9"
@@ -148,3 +149,36 @@ def test_the_same_on_the_alicloud_backend_through_the_emulator(
             }
         )
         fail_keep_replace_destroy(stack, cloud, registry, logs=False)
+
+
+@pytest.mark.usefixtures("yaml_host")
+def test_the_same_through_the_provider_plugin_from_yaml(tmp_path: Path, registry: Registry) -> None:
+    """The plugin (YAML, Go, TypeScript programs) runs the same hooks: the same line, and the
+    group kept in the stack until destroy."""
+    image = registry.runnable.references(registry.host)["job_ok"]
+    program = (
+        "resources:\n"
+        "  exits-at-start:\n"
+        "    type: eci-imagecache:index:ContainerGroup\n"
+        "    properties:\n"
+        "      containers:\n"
+        "        - name: main\n"
+        f"          image: {image}\n"
+        f'          command: [/bin/sh, -c, "{FAILS}"]\n'
+        "      restartPolicy: Never\n"
+        "      cache: none\n"
+    )
+    project = yaml_project(tmp_path / "project", program, name="exits-at-start")
+    stack = Stack(project_dir=project, work=tmp_path).init()
+    up = stack.run("up", "--yes", "--skip-preview", check=False)
+    assert up.returncode != 0
+    backend = stack.backend()
+    [made] = backend.list_container_groups()
+    assert f"({made.id}) failed: container main exited with code 1" in up.stdout
+    assert "last log lines of main: config file missing" in up.stdout
+    resources = json.loads(stack.export())["deployment"].get("resources") or []
+    [kept] = [r for r in resources if r["type"] == "eci-imagecache:index:ContainerGroup"]
+    assert kept["id"] == made.id and kept["outputs"]["status"] == "Failed"
+    assert kept.get("initErrors")
+    stack.run("destroy", "--yes", "--skip-preview")
+    assert backend.list_container_groups() == []

@@ -131,11 +131,9 @@ class _Traceback:
 
 
 def _init_failed_metadata(error: ResourceInitFailed, provider: Any) -> tuple[tuple[str, bytes]]:
-    """The trailing metadata of a gRPC status carrying ``ErrorResourceInitFailed``, built as the
-    SDK's component provider server builds its ``InputPropertiesError`` status
-    (pulumi/provider/server.py)."""
+    """The trailing metadata for a dynamic provider's :class:`ResourceInitFailed`: its outputs
+    serialized as the SDK's server serializes a create's, with the provider itself."""
     from pulumi.runtime import rpc
-    from pulumi.runtime.proto import provider_pb2, status_pb2
 
     loop = asyncio.new_event_loop()
     try:
@@ -144,11 +142,18 @@ def _init_failed_metadata(error: ResourceInitFailed, provider: Any) -> tuple[tup
         loop.close()
     # The provider itself, as the request carried it: delete and update deserialize it.
     properties.fields[PROVIDER_KEY].CopyFrom(provider)
-    detail = provider_pb2.ErrorResourceInitFailed(
-        id=error.id, properties=properties, reasons=[str(error)]
-    )
-    # The code and message of the abort that follows.
-    rich = status_pb2.Status(code=grpc.StatusCode.UNKNOWN.value[0], message=str(error))
+    return init_failed_metadata(str(error), error.id, properties)
+
+
+def init_failed_metadata(message: str, id_: str, properties: Any) -> tuple[tuple[str, bytes]]:
+    """The trailing metadata of a gRPC status carrying ``ErrorResourceInitFailed`` (the
+    resource's id, its outputs as a protocol ``Struct``, the reason), built as the SDK's
+    component provider server builds its ``InputPropertiesError`` status
+    (pulumi/provider/server.py). Sent with an abort of code UNKNOWN and this message."""
+    from pulumi.runtime.proto import provider_pb2, status_pb2
+
+    detail = provider_pb2.ErrorResourceInitFailed(id=id_, properties=properties, reasons=[message])
+    rich = status_pb2.Status(code=grpc.StatusCode.UNKNOWN.value[0], message=message)
     rich.details.add().Pack(detail)
     return (("grpc-status-details-bin", rich.SerializeToString()),)
 
