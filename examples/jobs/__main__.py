@@ -2,8 +2,11 @@
 
 Two groups with restart policy ``Never`` run the demo registry's job images (built from busybox):
 one ends ``Succeeded`` with exit code 0, the other ``Failed`` with the exit code it chose
-(``failCode``, 3 unless set). Their outputs show each container's state, exit code and the
-measured phases (image preparation, container start).
+(``failCode``, 3 unless set). As with pulumi-alicloud, a create waits for its group: the job that
+succeeds is created; the one that fails fails ``pulumi up`` with one line (the group, the
+reason, the exit code, the last lines of its log) and stays in the stack, failed, until
+``pulumi destroy`` removes it or a changed program replaces it. The groups' outputs (in
+``pulumi stack export``) show each container's state, exit code and the measured phases.
 """
 
 import pulumi

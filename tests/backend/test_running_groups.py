@@ -128,12 +128,14 @@ def test_an_image_that_cannot_run_fails_the_group_with_the_reason(backend, regis
         ContainerGroupSpec(
             name="nothing",
             cache="none",
-            containers=[{"name": "c", "image": registry.ref("demo/web:1.0")}],
+            containers=[
+                {"name": "c", "image": registry.ref("demo/web:1.0"), "command": ["/bin/nothing"]}
+            ],
         )
     )
     assert made.status == GroupStatus.FAILED
     assert made.status_reason == (
-        "not started: /bin/true is not in the image (looked for /bin/true)"
+        "not started: /bin/nothing is not in the image (looked for /bin/nothing)"
     )
     backend.delete_container_group(made.id)
     assert traces(made.id) == []

@@ -165,13 +165,21 @@ def test_a_group_reports_the_cache_it_used(harness: Harness, registry: Registry)
 def test_a_group_that_cannot_start_says_why_and_has_no_address(
     harness: Harness, registry: Registry
 ) -> None:
-    """The sample images' command is not in them: the group fails before any container
-    starts. The local backend says why; the cloud tells it with a Warning event, which the
-    alicloud backend reads."""
+    """The command is not in the image: the group fails before any container starts. The
+    local backend says why; the cloud tells it with a Warning event, which the alicloud backend
+    reads."""
     if host.unavailable():
         missing(f"containers cannot run here: {host.unavailable()}")
     b = harness.backend
-    made = b.create_container_group(group(registry, "demo/web:1.0", name="idle", cache="none"))
+    made = b.create_container_group(
+        ContainerGroupSpec(
+            name="idle",
+            cache="none",
+            containers=[
+                {"name": "c0", "image": registry.ref("demo/web:1.0"), "command": ["/bin/nothing"]}
+            ],
+        )
+    )
     got = b.get_container_group(made.id)
     truth = harness.local.get_container_group(made.id)  # where it really ran
     assert got.status == truth.status == GroupStatus.FAILED

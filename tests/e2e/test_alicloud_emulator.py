@@ -5,6 +5,7 @@ import pytest
 
 from eci_imagecache.backends.emulator.server import EmulatorServer
 from eci_imagecache.backends.local.backend import LocalBackend
+from eci_imagecache.testing.registry import free_port
 
 from ..conftest import Registry
 from .pulumi_cli import REPO, Stack
@@ -27,6 +28,8 @@ def test_quickstart_on_the_alicloud_backend(pulumi_bin, tmp_path, registry: Regi
         stack.init(
             {
                 "registry": registry.host,
+                # The web server must come up for the create to succeed: a port of its own.
+                "serverPort": str(free_port()),
                 "eci:backend": "alicloud",
                 "eci:region": "cn-hangzhou",
                 "eci:endpoint": emulator.endpoint,
@@ -40,6 +43,9 @@ def test_quickstart_on_the_alicloud_backend(pulumi_bin, tmp_path, registry: Regi
         assert out["auto_match"].startswith(f"{out['cache_id']} (exact)")
         assert out["explicit_match"] == out["cache_id"]
         assert len(cloud.list_container_groups()) == 4
+        # Every group came up, and the headline is measured through the cloud's API too.
+        assert {g.status.value for g in cloud.list_container_groups()} == {"Running"}
+        assert out["startup_seconds"]["with_cache"] is not None
         stack.run("preview", "--expect-no-changes")
         stack.run("refresh", "--yes", "--skip-preview", "--expect-no-changes")
         stack.run("destroy", "--yes", "--skip-preview")

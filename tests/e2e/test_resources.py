@@ -20,6 +20,14 @@ def test_quickstart_lifecycle(quickstart: Stack, registry: Registry) -> None:
     assert out["auto_match"].startswith(f"{out['cache_id']} (exact): 1/1 images exact")
     assert out["explicit_match"] == out["cache_id"]
     assert out["preparation_seconds"]["from_cache"] < out["preparation_seconds"]["without_cache"]
+    # The headline: the same image's start-up, from the create call to its container running.
+    startup = out["startup_seconds"]
+    with_cache, without = startup["with_cache"], startup["without_cache"]
+    assert 0 < with_cache < 60 and 0 < without < 60
+    assert out["startup"].startswith(
+        f"start-up of {registry.ref('demo/web:1.0')}: {without:.2f} s without a cache, "
+        f"{with_cache:.2f} s with it: "
+    )
 
     # Nothing to do right after up: neither preview nor refresh sees a change.
     quickstart.run("preview", "--expect-no-changes")

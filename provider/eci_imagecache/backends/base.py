@@ -30,6 +30,10 @@ from ..registry import client as registry
 Progress = Callable[[int, int], None]
 """``progress(bytes_done, bytes_total)`` during a build."""
 
+NOT_STARTED_HERE = "prepared; not started: "
+"""How a group's ``status_reason`` begins when its images are prepared but no container can
+start where it is (the local backend without a usable OCI runtime): it stays Pending."""
+
 
 class BackendError(RuntimeError):
     """An operation failed; the message is safe to show (it never holds a secret).

@@ -2,7 +2,12 @@
 the provider process only. An ECI instance whose images come from a cache when one fits.
 
 The cache is resolved once, when the group is created, and recorded (cache id, match degree, the
-reason). ``check`` says in ``match_preview`` which cache would be chosen, counting the caches of
+reason). A create waits, as pulumi-alicloud's does, until the group is Running or Succeeded
+(up to ``eci:operationTimeout``), and Running for a second without a container ending (so a
+container that exits at start is seen); a group that fails, or never gets there, fails the
+deployment with one line (the group, the reason, the exit code, the last lines of its log) and
+stays in the stack: ``destroy`` removes it, a changed program replaces it. ``check`` says in
+``match_preview`` which cache would be chosen, counting the caches of
 the same program that are created or rebuilt in the same deployment (the group waits for them),
 and fails, naming the property, for what is knowable before anything is made: a ``cache_id``
 that does not exist or is not usable, an image the registry does not have, credentials missing
@@ -12,7 +17,10 @@ or refused. Any change to the group replaces it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,9 +30,10 @@ from pulumi.dynamic import (
     CreateResult,
     DiffResult,
     ReadResult,
+    UpdateResult,
 )
 
-from ..backends.base import BackendError, NotFound
+from ..backends.base import NOT_STARTED_HERE, BackendError, NotFound
 from ..engine.cost import PriceError, estimate_group
 from ..engine.diff import diff_group
 from ..engine.matcher import CacheIndex
@@ -36,14 +45,16 @@ from ..engine.models import (
     CacheStatus,
     ContainerGroupRecord,
     ContainerGroupSpec,
+    ContainerStatus,
     EvictionStrategy,
+    GroupStatus,
     ImageCacheSpec,
 )
 from ..engine.refs import parse_image_ref
 from .checks import NOT_FOUND, REFUSED, UNAVAILABLE, validate
 from .common import client_token, is_unknown, next_generation, present, unknown_keys
 from .pricing import prices_of
-from .server import UPDATE_REPLACE, send_detailed_diff
+from .server import UPDATE_REPLACE, ResourceInitFailed, send_detailed_diff
 from .settings import ConfiguredProvider, backend_errors, settings_failures
 
 SPEC_FIELDS = tuple(ContainerGroupSpec.model_fields)
@@ -61,6 +72,18 @@ PREVIEW_ONLY = (
     "generation",
 )
 BEING_BUILT = "being built in this update"
+# How long a create watches a Running group before it counts as up: a container that exits
+# at start (a bad command, a missing file) has ended by then.
+STEADY_SECONDS = 1.0
+# What a create decides once and answers with: kept while it waits for the group.
+DECIDED_AT_CREATE = (
+    "cache_id",
+    "cache_name",
+    "match_degree",
+    "match_reason",
+    "auto_created_cache_id",
+)
+LOG_LINES = 3
 
 
 def spec_from(props: dict[str, Any]) -> ContainerGroupSpec:
@@ -281,13 +304,35 @@ class ContainerGroupProvider(ConfiguredProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         """A create repeated after an interrupted deployment (same resource, same generation)
-        gets the group the first attempt made, through the create's token."""
-        key = props.get("resource_key")
-        token = client_token(key, int(props.get("generation") or 0)) if key else None
+        gets the group the first attempt made, through the create's token. The create waits
+        until the group is up (see the module's docstring)."""
+        spec = spec_from(props)
+        settings = self.settings_for(props)
         with backend_errors():
-            backend = self.settings_for(props).open()
-            record = backend.create_container_group(spec_from(props), client_token=token)
-        return CreateResult(id_=record.id, outs=outputs_of(record, props))
+            backend = settings.open()
+            requested = time.time()
+            record = backend.create_container_group(spec, client_token=create_token(props, spec))
+            record = wait_up(backend, record, settings.operation_timeout)
+        outs = outputs_of(record, props, startup_seconds(record, requested))
+        if not is_up(record):
+            raise ResourceInitFailed(
+                failure_line(backend, record, settings.operation_timeout), record.id, outs
+            )
+        return CreateResult(id_=record.id, outs=outs)
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """Only for a group whose create did not bring it up (any change replaces a group):
+        the engine asks again on the next ``up``, and the group is waited for again."""
+        settings = self.settings_for(news)
+        with backend_errors():
+            backend = self.backend_of(news, olds)
+            record = wait_up(backend, backend.get_container_group(id_), settings.operation_timeout)
+        outs = outputs_of(record, {**olds, **news})
+        if not is_up(record):
+            raise ResourceInitFailed(
+                failure_line(backend, record, settings.operation_timeout), record.id, outs
+            )
+        return UpdateResult(outs=outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         with backend_errors():
@@ -302,7 +347,125 @@ class ContainerGroupProvider(ConfiguredProvider):
             self.backend_of(props).delete_container_group(id_)
 
 
-def outputs_of(record: ContainerGroupRecord, props: dict[str, Any]) -> dict[str, Any]:
+def create_token(props: dict[str, Any], spec: ContainerGroupSpec) -> str | None:
+    """The create's idempotency token: the resource, its generation, and what is asked for.
+
+    The engine checks a replacement again without its old inputs, so a replacement's generation
+    starts at 0 again, as its first create's did: the request in the token keeps a replacement
+    from getting (or, asking for something else under the same token, removing) the group it
+    replaces, which the engine deletes once the replacement is up. Credentials count by server
+    and user: a rotated password asks for the same group."""
+    key = props.get("resource_key")
+    if not key:
+        return None
+    asked = spec.model_dump(mode="json", exclude={"credentials"})
+    asked["credentials"] = sorted([c.server, c.username] for c in spec.credentials)
+    request = hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()[:16]
+    return client_token(f"{key}#{request}", int(props.get("generation") or 0))
+
+
+def wait_up(backend: Any, record: ContainerGroupRecord, timeout: float) -> ContainerGroupRecord:
+    """The group once it has settled: Succeeded or Failed; Running with every container
+    running for ``STEADY_SECONDS``; a container ending with an error and restarting; or
+    Pending where nothing can start. Otherwise as it is when ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    pause = 0.05
+    steady_since: float | None = None
+    while True:
+        if record.status in (GroupStatus.SUCCEEDED, GroupStatus.FAILED) or (
+            crashing(record) or record.status_reason.startswith(NOT_STARTED_HERE)
+        ):
+            return record
+        running = [c.state == "Running" for c in record.containers if not c.init]
+        if record.status == GroupStatus.RUNNING and all(running):
+            steady_since = steady_since or time.monotonic()
+            if time.monotonic() - steady_since >= STEADY_SECONDS:
+                return record
+        else:
+            steady_since = None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return record
+        time.sleep(min(pause, left))
+        pause = min(pause * 1.5, 1.0)  # a local start takes a fraction of a second, a cloud's more
+        # The cache decision is the create's answer (the cloud's describe tells less of it).
+        decided = {name: getattr(record, name) for name in DECIDED_AT_CREATE}
+        record = backend.get_container_group(record.id).model_copy(update=decided)
+
+
+def crashing(record: ContainerGroupRecord) -> ContainerStatus | None:
+    """A container that ended with an error and is restarting (restart policy Always or
+    OnFailure): the group may say Running, but what it runs does not stay up."""
+    return next(
+        (c for c in record.containers if c.restart_count and c.exit_code not in (None, 0)), None
+    )
+
+
+def is_up(record: ContainerGroupRecord) -> bool:
+    """Succeeded, or Running without a container crashing (pulumi-alicloud's target states)."""
+    if record.status == GroupStatus.SUCCEEDED:
+        return True
+    return record.status == GroupStatus.RUNNING and crashing(record) is None
+
+
+def first_container(record: ContainerGroupRecord) -> ContainerStatus | None:
+    return next((c for c in record.containers if not c.init), None)
+
+
+def startup_seconds(record: ContainerGroupRecord, requested: float) -> float | None:
+    """From the create call (``requested``, a Unix time) to the first container running."""
+    container = first_container(record)
+    if container is None or container.started_at is None:
+        return None
+    return round(max(0.0, container.started_at.timestamp() - requested), 3)
+
+
+def failure_line(backend: Any, record: ContainerGroupRecord, timeout: float) -> str:
+    """One line: the group, why it is not up, the exit code and its last lines of output."""
+    # The container that failed (init containers run first), else the first one.
+    ordered = sorted(record.containers, key=lambda c: not c.init)
+    crashed = crashing(record)
+    failed = crashed or next((c for c in ordered if c.exit_code not in (None, 0)), None)
+    if crashed is not None:
+        restarts = crashed.reason or f"restarting after exit code {crashed.exit_code}"
+        why = f"is not up: container {crashed.name} is {restarts}"
+    elif record.status == GroupStatus.FAILED:
+        exited = f"container {failed.name} exited with code {failed.exit_code}" if failed else ""
+        why = f"failed: {record.status_reason or exited or 'no reason given'}"
+    elif record.status_reason.startswith(NOT_STARTED_HERE):
+        why = f"did not start: {record.status_reason.removeprefix(NOT_STARTED_HERE)}"
+    else:
+        why = f"is still {record.status.value} after {timeout:g} s: {record.status_reason}"
+    parts = [f"container group {record.name} ({record.id}) {why.rstrip(': ')}"]
+    if failed is not None and f"code {failed.exit_code}" not in why:
+        parts.append(f"container {failed.name} exit code {failed.exit_code}")
+    shown = failed or (ordered[0] if ordered else None)
+    lines = last_log_lines(backend, record.id, shown.name) if shown else []
+    if lines:
+        parts.append(f"last log lines of {shown.name}: " + " | ".join(lines))
+    parts.append("it stays in the stack until destroyed or replaced")
+    return "; ".join(parts)
+
+
+def last_log_lines(backend: Any, group_id: str, container: str) -> list[str]:
+    """The container's last lines of output, where the backend keeps them (the local one)."""
+    logs = getattr(backend, "container_logs", None)
+    if logs is None:
+        return []
+    try:
+        text = logs(group_id, container, tail=4096).decode(errors="replace")
+    except (BackendError, OSError, ValueError):
+        return []
+    lines = [line.strip()[:200] for line in text.splitlines() if line.strip()]
+    return lines[-LOG_LINES:]
+
+
+def outputs_of(
+    record: ContainerGroupRecord, props: dict[str, Any], startup: float | None = None
+) -> dict[str, Any]:
+    """The resource's outputs; ``startup`` is measured by the create (a read keeps it)."""
+    if startup is None:
+        startup = (props.get("phases") or {}).get("startup_seconds")
     return {
         **{k: props.get(k) for k in (*SPEC_FIELDS, *PREVIEW_ONLY)},
         "group_id": record.id,
@@ -333,5 +496,7 @@ def outputs_of(record: ContainerGroupRecord, props: dict[str, Any]) -> dict[str,
         "phases": {
             "image_preparation_seconds": record.preparation_seconds,
             "container_start_seconds": record.container_start_seconds,
+            # From the create call to the first container running (the vendor's start-up).
+            "startup_seconds": startup,
         },
     }

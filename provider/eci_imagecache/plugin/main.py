@@ -3,7 +3,9 @@
 The CLI runs it with the engine's address; it prints the port of its gRPC server and serves
 until the CLI ends it. Serving is the SDK's (``pulumi.provider.experimental.server``), with one
 change: an error meant for the user (:class:`UserError`: a backend's failure, a refusal) is
-reported as its message, where the SDK's server appends the Python stack to every error.
+reported as its message, where the SDK's server appends the Python stack to every error; one
+that made its resource (a container group that did not come up) carries the resource's
+partial state, as the dynamic providers' does.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from pulumi.provider.experimental.property_value import PropertyValue
 from pulumi.provider.experimental.server import ProviderServicer
 from pulumi.runtime._grpc_settings import _GRPC_CHANNEL_OPTIONS
 from pulumi.runtime.proto import provider_pb2_grpc
 
 from ..dynamic.lifetime import end_with_cli
-from ..dynamic.server import UserError
-from .provider import EciImageCacheProvider
+from ..dynamic.server import UserError, init_failed_metadata
+from .provider import EciImageCacheProvider, PartialState
 from .schema import VERSION
 
 HOOKS = (
@@ -62,7 +65,11 @@ def _reporting(name: str) -> Any:
             user = _user_error(err)
             if user is None:
                 raise
-            await context.abort(grpc.StatusCode.UNKNOWN, str(user))
+            metadata: Any = ()
+            if isinstance(user, PartialState):  # made, not up: the engine keeps it
+                properties = PropertyValue.marshal_map(user.properties)
+                metadata = init_failed_metadata(str(user), user.id, properties)
+            await context.abort(grpc.StatusCode.UNKNOWN, str(user), trailing_metadata=metadata)
 
     method.__name__ = name
     return method

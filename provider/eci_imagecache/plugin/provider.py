@@ -21,7 +21,7 @@ from pulumi.provider.experimental.property_value import PropertyValue
 from ..backends.base import BackendError, NotFound
 from ..dynamic import container_group_provider, image_cache_provider, server
 from ..dynamic.pricing import PriceConfigError, price_overrides
-from ..dynamic.server import UserError
+from ..dynamic.server import ResourceInitFailed, UserError
 from ..dynamic.settings import ConfiguredProvider, backend_errors
 from . import imports
 from .schema import CONFIG, PACKAGE, VERSION, ResourceType, resources, schema_json, token
@@ -93,10 +93,32 @@ async def _run(hook: Callable[..., Any], *args: Any) -> Any:
             return hook(*args), server._take_detail()
         except BackendError as err:
             raise UserError(str(err)) from err
+        except ResourceInitFailed as err:
+            raise ResourceInitFailed(renamed(str(err)), err.id, err.outs) from None
         except UserError as err:
             raise UserError(renamed(str(err))) from err
 
     return await asyncio.to_thread(call)
+
+
+class PartialState(UserError):
+    """A create or update that made the resource but did not bring it up (a hook's
+    :class:`ResourceInitFailed`), with its outputs as protocol properties: the server sends
+    them as ``ErrorResourceInitFailed`` (see ``main``), and the engine keeps the resource."""
+
+    def __init__(self, message: str, id_: str, properties: dict[str, PropertyValue]) -> None:
+        super().__init__(message)
+        self.id = id_
+        self.properties = properties
+
+
+@contextlib.contextmanager
+def _partial_state(rtype: ResourceType, secret: set[str]) -> Any:
+    try:
+        yield
+    except ResourceInitFailed as failed:
+        properties = _properties(failed.outs, rtype, secret)
+        raise PartialState(str(failed), failed.id, properties) from None
 
 
 class EciImageCacheProvider(api.Provider):
@@ -191,7 +213,8 @@ class EciImageCacheProvider(api.Provider):
 
     async def create(self, request: api.CreateRequest) -> api.CreateResponse:
         hooks, rtype = self._of(request.type)
-        result, _ = await _run(hooks.create, self._hook_props(request.properties, rtype))
+        with _partial_state(rtype, _secret_keys(request.properties)):
+            result, _ = await _run(hooks.create, self._hook_props(request.properties, rtype))
         return api.CreateResponse(
             resource_id=result.id,
             properties=_properties(result.outs, rtype, _secret_keys(request.properties)),
@@ -242,7 +265,8 @@ class EciImageCacheProvider(api.Provider):
         hooks, rtype = self._of(request.type)
         olds = self._hook_props(request.olds, rtype)
         news = self._hook_props(request.news, rtype)
-        result, _ = await _run(hooks.update, request.resource_id, olds, news)
+        with _partial_state(rtype, _secret_keys(request.news)):
+            result, _ = await _run(hooks.update, request.resource_id, olds, news)
         return api.UpdateResponse(
             properties=_properties(result.outs, rtype, _secret_keys(request.news))
         )

@@ -6,6 +6,8 @@
 - ``demo/job-fail:1.0``: prints a line and exits ``$EXIT_CODE`` (1 unless set).
 
 All three share one base layer (busybox and its applet links); each adds a small layer of its own.
+The sample images (``registry.push_samples``) carry the same files in their base layer and run
+:func:`idle_config`'s command.
 """
 
 from __future__ import annotations
@@ -90,6 +92,12 @@ def _link(name: str, target: str) -> tuple[tarfile.TarInfo, None]:
 
 def busybox_base_layer() -> tuple[Blob, str]:
     """``/bin/busybox``, its applet links, a minimal ``/etc`` and ``/tmp``."""
+    return _tar_layer(busybox_files())
+
+
+def busybox_files() -> list[tuple[tarfile.TarInfo, bytes | None]]:
+    """The entries of a layer with ``/bin/busybox``, its applet links, a minimal ``/etc`` and
+    ``/tmp`` (BusyboxMissing without a static busybox)."""
     binary = busybox_binary().read_bytes()
     entries = [
         _dir("bin"),
@@ -102,7 +110,18 @@ def busybox_base_layer() -> tuple[Blob, str]:
         _dir("root"),
     ]
     entries[-2][0].mode = 0o1777
-    return _tar_layer(entries)
+    return entries
+
+
+IDLE_SCRIPT = """trap 'kill $! 2>/dev/null; exit 0' TERM INT
+echo "$IMAGE running"
+while :; do sleep 3600 & wait $!; done
+"""
+
+
+def idle_config(image: str) -> dict:
+    """The run config of a sample image: say it runs, then wait until stopped (SIGTERM)."""
+    return {"Cmd": ["/bin/sh", "-c", IDLE_SCRIPT], "Env": ["PATH=/bin", f"IMAGE={image}"]}
 
 
 HTTPD_SCRIPT = b"""#!/bin/sh

@@ -42,6 +42,7 @@ from ...runtime.layers import UnsafeLayer, UnsupportedLayer
 from ...runtime.state import GroupState
 from ...runtime.supervisor import ContainerRun, RuntimeUnavailable, StartError
 from ..base import (
+    NOT_STARTED_HERE,
     BackendError,
     InvalidSpec,
     NotFound,
@@ -377,7 +378,7 @@ class ContainerGroups:
                 limits=group_limits(spec),
             )
         except RuntimeUnavailable as err:
-            return record.model_copy(update={"status_reason": f"prepared; not started: {err}"})
+            return record.model_copy(update={"status_reason": f"{NOT_STARTED_HERE}{err}"})
         except (StartError, BundleError, ValueError) as err:
             return record.model_copy(
                 update={"status": GroupStatus.FAILED, "status_reason": f"not started: {err}"}
