@@ -8,7 +8,7 @@
 # by tests/conformance/goclient/go.sum and tests/conformance/nodeclient/package-lock.json).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-cache_root="${ECI_IMAGECACHE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/eci-imagecache}"
+source "$repo/scripts/go-env.sh"
 log() { echo "install-conformance-clients: $*" >&2; }
 command -v go >/dev/null || { log "Go is required to build the Go SDK client"; exit 1; }
 command -v node >/dev/null && command -v npm >/dev/null \
@@ -22,8 +22,8 @@ go_bin="$cache_root/conformance/goclient-$(fingerprint "$goclient"/go.mod "$gocl
 if [[ ! -x "$go_bin" ]]; then
   log "building the Go SDK client (first build takes a few minutes)"
   mkdir -p "$(dirname "$go_bin")"
-  (cd "$goclient" && GOMODCACHE="${GOMODCACHE:-$cache_root/go/mod}" GOCACHE="${GOCACHE:-$cache_root/go/build}" \
-    GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0 go build -trimpath -o "$go_bin.tmp" . >&2)
+  # Built as locked by go.sum (readonly), unlike the wrappers of the other builds.
+  (cd "$goclient" && GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -o "$go_bin.tmp" . >&2)
   mv "$go_bin.tmp" "$go_bin"
 fi
 

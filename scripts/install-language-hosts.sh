@@ -16,7 +16,7 @@ PULUMI_YAML_VERSION="${PULUMI_YAML_VERSION:-1.25.0}"
 # install-pulumi-cli.sh for why that release.
 LANGUAGE_HOST_SDK_VERSION="${LANGUAGE_HOST_SDK_VERSION:-3.68.0}"
 
-cache_root="${ECI_IMAGECACHE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/eci-imagecache}"
+source "$(dirname "$0")/go-env.sh"
 bin="$cache_root/pulumi-$PULUMI_CLI_VERSION/bin"
 
 if [[ -x "$bin/pulumi-language-yaml" && -x "$bin/pulumi-language-nodejs" ]]; then
@@ -25,16 +25,11 @@ if [[ -x "$bin/pulumi-language-yaml" && -x "$bin/pulumi-language-nodejs" ]]; the
 fi
 
 command -v go >/dev/null || { echo "install-language-hosts: Go is required" >&2; exit 1; }
-export GOMODCACHE="${GOMODCACHE:-$cache_root/go/mod}"
-export GOCACHE="${GOCACHE:-$cache_root/go/build}"
-export GOFLAGS="-mod=mod -buildvcs=false"
-export CGO_ENABLED=0
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$bin"
 start=$(date +%s)
 log() { echo "install-language-hosts: $*" >&2; }
-build_flags=(-trimpath -tags osusergo,grpcnotrace)
 
 # A throw-away module that imports the host's package, so `go build` can name it.
 wrapper() {

@@ -13,7 +13,7 @@ PULUMI_CLI_VERSION="${PULUMI_CLI_VERSION:-3.274.1}"
 # language-host protocol, which newer CLIs keep accepting.
 LANGUAGE_HOST_SDK_VERSION="${LANGUAGE_HOST_SDK_VERSION:-3.68.0}"
 
-cache_root="${ECI_IMAGECACHE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/eci-imagecache}"
+source "$(dirname "$0")/go-env.sh"
 prefix="$cache_root/pulumi-$PULUMI_CLI_VERSION"
 bin="$prefix/bin"
 
@@ -25,18 +25,11 @@ fi
 
 command -v go >/dev/null || { echo "install-pulumi-cli: Go is required to build the Pulumi CLI" >&2; exit 1; }
 
-# Module and build caches live beside the binaries so a second machine run reuses them.
-export GOMODCACHE="${GOMODCACHE:-$cache_root/go/mod}"
-export GOCACHE="${GOCACHE:-$cache_root/go/build}"
-export GOFLAGS="-mod=mod -buildvcs=false"
-export CGO_ENABLED=0
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$bin"
 start=$(date +%s)
 log() { echo "install-pulumi-cli: $*" >&2; }
-
-build_flags=(-trimpath -tags osusergo,grpcnotrace)
 
 # 1. The CLI itself: a throw-away wrapper module, because `go install pkg@version` refuses
 #    modules whose go.mod has replace directives.
