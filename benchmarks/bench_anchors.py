@@ -62,7 +62,9 @@ from eci_imagecache.testing.registry import ImageBuilder, RegistryServer
 
 MIB = 1024 * 1024
 IMAGE = "bench/flink:1.17"
-NAMESPACE = "bench"
+# The runc shim keeps crun's state under this root by namespace, whatever containerd's own
+# state dir: a namespace per run keeps a run that was killed from colliding with the next.
+SHIM_STATE_ROOT = Path("/run/containerd/runc")
 SNAPSHOTTER = "overlayfs"  # containerd's default, named so that it stays the one measured
 READY_SECONDS = 10.0  # containerd answers within this, or the benchmark stops
 POLL_SECONDS = 0.05
@@ -108,6 +110,7 @@ class Containerd:
         self.log = work / "containerd.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.crun = host.crun_binary() or "crun"
+        self.namespace = f"bench-{os.getpid()}-{time.monotonic_ns()}"
 
     def __enter__(self) -> Containerd:
         self.work.mkdir(parents=True)
@@ -153,9 +156,10 @@ class Containerd:
                 self.proc.wait()
             self.proc = None
             shutil.rmtree(self.work, ignore_errors=True)
+            shutil.rmtree(SHIM_STATE_ROOT / self.namespace, ignore_errors=True)
 
     def ctr_args(self, *args: str) -> list[str]:
-        return ["ctr", "--address", str(self.socket), "--namespace", NAMESPACE, *args]
+        return ["ctr", "--address", str(self.socket), "--namespace", self.namespace, *args]
 
     def pull(self, ref: str) -> None:
         run(self.ctr_args("images", "pull", "--plain-http", "--snapshotter", SNAPSHOTTER, ref))
