@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alibabacloud_eci20180808 import models as sdk
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...engine.lifecycle import expires_at
 from ...engine.matcher import score
@@ -52,6 +53,56 @@ def api_time(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else ""
 
 
+class Kept(BaseModel):
+    """What the emulator's store keeps of a cache or a group beside the backend's record (the
+    store holds it as JSON; an absent record reads as the defaults)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class KeptCache(Kept):
+    build_instance: str = ""  # the intermediate instance that builds a manual cache
+    tags: dict[str, str] = Field(default_factory=dict)
+    resource_group_id: str = ""
+    zone_id: str | None = None
+    standard_copies: int | None = None
+    acr: list[dict[str, Any]] = Field(default_factory=list)
+    insecure: list[str] = Field(default_factory=list)
+    plain_http: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, cache_id: str, spec: ImageCacheSpec) -> KeptCache:
+        """What is kept of a cache made from ``spec``."""
+        digest = hashlib.sha256(cache_id.encode()).hexdigest()[:20]
+        return cls(
+            build_instance=f"eci-{digest}",
+            tags=spec.tags,
+            resource_group_id=spec.resource_group_id or "",
+            zone_id=spec.zone_id,
+            standard_copies=spec.standard_copies,
+            acr=[a.model_dump() for a in spec.acr_registries],
+            insecure=spec.insecure_registries,
+            plain_http=spec.plain_http_registries,
+        )
+
+
+class KeptGroup(Kept):
+    # The containers as the request gave them (the SDK's wire map), described back as asked.
+    containers: list[dict[str, Any]] = Field(default_factory=list)
+    init_containers: list[dict[str, Any]] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+    zone_id: str = ""
+    resource_group_id: str = ""
+    eip: str = ""  # the EIP's id, "auto" for one created with the group
+    restart_policy: str = "Always"
+    cpu: float | None = None
+    memory: float | None = None
+    vswitch_id: str = ""
+    security_group_id: str = ""
+    intranet_ip: str = ""
+    internet_ip: str = ""
+
+
 # image caches -------------------------------------------------------------------------------
 
 
@@ -59,28 +110,12 @@ class ImageCache:
     """One image cache as ECI describes it."""
 
     def __init__(
-        self, record: CacheRecord, kept: dict[str, Any], events: list[CacheEvent], region: str
+        self, record: CacheRecord, kept: KeptCache, events: list[CacheEvent], region: str
     ) -> None:
         self.record = record
         self.kept = kept  # what the emulator's store keeps beside the record
         self.events = events
         self.region = region
-
-    @staticmethod
-    def kept_for(cache_id: str, spec: ImageCacheSpec) -> dict[str, Any]:
-        """What the store keeps of a cache made or updated from ``spec``."""
-        digest = hashlib.sha256(cache_id.encode()).hexdigest()[:20]
-        return {
-            # The intermediate instance that builds a manual cache (CreateImageCache's answer).
-            "build_instance": f"eci-{digest}",
-            "tags": spec.tags,
-            "resource_group_id": spec.resource_group_id or "",
-            "zone_id": spec.zone_id,
-            "standard_copies": spec.standard_copies,
-            "acr": [a.model_dump() for a in spec.acr_registries],
-            "insecure": spec.insecure_registries,
-            "plain_http": spec.plain_http_registries,
-        }
 
     @property
     def instance(self) -> str:
@@ -88,7 +123,7 @@ class ImageCache:
         automatic cache was made for (it is named auto-create-for-<instance>)."""
         if self.record.kind == CacheKind.AUTO:
             return self.record.name.removeprefix("auto-create-for-")
-        return str(self.kept.get("build_instance", ""))
+        return self.kept.build_instance
 
     def updated(self, change: CacheUpdate) -> ImageCacheSpec:
         """The spec of this cache once ``change`` is applied (UpdateImageCache)."""
@@ -105,19 +140,17 @@ class ImageCache:
             eviction=given(change.eviction, current.eviction.value),
             instant=given(change.instant, current.instant),
             instant_copies=change.instant_copies,
-            standard_copies=given(change.standard_copies, kept.get("standard_copies")),
+            standard_copies=given(change.standard_copies, kept.standard_copies),
             layer_reuse=given(change.layer_reuse, current.layer_reuse),
             credentials=change.credentials,
-            insecure_registries=kept.get("insecure", []),
-            plain_http_registries=kept.get("plain_http", []),
+            insecure_registries=kept.insecure,
+            plain_http_registries=kept.plain_http,
             vswitch_id=change.vswitch_id,
             security_group_id=change.security_group_id,
             eip_instance_id=change.eip_instance_id,
-            tags={**kept.get("tags", {}), **change.tags},  # Tag adds tags (the reference)
-            resource_group_id=given(
-                change.resource_group_id, kept.get("resource_group_id") or None
-            ),
-            acr_registries=change.acr_registries or kept.get("acr", []),
+            tags={**kept.tags, **change.tags},  # Tag adds tags (the reference)
+            resource_group_id=given(change.resource_group_id, kept.resource_group_id or None),
+            acr_registries=change.acr_registries or kept.acr,
         )
 
     def describe(self) -> sdk.DescribeImageCachesResponseBodyImageCaches:
@@ -152,14 +185,14 @@ class ImageCache:
                 last_matched_time=api_time(record.last_used_at),
                 progress=f"{record.progress}%",
                 region_id=self.region,
-                resource_group_id=self.kept.get("resource_group_id", ""),
+                resource_group_id=self.kept.resource_group_id,
                 snapshot_id=record.snapshot_id or ""
                 if record.snapshot == SnapshotKind.STANDARD
                 else "",
                 status=record.status.value,
                 tags=[
                     sdk.DescribeImageCachesResponseBodyImageCachesTags(key=k, value=v)
-                    for k, v in sorted(self.kept.get("tags", {}).items())
+                    for k, v in sorted(self.kept.tags.items())
                 ],
             )
         )
@@ -173,7 +206,7 @@ class ContainerGroup:
 
     ITEM = "DescribeContainerGroupsResponseBodyContainerGroups"
 
-    def __init__(self, record: ContainerGroupRecord, kept: dict[str, Any], region: str) -> None:
+    def __init__(self, record: ContainerGroupRecord, kept: KeptGroup, region: str) -> None:
         self.record = record
         self.kept = kept  # what the emulator's store keeps beside the record
         self.region = region
@@ -306,20 +339,20 @@ class ContainerGroup:
                 container_group_id=record.id,
                 container_group_name=record.name,
                 region_id=self.region,
-                zone_id=kept.get("zone_id", ""),
-                resource_group_id=kept.get("resource_group_id", ""),
+                zone_id=kept.zone_id,
+                resource_group_id=kept.resource_group_id,
                 status=record.status.value,
                 creation_time=at,
                 ephemeral_storage=record.ephemeral_storage_gib - INCLUDED_STORAGE_GIB,
-                cpu=kept.get("cpu") or 2.0,
-                memory=kept.get("memory") or 4.0,
-                restart_policy=kept.get("restart_policy", "Always"),
-                v_switch_id=kept.get("vswitch_id", ""),
-                security_group_id=kept.get("security_group_id", ""),
-                internet_ip=kept.get("internet_ip", ""),
-                intranet_ip=kept.get("intranet_ip", ""),
-                containers=[self._container(c) for c in kept.get("containers", [])],
-                init_containers=[self._init_container(c) for c in kept.get("init_containers", [])],
+                cpu=kept.cpu or 2.0,
+                memory=kept.memory or 4.0,
+                restart_policy=kept.restart_policy,
+                v_switch_id=kept.vswitch_id,
+                security_group_id=kept.security_group_id,
+                internet_ip=kept.internet_ip,
+                intranet_ip=kept.intranet_ip,
+                containers=[self._container(c) for c in kept.containers],
+                init_containers=[self._init_container(c) for c in kept.init_containers],
                 events=[
                     sdk.DescribeContainerGroupsResponseBodyContainerGroupsEvents(
                         count=1,
@@ -334,7 +367,7 @@ class ContainerGroup:
                 ],
                 tags=[
                     sdk.DescribeContainerGroupsResponseBodyContainerGroupsTags(key=k, value=v)
-                    for k, v in sorted(kept.get("tags", {}).items())
+                    for k, v in sorted(kept.tags.items())
                 ],
             )
         )
@@ -410,8 +443,11 @@ class Region:
         except NotFound:
             raise errors.ImageCacheNotFound(f"image cache {cache_id} does not exist") from None
 
+    def _kept_cache(self, cache_id: str) -> KeptCache:
+        return KeptCache.model_validate(self.state.extra("cache", cache_id))
+
     def _cache(self, record: CacheRecord) -> ImageCache:
-        kept = self.state.extra("cache", record.id)
+        kept = self._kept_cache(record.id)
         return ImageCache(record, kept, self.backend.store.events(record.id), self.id)
 
     def _cache_alive(self, cache_id: str) -> bool:
@@ -428,8 +464,10 @@ class Region:
             return False
         if f.snapshot_id and cache.snapshot_id != f.snapshot_id:
             return False
-        kept = self.state.extra("cache", cache.id) if f.resource_group_id else {}
-        if f.resource_group_id and kept.get("resource_group_id") != f.resource_group_id:
+        if (
+            f.resource_group_id
+            and self._kept_cache(cache.id).resource_group_id != f.resource_group_id
+        ):
             return False
         if f.image and f.image not in cache.images:
             return False
@@ -443,11 +481,11 @@ class Region:
     ) -> sdk.CreateImageCacheResponseBody:
         def create() -> str:
             record = self.backend.create_image_cache(spec, wait=False)
-            self.state.put_extra("cache", record.id, ImageCache.kept_for(record.id, spec))
+            self.state.put_extra("cache", record.id, KeptCache.of(record.id, spec).model_dump())
             return record.id
 
         cache_id = self.state.once("CreateImageCache", client_token, create, self._cache_alive)
-        build = self.state.extra("cache", cache_id).get("build_instance", "")
+        build = self._kept_cache(cache_id).build_instance
         return sdk.CreateImageCacheResponseBody(image_cache_id=cache_id, container_group_id=build)
 
     def update_image_cache(self, change: CacheUpdate) -> sdk.UpdateImageCacheResponseBody:
@@ -463,15 +501,11 @@ class Region:
         spec = cache.updated(change)
         before = cache.describe()
         self.backend.update_image_cache(current.id, spec, wait=False)
-        self.state.put_extra(
-            "cache",
-            current.id,
-            {
-                **cache.kept,
-                **ImageCache.kept_for(current.id, spec),
-                "build_instance": cache.kept.get("build_instance", ""),
-            },
+        # The cache keeps the instance that first built it.
+        kept = KeptCache.of(current.id, spec).model_copy(
+            update={"build_instance": cache.kept.build_instance}
         )
+        self.state.put_extra("cache", current.id, kept.model_dump())
         if self.stale_reads:
             self._stale[current.id] = [before] * self.stale_reads
         return sdk.UpdateImageCacheResponseBody()
@@ -515,7 +549,8 @@ class Region:
     # container groups
 
     def _group(self, record: ContainerGroupRecord) -> ContainerGroup:
-        return ContainerGroup(record, self.state.extra("group", record.id), self.id)
+        kept = KeptGroup.model_validate(self.state.extra("group", record.id))
+        return ContainerGroup(record, kept, self.id)
 
     def _groups(self, which: GroupFilter) -> list[ContainerGroupRecord]:
         return [
@@ -555,25 +590,22 @@ class Region:
         def create() -> str:
             record = self.backend.create_container_group(spec)
             has_eip = bool(spec.eip_instance_id or spec.auto_create_eip)
-            self.state.put_extra(
-                "group",
-                record.id,
-                {
-                    "containers": new.asked_containers,
-                    "init_containers": new.asked_init_containers,
-                    "tags": spec.tags,
-                    "zone_id": spec.zone_id or f"{self.id}-a",
-                    "resource_group_id": spec.resource_group_id or "",
-                    "eip": spec.eip_instance_id or ("auto" if spec.auto_create_eip else ""),
-                    "restart_policy": spec.restart_policy,
-                    "cpu": spec.cpu,
-                    "memory": spec.memory_gib,
-                    "vswitch_id": spec.vswitch_id or "",
-                    "security_group_id": spec.security_group_id or "",
-                    "intranet_ip": self._address("private", PRIVATE_ADDRESSES),
-                    "internet_ip": self._address("public", PUBLIC_ADDRESSES) if has_eip else "",
-                },
+            kept = KeptGroup(
+                containers=new.asked_containers,
+                init_containers=new.asked_init_containers,
+                tags=spec.tags,
+                zone_id=spec.zone_id or f"{self.id}-a",
+                resource_group_id=spec.resource_group_id or "",
+                eip=spec.eip_instance_id or ("auto" if spec.auto_create_eip else ""),
+                restart_policy=spec.restart_policy,
+                cpu=spec.cpu,
+                memory=spec.memory_gib,
+                vswitch_id=spec.vswitch_id or "",
+                security_group_id=spec.security_group_id or "",
+                intranet_ip=self._address("private", PRIVATE_ADDRESSES),
+                internet_ip=self._address("public", PUBLIC_ADDRESSES) if has_eip else "",
             )
+            self.state.put_extra("group", record.id, kept.model_dump())
             return record.id
 
         group_id = self.state.once("CreateContainerGroup", client_token, create, self._group_alive)
