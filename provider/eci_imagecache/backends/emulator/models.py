@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...engine.lifecycle import expires_at
 from ...engine.matcher import score
 from ...engine.models import (
+    AUTO_CACHE_PREFIX,
     CacheEvent,
     CacheKind,
     CacheRecord,
@@ -122,15 +123,15 @@ class ImageCache:
         """The ContainerGroupId ECI shows: the instance that built a manual cache, or the one an
         automatic cache was made for (it is named auto-create-for-<instance>)."""
         if self.record.kind == CacheKind.AUTO:
-            return self.record.name.removeprefix("auto-create-for-")
+            return self.record.name.removeprefix(AUTO_CACHE_PREFIX)
         return self.kept.build_instance
 
     def updated(self, change: CacheUpdate) -> ImageCacheSpec:
         """The spec of this cache once ``change`` is applied (UpdateImageCache)."""
         current, kept = self.record, self.kept
 
-        def given(value: Any, kept: Any) -> Any:
-            return kept if value is None else value
+        def given(value: Any, unchanged: Any) -> Any:
+            return unchanged if value is None else value
 
         return ImageCacheSpec(
             name=given(change.name, current.name),
