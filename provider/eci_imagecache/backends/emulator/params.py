@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import math
 import re
 import typing
@@ -21,6 +22,8 @@ from typing import Any
 from alibabacloud_eci20180808 import models as sdk
 from Tea.model import TeaModel
 
+from ...engine.models import CacheSelection, ContainerGroupSpec, ImageCacheSpec
+from ...engine.refs import ImageRef, parse_image_ref
 from .errors import InvalidParameter, MissingParameter
 
 # The actions served, with their request models.
@@ -51,6 +54,7 @@ MAX_PARAMETERS = 2000
 MAX_NAME = 256
 MAX_VALUE = 64 * 1024
 _INT = re.compile(r"^[+-]?\d{1,18}$")
+Model = typing.TypeVar("Model", bound=TeaModel)
 
 
 @dataclass(frozen=True)
@@ -228,7 +232,7 @@ def parse(action: str, pairs: list[tuple[str, str]]) -> TeaModel:
     return request
 
 
-def complete(model: TeaModel) -> TeaModel:
+def complete(model: Model) -> Model:
     """Every documented field of a response model present: unset ones get the empty value of
     their type (nested models completed too), so an answer never lacks a documented key."""
     for f in fields(type(model)).values():
@@ -242,3 +246,261 @@ def complete(model: TeaModel) -> TeaModel:
             for item in value:
                 complete(item)
     return model
+
+
+# Requests read into what the emulator's models take -----------------------------------------
+#
+# Reading only: nothing here looks at state. The engine's specs validate when they are built
+# (a ValidationError names the property); a value that needs the state to be checked (a cache
+# that must exist, a setting an update leaves as it is) is handed on as it came.
+
+# Page sizes: DescribeContainerGroups documents at most 20; for image caches the reference
+# gives no maximum, so the emulator takes up to 100.
+GROUP_PAGE = (20, 20)  # (default, maximum)
+CACHE_PAGE = (10, 100)
+
+
+def hosts(value: str | None) -> list[str]:
+    """``"a:5000, b"`` (InsecureRegistry, PlainHttpRegistry) -> ``["a:5000", "b"]``."""
+    return [h.strip() for h in (value or "").split(",") if h.strip()]
+
+
+def credentials(items: list[Any] | None) -> list[dict[str, str]]:
+    return [
+        {"server": c.server or "", "username": c.user_name or "", "password": c.password or ""}
+        for c in items or []
+    ]
+
+
+def acr_registries(items: list[Any] | None) -> list[dict[str, Any]]:
+    return [
+        {
+            "instance_id": r.instance_id or "",
+            "instance_name": r.instance_name,
+            "region_id": r.region_id,
+            "domains": list(r.domain or []),
+        }
+        for r in items or []
+    ]
+
+
+def tags(items: list[Any] | None) -> dict[str, str]:
+    return {t.key: t.value or "" for t in items or [] if t.key}
+
+
+def containers(items: list[Any] | None) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": c.name or "",
+            "image": c.image or "",
+            "image_pull_policy": c.image_pull_policy or "IfNotPresent",
+            "command": list(c.command or []),
+            "args": list(c.arg or []),
+            "env": {e.key: e.value or "" for e in c.environment_var or [] if e.key},
+            "ports": [p.port for p in c.port or [] if p.port is not None],
+            **({"cpu": c.cpu} if c.cpu else {}),
+            **({"memory_gib": c.memory} if c.memory else {}),
+        }
+        for c in items or []
+    ]
+
+
+def image_cache_spec(r: sdk.CreateImageCacheRequest) -> ImageCacheSpec:
+    """CreateImageCache's parameters as the cache they declare (the API's defaults filled)."""
+    return ImageCacheSpec(
+        name=r.image_cache_name,
+        images=r.image,
+        size_gib=r.image_cache_size if r.image_cache_size is not None else 20,
+        retention_days=r.retention_days,
+        eviction=r.elimination_strategy or "",
+        instant=bool(r.flash),
+        instant_copies=r.flash_copy_count or 1,
+        standard_copies=r.standard_copy_count,
+        layer_reuse=bool(r.auto_match_image_cache),
+        credentials=credentials(r.image_registry_credential),
+        insecure_registries=hosts(r.insecure_registry),
+        plain_http_registries=hosts(r.plain_http_registry),
+        vswitch_id=r.v_switch_id,
+        security_group_id=r.security_group_id,
+        eip_instance_id=r.eip_instance_id,
+        tags=tags(r.tag),
+        resource_group_id=r.resource_group_id,
+        zone_id=r.zone_id,
+        acr_registries=acr_registries(r.acr_registry_info),
+    )
+
+
+@dataclass(frozen=True)
+class CacheUpdate:
+    """UpdateImageCache's parameters. ``None`` (and an empty ``acr_registries``) leaves the
+    setting as it is; ``tags`` are added to the cache's; the rest replace what was given."""
+
+    cache_id: str
+    name: str | None
+    images: list[str] | None
+    size_gib: int | None
+    retention_days: int | None
+    eviction: str | None  # the documented empty value means "never evicted"
+    instant: bool | None
+    standard_copies: int | None
+    layer_reuse: bool | None
+    resource_group_id: str | None
+    acr_registries: list[dict[str, Any]]
+    tags: dict[str, str]
+    instant_copies: int
+    credentials: list[dict[str, str]]
+    vswitch_id: str | None
+    security_group_id: str | None
+    eip_instance_id: str | None
+
+
+def cache_update(r: sdk.UpdateImageCacheRequest) -> CacheUpdate:
+    return CacheUpdate(
+        cache_id=r.image_cache_id or "",
+        name=r.image_cache_name,
+        images=r.image,
+        size_gib=r.image_cache_size,
+        retention_days=r.retention_days,
+        eviction=r.elimination_strategy,
+        instant=r.flash,
+        standard_copies=r.standard_copy_count,
+        layer_reuse=r.auto_match_image_cache,
+        resource_group_id=r.resource_group_id,
+        acr_registries=acr_registries(r.acr_registry_info),
+        tags=tags(r.tag),
+        instant_copies=r.flash_copy_count or 1,
+        credentials=credentials(r.image_registry_credential),
+        vswitch_id=r.v_switch_id,
+        security_group_id=r.security_group_id,
+        eip_instance_id=r.eip_instance_id,
+    )
+
+
+@dataclass(frozen=True)
+class NewGroup:
+    """CreateContainerGroup's parameters. The cache it names (ImageSnapshotId) must exist, which
+    only the state can tell, so the spec is made once the cache is known (:meth:`spec`)."""
+
+    snapshot_id: str | None
+    auto_match: bool
+    fields: dict[str, Any]  # ContainerGroupSpec's, but for the cache
+    # The containers as the request gave them (the SDK's wire map), described back as asked.
+    asked_containers: list[dict[str, Any]]
+    asked_init_containers: list[dict[str, Any]]
+
+    def spec(self, cache_id: str | None) -> ContainerGroupSpec:
+        selection = (
+            CacheSelection.EXPLICIT
+            if cache_id
+            else CacheSelection.AUTO_CREATE
+            if self.auto_match
+            else CacheSelection.NONE
+        )
+        return ContainerGroupSpec(**self.fields, cache=selection, cache_id=cache_id)
+
+
+def new_group(r: sdk.CreateContainerGroupRequest) -> NewGroup:
+    fields = {
+        "name": r.container_group_name,
+        "containers": containers(r.container),
+        "init_containers": containers(r.init_container),
+        "extra_ephemeral_storage_gib": r.ephemeral_storage or 0,
+        "restart_policy": r.restart_policy or "Always",
+        "credentials": credentials(r.image_registry_credential),
+        "insecure_registries": hosts(r.insecure_registry),
+        "plain_http_registries": hosts(r.plain_http_registry),
+        "vswitch_id": r.v_switch_id,
+        "security_group_id": r.security_group_id,
+        "tags": tags(r.tag),
+        "eip_instance_id": r.eip_instance_id,
+        "auto_create_eip": bool(r.auto_create_eip),
+        "eip_bandwidth_mbps": r.eip_bandwidth,
+        "resource_group_id": r.resource_group_id,
+        "zone_id": r.zone_id,
+        "acr_registries": acr_registries(r.acr_registry_info),
+        **({"cpu": r.cpu} if r.cpu else {}),
+        **({"memory_gib": r.memory} if r.memory else {}),
+    }
+    return NewGroup(
+        snapshot_id=r.image_snapshot_id,
+        auto_match=bool(r.auto_match_image_cache),
+        fields=fields,
+        asked_containers=[c.to_map() for c in r.container or []],
+        asked_init_containers=[c.to_map() for c in r.init_container or []],
+    )
+
+
+@dataclass(frozen=True)
+class Page:
+    """Which items of a listing to answer: ``size`` of them from ``start``."""
+
+    size: int
+    start: int
+
+    def of(self, items: list[Any]) -> tuple[list[Any], str, int]:
+        """The page, the NextToken of the one after it ("" when this is the last), the total."""
+        end = self.start + self.size
+        return items[self.start : end], (str(end) if end < len(items) else ""), len(items)
+
+
+def limit(value: int | None, most: int) -> None:
+    if value is not None and not 1 <= value <= most:
+        raise InvalidParameter("Limit", f"must be between 1 and {most}")
+
+
+def page(value: int | None, token: str | None, sizes: tuple[int, int]) -> Page:
+    """Limit and NextToken, checked before they are used."""
+    default, most = sizes
+    limit(value, most)
+    if token and not (token.isdigit() and len(token) < 10):
+        raise InvalidParameter("NextToken", "is not one this API gave")
+    return Page(value or default, int(token or 0))
+
+
+def id_set(value: str | None, name: str, most: int) -> set[str] | None:
+    """A JSON array of ids (ContainerGroupIds), or None when the parameter is absent."""
+    if not value:
+        return None
+    try:
+        ids = json.loads(value)
+    except ValueError:
+        ids = None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise InvalidParameter(name, "must be a JSON array of ids")
+    if len(ids) > most:
+        raise InvalidParameter(name, f"at most {most} ids")
+    return set(ids)
+
+
+@dataclass(frozen=True)
+class CacheFilter:
+    """DescribeImageCaches' filters; ``None`` (or empty) filters nothing."""
+
+    ids: set[str] | None
+    name: str | None
+    snapshot_id: str | None
+    resource_group_id: str | None
+    image: ImageRef | None
+    match_images: list[ImageRef]
+    full_match: bool
+
+
+def cache_filter(r: sdk.DescribeImageCachesRequest) -> CacheFilter:
+    return CacheFilter(
+        ids={i.strip() for i in r.image_cache_id.split(",")} if r.image_cache_id else None,
+        name=r.image_cache_name,
+        snapshot_id=r.snapshot_id,
+        resource_group_id=r.resource_group_id,
+        image=parse_image_ref(r.image) if r.image else None,
+        match_images=[parse_image_ref(i) for i in r.match_image or []],
+        full_match=bool(r.image_full_match),
+    )
+
+
+@dataclass(frozen=True)
+class GroupFilter:
+    """DescribeContainerGroups' (and DescribeContainerGroupEvents') filters."""
+
+    ids: set[str] | None
+    name: str | None = None
+    status: str | None = None
