@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from .errors import InvalidProperty, path_of
 from .refs import DEFAULT_REGISTRY, DOCKER_HUB_ALIASES, ImageRef, parse_image_ref
 
 MAX_IMAGES_PER_CACHE = 20
@@ -278,9 +279,10 @@ class ImageCacheSpec(BaseModel):
         registries = {ref.registry for ref in self.images}
         for cred in self.credentials:
             if cred.server not in registries:
-                raise ValueError(
-                    f"credentials: registry {cred.server!r} is not used by any image "
-                    f"(images use {', '.join(sorted(registries))})"
+                raise InvalidProperty(
+                    "credentials",
+                    f"registry {cred.server!r} is not used by any image "
+                    f"(images use {', '.join(sorted(registries))})",
                 )
         return self
 
@@ -390,9 +392,13 @@ class ContainerGroupSpec(BaseModel):
     @model_validator(mode="after")
     def _one_eip(self) -> ContainerGroupSpec:
         if self.eip_instance_id and self.auto_create_eip:
-            raise ValueError("auto_create_eip: not with eip_instance_id (the group has that one)")
+            raise InvalidProperty(
+                "auto_create_eip", "not with eip_instance_id (the group has that one)"
+            )
         if self.eip_bandwidth_mbps is not None and not self.auto_create_eip:
-            raise ValueError("eip_bandwidth_mbps: only for an EIP created with auto_create_eip")
+            raise InvalidProperty(
+                "eip_bandwidth_mbps", "only for an EIP created with auto_create_eip"
+            )
         return self
 
     @field_validator("name")
@@ -409,9 +415,9 @@ class ContainerGroupSpec(BaseModel):
     @model_validator(mode="after")
     def _explicit_needs_id(self) -> ContainerGroupSpec:
         if self.cache == CacheSelection.EXPLICIT and not self.cache_id:
-            raise ValueError("cache_id: an explicit cache selection needs a cache id")
+            raise InvalidProperty("cache_id", "an explicit cache selection needs a cache id")
         if self.cache != CacheSelection.EXPLICIT and self.cache_id:
-            raise ValueError("cache_id: only allowed when the cache selection is explicit")
+            raise InvalidProperty("cache_id", "only allowed when the cache selection is explicit")
         return self
 
     @model_validator(mode="after")
@@ -423,9 +429,10 @@ class ContainerGroupSpec(BaseModel):
             for n, container in enumerate(getattr(self, kind)):
                 where = f"{kind}[{n}]"
                 if container.name in seen:
-                    raise ValueError(
-                        f"{where}.name: {container.name!r} is already the name of "
-                        f"{seen[container.name]}; the containers of a group need their own names"
+                    raise InvalidProperty(
+                        f"{where}.name",
+                        f"{container.name!r} is already the name of {seen[container.name]}; "
+                        "the containers of a group need their own names",
                     )
                 seen[container.name] = where
         return self
@@ -526,24 +533,25 @@ class CacheRecord(BaseModel):
         )
 
 
-# A validator that knows more precisely where the problem is names it first: "cache_id: ...",
-# "containers[1].name: ...".
-_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
-_NAMED = re.compile(rf"({_IDENTIFIER}(?:\[\d+\]|\.{_IDENTIFIER})*): (.+)", re.DOTALL)
+def invalid_properties(exc: ValidationError) -> list[InvalidProperty]:
+    """Each problem of a pydantic error as the property it is in, where within it, and what.
 
-
-def _path(location: tuple[int | str, ...]) -> str:
-    """``("containers", 0, "ports", 1)`` -> ``containers[0].ports[1]``; a key that is not a
-    name is quoted: ``env['A B']``."""
-    path = ""
-    for part in location:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif not re.fullmatch(_IDENTIFIER, str(part)):
-            path += f"[{str(part)!r}]"
+    The place is pydantic's location; a validator that knows more precisely where the problem
+    is raises :class:`InvalidProperty` with the place (``cache_id``, ``containers[1].name``),
+    which goes on from the location it was raised at."""
+    problems = []
+    for error in exc.errors():
+        location = error["loc"]
+        path = path_of(location)
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, InvalidProperty):
+            path = f"{path}.{cause.path}" if path else cause.path
+            message = cause.message
         else:
-            path += f".{part}" if path else str(part)
-    return path
+            message = str(error["msg"]).removeprefix("Value error, ")
+        top = str(location[0]) if location else None
+        problems.append(InvalidProperty(path, message, property=top))
+    return problems
 
 
 def validation_failures(exc: ValidationError) -> list[tuple[str, str]]:
@@ -552,22 +560,7 @@ def validation_failures(exc: ValidationError) -> list[tuple[str, str]]:
     The property is the input's top-level name (what Pulumi shows the value of); a reason
     within it starts with where: ``("containers", "containers[0].ports[0]: Input should be
     less than or equal to 65535")``."""
-    failures = []
-    for error in exc.errors():
-        location = error["loc"]
-        path = _path(location)
-        message = str(error["msg"]).removeprefix("Value error, ")
-        named = _NAMED.fullmatch(message)
-        if named:
-            inner, message = named.groups()
-            path = f"{path}.{inner}" if path else inner
-        if location:
-            prop, top = str(location[0]), _path(location[:1])
-        else:
-            prop = top = re.split(r"[.\[]", path, maxsplit=1)[0] if path else "(resource)"
-        reason = message if path in ("", top) else f"{path}: {message}"
-        failures.append((prop, reason))
-    return failures
+    return [(problem.property, problem.reason) for problem in invalid_properties(exc)]
 
 
 def failure_text(failures: list[tuple[str, str]]) -> str:

@@ -15,6 +15,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
+from .errors import EngineError
+
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
 DOCKER_HUB_ALIASES = ("index.docker.io", "registry-1.docker.io")
@@ -53,7 +55,7 @@ NormalDigest = Annotated[
 ]
 
 
-class ImageRefError(ValueError):
+class ImageRefError(EngineError, ValueError):
     """A malformed image reference; the message says which part is wrong."""
 
     def __init__(self, reference: str, problem: str) -> None:

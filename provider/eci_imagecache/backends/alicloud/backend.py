@@ -39,10 +39,10 @@ from ...engine.models import (
     ImageCacheSpec,
     Quota,
 )
-from ...engine.planner import BuildPlan, plan_build
+from ...engine.planner import BuildPlan, PlanError, plan_build
 from ...registry.client import Credentials, RegistryClient, RegistryError
 from ...retry import RetryPolicy
-from ..base import BackendError, NotFound, QuotaExceeded, Usage, from_registry
+from ..base import BackendError, InvalidSpec, NotFound, QuotaExceeded, Usage, from_registry
 from . import reading
 
 T = TypeVar("T")
@@ -431,7 +431,10 @@ class AliCloudBackend:
                 images = [client.resolve(ref) for ref in spec.images]
             except RegistryError as err:
                 raise from_registry(f"image cache {spec.name}", err) from err
-        return plan_build(images, spec.size_gib)
+        try:
+            return plan_build(images, spec.size_gib)
+        except PlanError as err:
+            raise InvalidSpec(f"image cache {spec.name}: {err}", problem=err) from None
 
     # matching and container groups --------------------------------------------------------
 
