@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from .errors import InvalidProperty, path_of
-from .refs import DEFAULT_REGISTRY, DOCKER_HUB_ALIASES, ImageRef, parse_image_ref
+from .refs import ImageRef, parse_image_ref, registry_server
 
 MAX_IMAGES_PER_CACHE = 20
 DEFAULT_MANUAL_SIZE_GIB = 20
@@ -192,12 +192,7 @@ class RegistryCredential(BaseModel):
     @field_validator("server")
     @classmethod
     def _normalize_server(cls, server: str) -> str:
-        server = server.strip().lower().removeprefix("https://").removeprefix("http://")
-        server = server.rstrip("/")
-        # As image references name it (see ``refs``): Docker Hub is docker.io, also as Docker's
-        # own config spells it (https://index.docker.io/v1/).
-        host = server.split("/", 1)[0]
-        return DEFAULT_REGISTRY if host in (DEFAULT_REGISTRY, *DOCKER_HUB_ALIASES) else server
+        return registry_server(server)
 
 
 class AcrRegistry(BaseModel):

@@ -105,6 +105,17 @@ def _digest_problem(digest: str) -> str | None:
     return None
 
 
+def registry_server(server: str) -> str:
+    """A registry server as credentials name it, spelled as image references name its host:
+    lowercase, without scheme or trailing slash, Docker Hub as ``docker.io`` (also as Docker's
+    own config spells it, ``https://index.docker.io/v1/``). The model and the diff both use it,
+    so a respelled server is the same server to both."""
+    server = server.strip().lower().removeprefix("https://").removeprefix("http://")
+    server = server.rstrip("/")
+    host = server.split("/", 1)[0]
+    return DEFAULT_REGISTRY if host in (DEFAULT_REGISTRY, *DOCKER_HUB_ALIASES) else server
+
+
 def _length_problem(registry: str, path: str) -> str | None:
     if len(registry) + 1 + len(path) > MAX_NAME_LENGTH:
         return f"name is longer than {MAX_NAME_LENGTH} characters"
