@@ -11,6 +11,8 @@ strict as the service.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -465,6 +467,18 @@ class ContainerGroupSpec(BaseModel):
             for item, container in zip(data.get(key, []), getattr(self, key), strict=True):
                 item["image"] = str(container.image)
         return data
+
+
+def request_digest(spec: ImageCacheSpec | ContainerGroupSpec) -> str:
+    """What a create asks for, as a sha256 hex digest: the same spec, the same digest. No
+    secret enters it: credentials count by server and user, so a rotated password asks for
+    the same cache or group. A field added since digests were first kept (``pids_limit``)
+    is left out while unset, so that a kept digest still matches its request."""
+    data = spec.model_dump(mode="json", exclude={"credentials"})
+    if data.get("pids_limit", 0) is None:
+        del data["pids_limit"]
+    data["credentials"] = sorted([c.server, c.username] for c in spec.credentials)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 class Quota(BaseModel):

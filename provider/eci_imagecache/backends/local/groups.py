@@ -8,7 +8,6 @@ an automatic cache from what it pulled when it matched none.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ from ...engine.models import (
     EvictionStrategy,
     GroupStatus,
     SnapshotKind,
+    request_digest,
 )
 from ...engine.planner import Layer, ResolvedImage
 from ...engine.refs import ImageRef
@@ -529,16 +529,6 @@ def group_limits(spec: ContainerGroupSpec) -> GroupLimits:
         pids=spec.pids_limit or DEFAULT_PIDS_LIMIT,
         ephemeral_storage_gib=spec.ephemeral_storage_gib,
     )
-
-
-def request_digest(spec: ContainerGroupSpec) -> str:
-    """What a create asked for, as a digest. Credentials count by server and user: a rotated
-    password asks for the same group (and no password is hashed into the store)."""
-    data = spec.model_dump(mode="json", exclude={"credentials"})
-    if data.get("pids_limit") is None:
-        del data["pids_limit"]  # unset: the digest of a request made before the setting
-    data["credentials"] = sorted([c.server, c.username] for c in spec.credentials)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def check_container(record: ContainerGroupRecord, container: str) -> None:
