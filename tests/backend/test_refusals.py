@@ -202,6 +202,36 @@ def test_cache_check_names_the_size_when_the_images_do_not_fit(
     assert re.fullmatch(r"the images need .*, more than the cache size of 1 GiB", failure.reason)
 
 
+@pytest.mark.parametrize("resource", ["cache", "group"])
+def test_both_providers_say_which_registry_lacks_credentials(
+    data_dir: Path, private_registry: Registry, resource: str
+) -> None:
+    """A registry that refuses: the failure is against credentials and names the registry no
+    credentials are given for, else asks to check the ones given (one rule, both providers)."""
+    image = private_registry.ref("demo/web:1.0")
+    host = private_registry.host
+    wrong = [{"server": host, "username": "nobody", "password": "wrong-password"}]
+
+    def check(credentials: list[dict[str, str]]) -> CheckResult:
+        if resource == "cache":
+            news = {"name": "web", "images": [image], "credentials": credentials}
+            return ImageCacheProvider().check({}, news)
+        news = {
+            "name": "api",
+            "containers": [{"name": "web", "image": image}],
+            "credentials": credentials,
+        }
+        return ContainerGroupProvider().check({}, news)
+
+    [missing_one] = check([]).failures
+    assert missing_one.property == "credentials"
+    assert missing_one.reason.endswith(f"; no credentials are given for {host}")
+    [refused] = check(wrong).failures
+    assert refused.property == "credentials"
+    assert refused.reason.endswith("; check the username and password")
+    assert "wrong-password" not in refused.reason
+
+
 # A create that fails anyway ------------------------------------------------------------------
 
 
