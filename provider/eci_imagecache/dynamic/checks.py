@@ -44,6 +44,8 @@ def backend_failure(err: BackendError | ValueError, otherwise: str) -> CheckFail
     ``otherwise``."""
     if isinstance(err, InvalidSpec) and err.problem is not None:
         return PropertyFailure(err.problem)
+    if isinstance(err, InvalidProperty):  # the engine's own, should a backend let one through
+        return PropertyFailure(err)
     return CheckFailure(otherwise, str(err))
 
 
