@@ -2,8 +2,8 @@
 
 Validation here is the single source of the rules: the providers' ``check``, the CLI and the
 emulator all build these specs, and each failure names the property, e.g. ``images: at most 20
-images per cache, got 21`` (see ``validation_failures``). Each rule says where it comes from:
-the ECI API reference (the docstrings of the official SDK's request models, e.g.
+images per cache, got 21``, as fields (see ``invalid_properties``). Each rule says where it
+comes from: the ECI API reference (the docstrings of the official SDK's request models, e.g.
 ``CreateContainerGroupRequestTag``), the vendor's image cache document, or the OCI
 distribution spec (image references, in ``refs``). Where a source is unclear, the rule is as
 strict as the service.
