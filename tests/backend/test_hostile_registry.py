@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from eci_imagecache.backends.base import RegistryContentError
+from eci_imagecache.backends.base import BackendRegistryContentError
 from eci_imagecache.engine.models import CacheStatus, ImageCacheSpec
 from eci_imagecache.engine.planner import Layer
 from eci_imagecache.engine.refs import parse_image_ref
@@ -183,7 +183,9 @@ def test_an_index_inside_an_index_is_refused(a) -> None:
 
 def test_a_malformed_manifest_fails_the_create_and_leaves_nothing(backend, a) -> None:
     a.manifest("demo/bad", "1.0", {"config": GOOD, "layers": [{"digest": "x", "size": "big"}]})
-    with pytest.raises(RegistryContentError, match=f"image cache web: image {a.host}/demo/bad"):
+    with pytest.raises(
+        BackendRegistryContentError, match=f"image cache web: image {a.host}/demo/bad"
+    ):
         backend.create_image_cache(ImageCacheSpec(name="web", images=[a.ref("demo/bad:1.0")]))
     assert backend.list_image_caches() == []
 
@@ -277,7 +279,7 @@ def test_a_group_whose_second_image_is_malformed_leaves_no_directory(backend, a)
             {"name": "bad", "image": a.ref("demo/bad:1.0")},
         ],
     )
-    with pytest.raises(RegistryContentError, match="container group group: image"):
+    with pytest.raises(BackendRegistryContentError, match="container group group: image"):
         backend.create_container_group(spec)
     assert backend.list_container_groups() == []
     assert not backend.groups_dir.exists() or list(backend.groups_dir.iterdir()) == []

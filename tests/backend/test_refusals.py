@@ -9,6 +9,7 @@ moved onto it: nothing leaves loopback)."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pulumi.dynamic import CheckResult
 
-from eci_imagecache.backends.base import BackendError, ImageNotFound
+from eci_imagecache.backends.base import BackendError, BackendImageNotFound
 from eci_imagecache.backends.local.backend import LocalBackend
 from eci_imagecache.dynamic.container_group_provider import ContainerGroupProvider
 from eci_imagecache.dynamic.image_cache_provider import ImageCacheProvider
@@ -186,6 +187,51 @@ def test_cache_check_refuses_an_adopt_id_that_is_no_cache_id(
     ]
 
 
+def test_cache_check_names_the_size_when_the_images_do_not_fit(
+    data_dir: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backend plans the build against the real registry and refuses the size: the failure
+    is against size_gib (it was against images, the backend's message read as an image's)."""
+    import eci_imagecache.engine.planner as planner
+
+    monkeypatch.setattr(planner, "GIB", 1024)  # the sample layers are small: a GiB of 1 KiB
+    news = {"name": "web", "images": [registry.ref("demo/web:1.0")], "size_gib": 1}
+    result = ImageCacheProvider().check({}, news)
+    [failure] = result.failures
+    assert failure.property == "size_gib"
+    assert re.fullmatch(r"the images need .*, more than the cache size of 1 GiB", failure.reason)
+
+
+@pytest.mark.parametrize("resource", ["cache", "group"])
+def test_both_providers_say_which_registry_lacks_credentials(
+    data_dir: Path, private_registry: Registry, resource: str
+) -> None:
+    """A registry that refuses: the failure is against credentials and names the registry no
+    credentials are given for, else asks to check the ones given (one rule, both providers)."""
+    image = private_registry.ref("demo/web:1.0")
+    host = private_registry.host
+    wrong = [{"server": host, "username": "nobody", "password": "wrong-password"}]
+
+    def check(credentials: list[dict[str, str]]) -> CheckResult:
+        if resource == "cache":
+            news = {"name": "web", "images": [image], "credentials": credentials}
+            return ImageCacheProvider().check({}, news)
+        news = {
+            "name": "api",
+            "containers": [{"name": "web", "image": image}],
+            "credentials": credentials,
+        }
+        return ContainerGroupProvider().check({}, news)
+
+    [missing_one] = check([]).failures
+    assert missing_one.property == "credentials"
+    assert missing_one.reason.endswith(f"; no credentials are given for {host}")
+    [refused] = check(wrong).failures
+    assert refused.property == "credentials"
+    assert refused.reason.endswith("; check the username and password")
+    assert "wrong-password" not in refused.reason
+
+
 # A create that fails anyway ------------------------------------------------------------------
 
 
@@ -214,7 +260,7 @@ def test_a_create_the_registry_refuses_leaves_nothing(backend: LocalBackend, reg
     spec = ContainerGroupSpec(
         name="gone-image", containers=[{"name": "web", "image": registry.ref("demo/gone:1")}]
     )
-    with pytest.raises(ImageNotFound) as info:
+    with pytest.raises(BackendImageNotFound) as info:
         backend.create_container_group(spec)
     assert str(info.value).startswith("container group gone-image: ")
     assert "\n" not in str(info.value)

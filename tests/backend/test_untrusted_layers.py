@@ -14,7 +14,7 @@ import tarfile
 
 import pytest
 
-from eci_imagecache.backends.base import BackendError, RegistryContentError
+from eci_imagecache.backends.base import BackendError, BackendRegistryContentError
 from eci_imagecache.backends.local.build import expected_diff_ids
 from eci_imagecache.engine.models import (
     GIB,
@@ -233,7 +233,7 @@ D1, D2 = sha256_digest(b"diff one"), sha256_digest(b"diff two")
 )
 def test_configs_that_cannot_name_their_layers_diff_ids_are_refused(images, message) -> None:
     configs = {sha256_digest(config): config for _, config, _ in images}
-    with pytest.raises(RegistryContentError, match=message):
+    with pytest.raises(BackendRegistryContentError, match=message):
         expected_diff_ids([resolved(*image) for image in images], configs.__getitem__)
 
 

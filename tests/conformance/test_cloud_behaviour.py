@@ -59,6 +59,23 @@ def test_without_a_token_a_rerun_of_the_same_spec_adopts_the_first(
     assert len(set(tokens)) == 1
 
 
+def test_without_a_token_a_rotated_password_is_the_same_request(
+    wire: Wire, registry: Registry
+) -> None:
+    """The derived ClientToken leaves the password out (it used to hash it in): a re-run with
+    a rotated password adopts the first cache, and no token depends on a secret."""
+
+    def with_password(password: str) -> ImageCacheSpec:
+        credential = {"server": registry.host, "username": "u", "password": password}
+        return spec(registry, "demo/web:1.0", credentials=[credential])
+
+    first = wire.backend.create_image_cache(with_password("pw-one"))
+    again = wire.backend.create_image_cache(with_password("pw-two"))
+    assert again.id == first.id and len(wire.local.list_image_caches()) == 1
+    tokens = [q["ClientToken"] for a, q, _ in wire.client.calls if a == "CreateImageCache"]
+    assert len(set(tokens)) == 1
+
+
 def test_a_lost_answer_is_retried_with_the_same_token(wire: Wire, registry: Registry) -> None:
     proxy = LossyProxy(wire.server.endpoint)
     proxy.lose = {"CreateImageCache": 1, "CreateContainerGroup": 1}

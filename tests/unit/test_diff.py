@@ -1,4 +1,9 @@
+import itertools
+
+import pytest
+
 from eci_imagecache.engine.diff import ChangeKind, diff_cache
+from eci_imagecache.engine.models import RegistryCredential
 
 BASE = {
     "backend": "local",
@@ -55,6 +60,37 @@ def test_password_change_is_an_update_that_never_shows_the_password() -> None:
     assert diff.kind == ChangeKind.UPDATE
     assert "one-secret" not in diff.summary() and "two-secret" not in diff.summary()
     assert diff_cache(old, old).changes == []
+
+
+SERVER_SPELLINGS = [
+    "r.io",
+    "R.IO",
+    "https://r.io/",
+    "http://r.io",
+    " r.io ",
+    "s.io",
+    "docker.io",
+    "https://index.docker.io/v1/",
+    "registry-1.docker.io",
+]
+
+
+@pytest.mark.parametrize(("before", "after"), list(itertools.combinations(SERVER_SPELLINGS, 2)))
+def test_the_diff_sees_a_server_change_exactly_when_the_model_does(before: str, after: str) -> None:
+    """A respelled server (scheme, case, a trailing slash, Docker Hub's aliases) is the same
+    registry to the model; the diff agrees (it used to count ``http://`` as a change)."""
+
+    def credentials(server: str) -> list[dict[str, str]]:
+        return [{"server": server, "username": "u", "password": "p"}]
+
+    same_to_model = (
+        RegistryCredential(**credentials(before)[0]).server
+        == RegistryCredential(**credentials(after)[0]).server
+    )
+    diff = diff_cache(
+        {**BASE, "credentials": credentials(before)}, {**BASE, "credentials": credentials(after)}
+    )
+    assert (diff.changes == []) == same_to_model
 
 
 def test_fields_outside_the_rules_are_ignored() -> None:

@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 
 from eci_imagecache.engine.lifecycle import (
-    QuotaExceeded,
+    QuotaReached,
     auto_cache_name,
     auto_cache_size_gib,
     due_for_deletion,
@@ -76,7 +76,7 @@ def test_room_at_quota_evicts_least_recently_used_lru_cache_of_the_same_kind() -
 
 def test_quota_without_evictable_cache_refuses() -> None:
     caches = [record("a", ["a"]), record("b", ["a"])]
-    with pytest.raises(QuotaExceeded, match="quota of 2 manual image caches reached"):
+    with pytest.raises(QuotaReached, match="quota of 2 manual image caches reached"):
         make_room(caches, CacheKind.MANUAL, Quota(max_manual=2))
 
 
@@ -111,7 +111,7 @@ def test_a_cache_named_by_a_container_group_is_not_evicted() -> None:
     ]
     quota = Quota(max_manual=2)
     assert [c.id for c in make_room(caches, CacheKind.MANUAL, quota, in_use={"used"})] == ["idle"]
-    with pytest.raises(QuotaExceeded, match=r"2 LRU cache\(s\) used by container groups: delete"):
+    with pytest.raises(QuotaReached, match=r"2 LRU cache\(s\) used by container groups: delete"):
         make_room(caches, CacheKind.MANUAL, quota, in_use={"used", "idle"})
 
 
@@ -119,7 +119,7 @@ def test_refusal_while_every_lru_cache_is_building_says_to_wait() -> None:
     from eci_imagecache.engine.models import CacheStatus
 
     caches = [record(f"b{i}", ["a"], eviction=LRU, status=CacheStatus.CREATING) for i in range(2)]
-    with pytest.raises(QuotaExceeded) as info:
+    with pytest.raises(QuotaReached) as info:
         make_room(caches, CacheKind.MANUAL, Quota(max_manual=2))
     message = str(info.value)
     assert "2 LRU cache(s) being built: retry once they are done" in message

@@ -16,6 +16,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
+from eci_imagecache.engine.cost import PriceError, prices_from
 from eci_imagecache.engine.models import (
     CacheAdoption,
     ContainerGroupSpec,
@@ -23,8 +24,10 @@ from eci_imagecache.engine.models import (
     ImageCacheSpec,
     RegistryCredential,
     failure_text,
+    invalid_properties,
     validation_failures,
 )
+from eci_imagecache.engine.planner import Layer, PlanError, ResolvedImage, plan_build
 from eci_imagecache.engine.refs import ImageRef, ImageRefError, parse_image_ref
 
 REGISTRY = "registry.example.com"
@@ -325,6 +328,45 @@ def test_failures_read_as_property_then_reason_on_one_line() -> None:
         "containers[0].ports[0]: Input should be less than or equal to 65535; "
         "cpu: expected a number, got true"
     )
+
+
+def test_a_failure_carries_its_property_and_place_as_fields() -> None:
+    """The property and the place within it travel as fields, not inside the message text."""
+    with pytest.raises(ValidationError) as info:
+        ContainerGroupSpec(
+            name="api",
+            containers=[{"name": "web", "image": IMAGE}, {"name": "web", "image": IMAGE}],
+        )
+    [twins] = invalid_properties(info.value)
+    assert (twins.property, twins.place, twins.path) == (
+        "containers",
+        "containers[1].name",
+        "containers[1].name",
+    )
+    assert twins.message == (
+        "'web' is already the name of containers[0]; the containers of a group need their own names"
+    )
+    assert twins.reason == f"containers[1].name: {twins.message}"
+    with pytest.raises(ValidationError) as info:
+        ContainerGroupSpec(
+            name="api", containers=[{"name": "web", "image": IMAGE}], cache_id="imc-abc1"
+        )
+    [stray] = invalid_properties(info.value)
+    assert (stray.property, stray.place) == ("cache_id", None)
+    assert stray.reason == "only allowed when the cache selection is explicit"
+
+
+def test_the_engines_refusals_name_their_property() -> None:
+    layer = Layer(digest=SHA256, size=2 * 1024**3)
+    image = ResolvedImage(reference=IMAGE, manifest_digest=SHA256, config=layer, layers=[])
+    with pytest.raises(PlanError) as plan:
+        plan_build([image], 1)
+    assert (plan.value.property, plan.value.place) == ("size_gib", None)
+    assert str(plan.value).startswith("size_gib: the images need 2.0 GiB")
+    with pytest.raises(PriceError) as prices:
+        prices_from({"snapshotGibMonth": -1})
+    assert prices.value.property == "prices"
+    assert prices.value.message.startswith("snapshotGibMonth: ")
 
 
 # Any JSON (Hypothesis) --------------------------------------------------------------------------

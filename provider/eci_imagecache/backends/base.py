@@ -2,8 +2,11 @@
 
 Callers tell failures apart by type, never by message text: ``NotFound`` (read: gone),
 ``QuotaExceeded`` (delete or mark a cache LRU), ``InvalidSpec`` (a property is wrong),
-``RegistryError`` and its kinds (the images cannot be read), ``Conflict`` (try again later),
-``StoreError`` (the local store cannot be written). Every error may carry the API's ``code``.
+``BackendRegistryError`` and its kinds (the images cannot be read), ``Conflict`` (try again
+later), ``StoreError`` (the local store cannot be written). Every error may carry the API's
+``code``. They are all :class:`BackendError`: a backend translates what the registry client
+(``registry.client.RegistryError``), the engine and the cloud SDK raise into this family, so
+its callers catch this one family and no other.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
+from ..engine.errors import InvalidProperty
 from ..engine.matcher import MatchResult
 from ..engine.models import (
     CacheEvent,
@@ -25,7 +29,14 @@ from ..engine.models import (
     Quota,
 )
 from ..engine.planner import BuildPlan
-from ..registry import client as registry
+from ..registry.client import (
+    AuthenticationError,
+    DigestMismatch,
+    ImageNotFound,
+    MalformedManifest,
+    RegistryError,
+    RegistryUnavailable,
+)
 
 Progress = Callable[[int, int], None]
 """``progress(bytes_done, bytes_total)`` during a build."""
@@ -56,7 +67,16 @@ class QuotaExceeded(BackendError):
 
 
 class InvalidSpec(BackendError):
-    """The request cannot be satisfied as written; the message starts with the property."""
+    """The request cannot be satisfied as written; the message starts with the property.
+
+    ``problem`` is the engine's refusal when one property is to blame: ``check`` reports its
+    ``property`` and ``reason`` (``None`` when no single property is)."""
+
+    def __init__(
+        self, message: str, *, problem: InvalidProperty | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.problem = problem
 
 
 class Conflict(BackendError):
@@ -71,39 +91,39 @@ class StoreError(BackendError):
     """The local store cannot be written (disk full, read-only); state is left as it was."""
 
 
-class RegistryError(BackendError):
+class BackendRegistryError(BackendError):
     """A registry could not give the images; the message names image and registry."""
 
 
-class ImageNotFound(RegistryError):
+class BackendImageNotFound(BackendRegistryError):
     pass
 
 
-class RegistryAuthError(RegistryError):
+class BackendRegistryAuthError(BackendRegistryError):
     pass
 
 
-class RegistryUnavailable(RegistryError):
+class BackendRegistryUnavailable(BackendRegistryError):
     """The registry did not answer in time, or kept failing (5xx, throttling)."""
 
 
-class RegistryContentError(RegistryError):
+class BackendRegistryContentError(BackendRegistryError):
     """The registry answered with something unusable: malformed, unsafe or wrong content."""
 
 
-_REGISTRY_KINDS: list[tuple[type[registry.RegistryError], type[RegistryError]]] = [
-    (registry.ImageNotFound, ImageNotFound),
-    (registry.AuthenticationError, RegistryAuthError),
-    (registry.RegistryUnavailable, RegistryUnavailable),
-    (registry.DigestMismatch, RegistryContentError),
-    (registry.MalformedManifest, RegistryContentError),
+_REGISTRY_KINDS: list[tuple[type[RegistryError], type[BackendRegistryError]]] = [
+    (ImageNotFound, BackendImageNotFound),
+    (AuthenticationError, BackendRegistryAuthError),
+    (RegistryUnavailable, BackendRegistryUnavailable),
+    (DigestMismatch, BackendRegistryContentError),
+    (MalformedManifest, BackendRegistryContentError),
 ]
 
 
-def from_registry(what: str, err: registry.RegistryError) -> RegistryError:
+def from_registry(what: str, err: RegistryError) -> BackendRegistryError:
     """The backend error for a registry client error, its message prefixed by ``what``."""
     kind = next((ours for theirs, ours in _REGISTRY_KINDS if isinstance(err, theirs)), None)
-    return (kind or RegistryError)(f"{what}: {err}")
+    return (kind or BackendRegistryError)(f"{what}: {err}")
 
 
 class Usage(BaseModel):

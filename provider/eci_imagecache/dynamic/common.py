@@ -1,9 +1,9 @@
 """Helpers shared by the resources and their providers: unknown values, the identity of a
 resource, arguments given as an object or as keywords, and the provider a resource names.
 
-The program imports this module (and the resource modules), so it stays light: the engine, the
-backends and the registry client are imported by the providers' hooks (``*_provider`` modules,
-see ``checks``), in the provider process only."""
+The program imports this module (and the resource modules), so it stays light: the engine and
+the backends (and through them the registry client) are imported by the providers' hooks
+(``*_provider`` modules, see ``checks``), in the provider process only."""
 
 from __future__ import annotations
 

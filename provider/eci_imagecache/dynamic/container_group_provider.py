@@ -33,7 +33,13 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from ..backends.base import NOT_STARTED_HERE, BackendError, NotFound
+from ..backends.base import (
+    NOT_STARTED_HERE,
+    BackendError,
+    BackendRegistryAuthError,
+    BackendRegistryUnavailable,
+    NotFound,
+)
 from ..engine.cost import PriceError, estimate_group
 from ..engine.diff import diff_group
 from ..engine.matcher import CacheIndex
@@ -51,7 +57,7 @@ from ..engine.models import (
     ImageCacheSpec,
 )
 from ..engine.refs import parse_image_ref
-from .checks import NOT_FOUND, REFUSED, UNAVAILABLE, validate
+from .checks import PropertyFailure, credentials_failure, validate
 from .common import client_token, is_unknown, next_generation, present, unknown_keys
 from .pricing import prices_of
 from .server import UPDATE_REPLACE, ResourceInitFailed, send_detailed_diff
@@ -192,20 +198,12 @@ def registry_failures(
                     plain_http_registries=spec.plain_http_registries,
                 )
             )
-    except NOT_FOUND as err:
-        return [CheckFailure("containers", str(err))], None
-    except REFUSED as err:
-        servers = {c.server for c in spec.credentials}
-        missing = sorted({i.registry for i in images} - servers)
-        hint = (
-            f"; no credentials are given for {', '.join(missing)}"
-            if missing
-            else "; check the username and password"
-        )
-        return [CheckFailure("credentials", f"{err}{hint}")], None
-    except UNAVAILABLE as err:
+    except BackendRegistryAuthError as err:
+        registries = {i.registry for i in images}
+        return [credentials_failure(err, registries, spec.credentials)], None
+    except BackendRegistryUnavailable as err:
         return [], f"the registry did not answer ({err})"
-    except (BackendError, ValueError) as err:
+    except (BackendError, ValueError) as err:  # an image not found, among others
         return [CheckFailure("containers", str(err))], None
     return [], None
 
@@ -229,7 +227,7 @@ class ContainerGroupProvider(ConfiguredProvider):
             cost = estimate_group(spec.extra_ephemeral_storage_gib, prices_of(news))
             inputs["cost"] = cost.as_output()
         except PriceError as err:
-            return CheckResult(inputs, [CheckFailure("prices", str(err).removeprefix("prices: "))])
+            return CheckResult(inputs, [PropertyFailure(err)])
         if olds and "containers" in olds and not diff_group(olds, inputs, SPEC_FIELDS):
             inputs["match_preview"] = olds.get("match_preview")  # matched once, at creation
             return CheckResult(inputs, [])

@@ -28,13 +28,17 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from ..backends.base import BackendError, NotFound
+from ..backends.base import (
+    BackendError,
+    BackendRegistryAuthError,
+    BackendRegistryUnavailable,
+    NotFound,
+)
 from ..engine.cost import PriceError, Prices, estimate_cache
 from ..engine.diff import ChangeKind, diff_cache
 from ..engine.lifecycle import expires_at
 from ..engine.models import CacheAdoption, CacheRecord, CacheStatus, ImageCacheSpec
-from ..engine.planner import PlanError
-from .checks import NOT_FOUND, REFUSED, UNAVAILABLE, validate
+from .checks import PropertyFailure, backend_failure, credentials_failure, validate
 from .common import client_token, next_generation, present, unknown_keys
 from .pricing import prices_of
 from .server import UPDATE, UPDATE_REPLACE, UserError, send_detailed_diff
@@ -139,22 +143,6 @@ def outputs_of(record: CacheRecord, props: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def registry_failure(err: Exception, spec: ImageCacheSpec) -> CheckFailure | None:
-    """A registry answer that makes the declared cache impossible, as a check failure."""
-    if isinstance(err, NOT_FOUND):
-        return CheckFailure("images", str(err))
-    if isinstance(err, REFUSED):
-        servers = {c.server for c in spec.credentials}
-        missing = sorted({i.registry for i in spec.images} - servers)
-        hint = (
-            f"; no credentials are given for {', '.join(missing)}"
-            if missing
-            else "; check the username and password"
-        )
-        return CheckFailure("credentials", f"{err}{hint}")
-    return None
-
-
 def _wait_built(backend: Any, record: CacheRecord, timeout: float) -> CacheRecord:
     """Wait for a build that another process runs (an interrupted deployment's provider)."""
     deadline = time.monotonic() + timeout
@@ -224,7 +212,7 @@ class ImageCacheProvider(ConfiguredProvider):
         try:
             prices = prices_of(news)
         except PriceError as err:
-            return CheckResult(inputs, [CheckFailure("prices", str(err).removeprefix("prices: "))])
+            return CheckResult(inputs, [PropertyFailure(err)])
         try:
             backend = settings.open()
         except BackendError as err:  # e.g. no cloud credentials where the preview runs
@@ -281,15 +269,14 @@ class ImageCacheProvider(ConfiguredProvider):
         failures = []
         try:
             plan = backend.plan_image_cache(spec)
-        except PlanError as err:
-            failures.append(CheckFailure("size_gib", str(err).removeprefix("size_gib: ")))
-        except UNAVAILABLE as err:
+        except BackendRegistryUnavailable as err:
             if rebuild:
                 inputs["build_plan"] = f"unknown until deploy: the registry did not answer ({err})"
-        except (*NOT_FOUND, *REFUSED) as err:
-            failures.append(registry_failure(err, spec))  # type: ignore[arg-type]
-        except (BackendError, ValueError) as err:
-            failures.append(CheckFailure("images", str(err)))
+        except BackendRegistryAuthError as err:
+            registries = {i.registry for i in spec.images}
+            failures.append(credentials_failure(err, registries, spec.credentials))
+        except (BackendError, ValueError) as err:  # an image not found, a size too small
+            failures.append(backend_failure(err, "images"))
         else:
             if rebuild:
                 inputs["build_plan"] = plan.summary()

@@ -77,5 +77,5 @@ def prices_of(props: dict[str, Any]) -> Prices:
 
     overrides = props.get("prices")
     if overrides is not None and not isinstance(overrides, dict):
-        raise PriceError("prices: must be a map of price names to numbers")
+        raise PriceError("prices", "must be a map of price names to numbers")
     return prices_from(overrides)

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from .errors import InvalidProperty
 from .models import BASE_EPHEMERAL_STORAGE_GIB, GIB, CacheKind
 
 BUILD_INSTANCE_VCPU = 2
@@ -101,7 +102,7 @@ DEFAULT_PRICES = Prices(
 )
 
 
-class PriceError(ValueError):
+class PriceError(InvalidProperty):
     """Price overrides that do not make a price table."""
 
 
@@ -110,7 +111,7 @@ def prices_from(overrides: Mapping[str, Any] | None, base: Prices = DEFAULT_PRIC
     if not overrides:
         return base
     if not isinstance(overrides, Mapping):
-        raise PriceError("prices: must be a map of price names to numbers")
+        raise PriceError("prices", "must be a map of price names to numbers")
     by_alias = {field.alias: name for name, field in Prices.model_fields.items() if field.alias}
     named = {by_alias.get(str(key), str(key)): value for key, value in overrides.items()}
     named.pop("overridden", None)
@@ -124,7 +125,7 @@ def prices_from(overrides: Mapping[str, Any] | None, base: Prices = DEFAULT_PRIC
             f"{to_camel('.'.join(str(p) for p in e['loc'])) or '(prices)'}: {e['msg']}"
             for e in err.errors()
         ]
-        raise PriceError("prices: " + "; ".join(problems)) from None
+        raise PriceError("prices", "; ".join(problems)) from None
 
 
 def money(amount: float, currency: str) -> str:

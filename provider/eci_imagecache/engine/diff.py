@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from .refs import ImageRef, parse_image_ref
+from .refs import ImageRef, parse_image_ref, registry_server
 
 
 class ChangeKind(IntEnum):
@@ -122,7 +122,7 @@ def credential_key(credential: Mapping[str, Any]) -> tuple[str, str, str]:
     if hasattr(password, "get_secret_value"):
         password = password.get_secret_value()
     fingerprint = hashlib.sha256(str(password).encode()).hexdigest() if password else ""
-    server = str(credential.get("server", "")).lower().removeprefix("https://").rstrip("/")
+    server = registry_server(str(credential.get("server", "")))
     return (server, str(credential.get("username", "")), fingerprint)
 
 

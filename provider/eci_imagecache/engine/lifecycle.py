@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
+from .errors import EngineError
 from .models import (
     AUTO_CACHE_PREFIX,
     BASE_EPHEMERAL_STORAGE_GIB,
@@ -24,8 +25,9 @@ AUTO_UNUSED_TTL = timedelta(days=7)  # an automatic cache never used is deleted 
 AUTO_IDLE_TTL = timedelta(days=30)  # once used, after 30 days without use
 
 
-class QuotaExceeded(RuntimeError):
-    """No room for another cache of this kind, and nothing may be evicted."""
+class QuotaReached(EngineError):
+    """No room for another cache of this kind, and nothing may be evicted (a backend reports
+    it as its own ``QuotaExceeded``)."""
 
 
 class Expiry(BaseModel):
@@ -93,7 +95,7 @@ def make_room(
     """The caches to evict so that one more cache of ``kind`` fits its quota.
 
     ``in_use`` are the ids of caches that container groups name: never evicted. Returns an
-    empty list when there is room. Raises :class:`QuotaExceeded`, naming the quota and what
+    empty list when there is room. Raises :class:`QuotaReached`, naming the quota and what
     would free room, when the caches that would have to go are not all evictable.
     """
     same_kind = [r for r in records if r.kind == kind]
@@ -103,7 +105,7 @@ def make_room(
         return []
     victims = [r for r in lru_order(same_kind) if evictable(r) and r.id not in in_use][:excess]
     if len(victims) < excess:
-        raise QuotaExceeded(
+        raise QuotaReached(
             f"quota of {limit} {kind.value} image caches reached ({len(same_kind)} exist) and "
             f"{'none' if not victims else 'not enough'} of them can be evicted now; "
             + _room_advice(same_kind, in_use)

@@ -2,8 +2,8 @@
 
 Validation here is the single source of the rules: the providers' ``check``, the CLI and the
 emulator all build these specs, and each failure names the property, e.g. ``images: at most 20
-images per cache, got 21`` (see ``validation_failures``). Each rule says where it comes from:
-the ECI API reference (the docstrings of the official SDK's request models, e.g.
+images per cache, got 21``, as fields (see ``invalid_properties``). Each rule says where it
+comes from: the ECI API reference (the docstrings of the official SDK's request models, e.g.
 ``CreateContainerGroupRequestTag``), the vendor's image cache document, or the OCI
 distribution spec (image references, in ``refs``). Where a source is unclear, the rule is as
 strict as the service.
@@ -11,6 +11,8 @@ strict as the service.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -28,7 +30,8 @@ from pydantic import (
     model_validator,
 )
 
-from .refs import DEFAULT_REGISTRY, DOCKER_HUB_ALIASES, ImageRef, parse_image_ref
+from .errors import InvalidProperty, path_of
+from .refs import ImageRef, parse_image_ref, registry_server
 
 MAX_IMAGES_PER_CACHE = 20
 DEFAULT_MANUAL_SIZE_GIB = 20
@@ -191,12 +194,7 @@ class RegistryCredential(BaseModel):
     @field_validator("server")
     @classmethod
     def _normalize_server(cls, server: str) -> str:
-        server = server.strip().lower().removeprefix("https://").removeprefix("http://")
-        server = server.rstrip("/")
-        # As image references name it (see ``refs``): Docker Hub is docker.io, also as Docker's
-        # own config spells it (https://index.docker.io/v1/).
-        host = server.split("/", 1)[0]
-        return DEFAULT_REGISTRY if host in (DEFAULT_REGISTRY, *DOCKER_HUB_ALIASES) else server
+        return registry_server(server)
 
 
 class AcrRegistry(BaseModel):
@@ -278,9 +276,10 @@ class ImageCacheSpec(BaseModel):
         registries = {ref.registry for ref in self.images}
         for cred in self.credentials:
             if cred.server not in registries:
-                raise ValueError(
-                    f"credentials: registry {cred.server!r} is not used by any image "
-                    f"(images use {', '.join(sorted(registries))})"
+                raise InvalidProperty(
+                    "credentials",
+                    f"registry {cred.server!r} is not used by any image "
+                    f"(images use {', '.join(sorted(registries))})",
                 )
         return self
 
@@ -390,9 +389,13 @@ class ContainerGroupSpec(BaseModel):
     @model_validator(mode="after")
     def _one_eip(self) -> ContainerGroupSpec:
         if self.eip_instance_id and self.auto_create_eip:
-            raise ValueError("auto_create_eip: not with eip_instance_id (the group has that one)")
+            raise InvalidProperty(
+                "auto_create_eip", "not with eip_instance_id (the group has that one)"
+            )
         if self.eip_bandwidth_mbps is not None and not self.auto_create_eip:
-            raise ValueError("eip_bandwidth_mbps: only for an EIP created with auto_create_eip")
+            raise InvalidProperty(
+                "eip_bandwidth_mbps", "only for an EIP created with auto_create_eip"
+            )
         return self
 
     @field_validator("name")
@@ -409,9 +412,9 @@ class ContainerGroupSpec(BaseModel):
     @model_validator(mode="after")
     def _explicit_needs_id(self) -> ContainerGroupSpec:
         if self.cache == CacheSelection.EXPLICIT and not self.cache_id:
-            raise ValueError("cache_id: an explicit cache selection needs a cache id")
+            raise InvalidProperty("cache_id", "an explicit cache selection needs a cache id")
         if self.cache != CacheSelection.EXPLICIT and self.cache_id:
-            raise ValueError("cache_id: only allowed when the cache selection is explicit")
+            raise InvalidProperty("cache_id", "only allowed when the cache selection is explicit")
         return self
 
     @model_validator(mode="after")
@@ -423,9 +426,10 @@ class ContainerGroupSpec(BaseModel):
             for n, container in enumerate(getattr(self, kind)):
                 where = f"{kind}[{n}]"
                 if container.name in seen:
-                    raise ValueError(
-                        f"{where}.name: {container.name!r} is already the name of "
-                        f"{seen[container.name]}; the containers of a group need their own names"
+                    raise InvalidProperty(
+                        f"{where}.name",
+                        f"{container.name!r} is already the name of {seen[container.name]}; "
+                        "the containers of a group need their own names",
                     )
                 seen[container.name] = where
         return self
@@ -463,6 +467,18 @@ class ContainerGroupSpec(BaseModel):
             for item, container in zip(data.get(key, []), getattr(self, key), strict=True):
                 item["image"] = str(container.image)
         return data
+
+
+def request_digest(spec: ImageCacheSpec | ContainerGroupSpec) -> str:
+    """What a create asks for, as a sha256 hex digest: the same spec, the same digest. No
+    secret enters it: credentials count by server and user, so a rotated password asks for
+    the same cache or group. A field added since digests were first kept (``pids_limit``)
+    is left out while unset, so that a kept digest still matches its request."""
+    data = spec.model_dump(mode="json", exclude={"credentials"})
+    if data.get("pids_limit", 0) is None:
+        del data["pids_limit"]
+    data["credentials"] = sorted([c.server, c.username] for c in spec.credentials)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 class Quota(BaseModel):
@@ -526,24 +542,25 @@ class CacheRecord(BaseModel):
         )
 
 
-# A validator that knows more precisely where the problem is names it first: "cache_id: ...",
-# "containers[1].name: ...".
-_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
-_NAMED = re.compile(rf"({_IDENTIFIER}(?:\[\d+\]|\.{_IDENTIFIER})*): (.+)", re.DOTALL)
+def invalid_properties(exc: ValidationError) -> list[InvalidProperty]:
+    """Each problem of a pydantic error as the property it is in, where within it, and what.
 
-
-def _path(location: tuple[int | str, ...]) -> str:
-    """``("containers", 0, "ports", 1)`` -> ``containers[0].ports[1]``; a key that is not a
-    name is quoted: ``env['A B']``."""
-    path = ""
-    for part in location:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif not re.fullmatch(_IDENTIFIER, str(part)):
-            path += f"[{str(part)!r}]"
+    The place is pydantic's location; a validator that knows more precisely where the problem
+    is raises :class:`InvalidProperty` with the place (``cache_id``, ``containers[1].name``),
+    which goes on from the location it was raised at."""
+    problems = []
+    for error in exc.errors():
+        location = error["loc"]
+        path = path_of(location)
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, InvalidProperty):
+            path = f"{path}.{cause.path}" if path else cause.path
+            message = cause.message
         else:
-            path += f".{part}" if path else str(part)
-    return path
+            message = str(error["msg"]).removeprefix("Value error, ")
+        top = str(location[0]) if location else None
+        problems.append(InvalidProperty(path, message, property=top))
+    return problems
 
 
 def validation_failures(exc: ValidationError) -> list[tuple[str, str]]:
@@ -552,22 +569,7 @@ def validation_failures(exc: ValidationError) -> list[tuple[str, str]]:
     The property is the input's top-level name (what Pulumi shows the value of); a reason
     within it starts with where: ``("containers", "containers[0].ports[0]: Input should be
     less than or equal to 65535")``."""
-    failures = []
-    for error in exc.errors():
-        location = error["loc"]
-        path = _path(location)
-        message = str(error["msg"]).removeprefix("Value error, ")
-        named = _NAMED.fullmatch(message)
-        if named:
-            inner, message = named.groups()
-            path = f"{path}.{inner}" if path else inner
-        if location:
-            prop, top = str(location[0]), _path(location[:1])
-        else:
-            prop = top = re.split(r"[.\[]", path, maxsplit=1)[0] if path else "(resource)"
-        reason = message if path in ("", top) else f"{path}: {message}"
-        failures.append((prop, reason))
-    return failures
+    return [(problem.property, problem.reason) for problem in invalid_properties(exc)]
 
 
 def failure_text(failures: list[tuple[str, str]]) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Set
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .errors import InvalidProperty
 from .models import GIB
 
 
@@ -35,7 +36,7 @@ class ResolvedImage(BaseModel):
         return [self.config, *self.layers]
 
 
-class PlanError(ValueError):
+class PlanError(InvalidProperty):
     """The build cannot work as declared (e.g. content larger than the cache)."""
 
 
@@ -99,7 +100,8 @@ def plan_build(
     plan = BuildPlan(images=images, fetch=fetch, reuse=reuse, size_gib=size_gib)
     if plan.content_bytes > size_gib * GIB:
         raise PlanError(
-            f"size_gib: the images need {human_bytes(plan.content_bytes)}, "
-            f"more than the cache size of {size_gib} GiB"
+            "size_gib",
+            f"the images need {human_bytes(plan.content_bytes)}, "
+            f"more than the cache size of {size_gib} GiB",
         )
     return plan

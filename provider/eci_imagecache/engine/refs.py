@@ -15,6 +15,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
+from .errors import EngineError
+
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
 DOCKER_HUB_ALIASES = ("index.docker.io", "registry-1.docker.io")
@@ -53,7 +55,7 @@ NormalDigest = Annotated[
 ]
 
 
-class ImageRefError(ValueError):
+class ImageRefError(EngineError, ValueError):
     """A malformed image reference; the message says which part is wrong."""
 
     def __init__(self, reference: str, problem: str) -> None:
@@ -101,6 +103,17 @@ def _digest_problem(digest: str) -> str | None:
     if len(hex_part) != expected:
         return f"{algorithm} digest must have {expected} hex digits, not {len(hex_part)}"
     return None
+
+
+def registry_server(server: str) -> str:
+    """A registry server as credentials name it, spelled as image references name its host:
+    lowercase, without scheme or trailing slash, Docker Hub as ``docker.io`` (also as Docker's
+    own config spells it, ``https://index.docker.io/v1/``). The model and the diff both use it,
+    so a respelled server is the same server to both."""
+    server = server.strip().lower().removeprefix("https://").removeprefix("http://")
+    server = server.rstrip("/")
+    host = server.split("/", 1)[0]
+    return DEFAULT_REGISTRY if host in (DEFAULT_REGISTRY, *DOCKER_HUB_ALIASES) else server
 
 
 def _length_problem(registry: str, path: str) -> str | None:

@@ -14,12 +14,14 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pulumi.dynamic import CheckFailure
 from pulumi.dynamic import ConfigureRequest as HooksConfigure
 from pulumi.provider.experimental import provider as api
 from pulumi.provider.experimental.property_value import PropertyValue
 
 from ..backends.base import BackendError, NotFound
 from ..dynamic import container_group_provider, image_cache_provider, server
+from ..dynamic.checks import PropertyFailure
 from ..dynamic.pricing import PriceConfigError, price_overrides
 from ..dynamic.server import ResourceInitFailed, UserError
 from ..dynamic.settings import ConfiguredProvider, backend_errors
@@ -28,7 +30,6 @@ from .schema import CONFIG, PACKAGE, VERSION, ResourceType, resources, schema_js
 from .values import (
     as_failure,
     camel_path,
-    camel_reason,
     names,
     object_failures,
     to_property,
@@ -44,6 +45,15 @@ def renamed(message: str) -> str:
     """A hook's message as the plugin's users configure it (``eci:region`` ->
     ``eci-imagecache:region``)."""
     return _DYNAMIC_KEY.sub(f"{PACKAGE}:", message)
+
+
+def _failure(failure: CheckFailure) -> api.CheckFailure:
+    """A hook's check failure as the plugin's users write the inputs: the property and the
+    place within it (a :class:`PropertyFailure`'s) in camelCase."""
+    reason = failure.reason
+    if isinstance(failure, PropertyFailure) and failure.place:
+        reason = f"{camel_path(failure.place)}: {failure.message}"
+    return api.CheckFailure(camel_path(failure.property or ""), renamed(reason))
 
 
 class PluginConfig:
@@ -186,10 +196,7 @@ class EciImageCacheProvider(api.Provider):
         secret = _secret_keys(request.new_inputs)
         return api.CheckResponse(
             inputs=_properties(result.inputs, rtype, secret),
-            failures=[
-                api.CheckFailure(camel_path(f.property or ""), camel_reason(renamed(f.reason)))
-                for f in result.failures or []
-            ],
+            failures=[_failure(f) for f in result.failures or []],
         )
 
     async def diff(self, request: api.DiffRequest) -> api.DiffResponse:

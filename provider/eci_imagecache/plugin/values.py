@@ -103,15 +103,6 @@ def camel_path(path: str) -> str:
     return re.sub(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+", lambda m: to_camel(m[0]), path)
 
 
-# A reason that starts with where in the property it is: ``containers[0].memory_gib: ...``.
-_PLACE = re.compile(r"^([a-z][A-Za-z0-9_]*(?:\[\d+\]|\.[A-Za-z0-9_-]+)*): ")
-
-
-def camel_reason(reason: str) -> str:
-    """A hook's failure reason with the place it names in camelCase."""
-    return _PLACE.sub(lambda m: f"{camel_path(m[1])}: ", reason, count=1)
-
-
 def as_failure(path: str, reason: str) -> tuple[str, str]:
     """(property, reason) as ``check`` reports them: the top-level property (what Pulumi shows
     the value of), and the place within it leading the reason, as the hooks do."""

@@ -38,11 +38,12 @@ from ...engine.models import (
     GroupStatus,
     ImageCacheSpec,
     Quota,
+    request_digest,
 )
-from ...engine.planner import BuildPlan, plan_build
+from ...engine.planner import BuildPlan, PlanError, plan_build
 from ...registry.client import Credentials, RegistryClient, RegistryError
 from ...retry import RetryPolicy
-from ..base import BackendError, NotFound, QuotaExceeded, Usage, from_registry
+from ..base import BackendError, InvalidSpec, NotFound, QuotaExceeded, Usage, from_registry
 from . import reading
 
 T = TypeVar("T")
@@ -90,18 +91,10 @@ for _name in ("urllib3.connectionpool", "urllib3", "requests", "darabonba", "Tea
 
 def derive_token(action: str, *parts: Any) -> str:
     """A ClientToken from what identifies the operation: the same inputs, the same token.
-    Passwords enter only as their hash; the token is ASCII and within the documented length."""
+    No password enters it (see ``request_digest``); it is ASCII and within the documented
+    length."""
     text = json.dumps([action, *parts], sort_keys=True, default=str)
     return f"eci-imagecache-{hashlib.sha256(text.encode()).hexdigest()}"[:TOKEN_LENGTH]
-
-
-def _spec_identity(spec: ImageCacheSpec | ContainerGroupSpec) -> dict[str, Any]:
-    data = spec.model_dump(mode="json", exclude={"credentials"})
-    data["credentials"] = [
-        [c.server, c.username, hashlib.sha256(c.password.get_secret_value().encode()).hexdigest()]
-        for c in spec.credentials
-    ]
-    return data
 
 
 class AliCloudBackend:
@@ -309,7 +302,7 @@ class AliCloudBackend:
         wait: bool = True,
         **_: Any,
     ) -> CacheRecord:
-        token = client_token or derive_token("CreateImageCache", self.region, _spec_identity(spec))
+        token = client_token or derive_token("CreateImageCache", self.region, request_digest(spec))
         request = self.models.CreateImageCacheRequest(
             region_id=self.region,
             client_token=token[:TOKEN_LENGTH],
@@ -395,7 +388,7 @@ class AliCloudBackend:
         changes = self._changes(current, spec)
         if changes:
             token = client_token or derive_token(
-                "UpdateImageCache", self.region, cache_id, _spec_identity(spec)
+                "UpdateImageCache", self.region, cache_id, request_digest(spec)
             )
             request = self.models.UpdateImageCacheRequest(
                 region_id=self.region,
@@ -431,7 +424,10 @@ class AliCloudBackend:
                 images = [client.resolve(ref) for ref in spec.images]
             except RegistryError as err:
                 raise from_registry(f"image cache {spec.name}", err) from err
-        return plan_build(images, spec.size_gib)
+        try:
+            return plan_build(images, spec.size_gib)
+        except PlanError as err:
+            raise InvalidSpec(f"image cache {spec.name}: {err}", problem=err) from None
 
     # matching and container groups --------------------------------------------------------
 
@@ -485,7 +481,7 @@ class AliCloudBackend:
         elif spec.cache == CacheSelection.AUTO_CREATE:
             auto_match = True
         token = client_token or derive_token(
-            "CreateContainerGroup", self.region, _spec_identity(spec)
+            "CreateContainerGroup", self.region, request_digest(spec)
         )
         request = m.CreateContainerGroupRequest(
             region_id=self.region,

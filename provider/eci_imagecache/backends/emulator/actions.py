@@ -74,7 +74,7 @@ class Actions:
         except NotFound as err:
             raise errors.NotFoundError(str(err), "InvalidResource.NotFound") from None
         except QuotaExceeded as err:
-            raise errors.QuotaExceeded(str(err)) from None
+            raise errors.ImageCacheQuotaExceeded(str(err)) from None
         except Conflict as err:
             raise errors.IncorrectStatus(str(err)) from None
         except InvalidSpec as err:

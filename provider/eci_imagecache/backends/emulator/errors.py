@@ -1,7 +1,8 @@
 """The errors the emulator answers, one class each, carrying the API's code and HTTP status.
 
-Actions raise them; the HTTP layer maps them to the wire once. Messages name parameters, never
-their values (a password can sit in any parameter a client mistypes).
+Actions raise them; the HTTP layer maps them to the wire once. They are the emulator's own
+family (:class:`EciError`), named apart from the backends' errors they translate. Messages name
+parameters, never their values (a password can sit in any parameter a client mistypes).
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ class IncorrectStatus(EciError):
     code = "IncorrectStatus.ImageCache"
 
 
-class QuotaExceeded(EciError):
+class ImageCacheQuotaExceeded(EciError):
+    """The backend's ``QuotaExceeded``, as the API answers it."""
+
     status = 403
     code = "QuotaExceeded.ImageCache"
 

@@ -33,17 +33,16 @@ from ...engine.models import (
 )
 from ...engine.planner import BuildPlan, Layer, PlanError, ResolvedImage, plan_build
 from ...engine.refs import ImageRef
-from ...registry.client import RegistryClient
-from ...registry.client import RegistryError as ClientRegistryError
+from ...registry.client import RegistryClient, RegistryError
 from ...runtime.layers import Budget, Feed, Unpacked, UnsafeLayer, UnsupportedLayer
 from ..base import (
     BackendError,
+    BackendRegistryContentError,
     BuildFailed,
     Conflict,
     InvalidSpec,
     NotFound,
     Progress,
-    RegistryContentError,
     StoreError,
     from_registry,
 )
@@ -56,7 +55,7 @@ ADOPT_POLL_SECONDS = 0.2
 
 def _reason(err: Exception) -> str:
     """One line that says what went wrong, never a traceback."""
-    if isinstance(err, ClientRegistryError | BackendError):
+    if isinstance(err, RegistryError | BackendError):
         return str(err)
     if isinstance(err, OSError) and err.strerror:
         return f"{err.strerror}" + (f": {err.filename}" if err.filename else "")
@@ -99,7 +98,7 @@ def check_config_sizes(images: Iterable[ResolvedImage]) -> None:
     """Refuse, before it is fetched, an image config too large to read whole."""
     for image in images:
         if image.config.size > MAX_CONFIG_BYTES:
-            raise RegistryContentError(
+            raise BackendRegistryContentError(
                 f"image {image.reference}: config {image.config.digest[:19]} is "
                 f"{image.config.size:,} bytes (at most {MAX_CONFIG_BYTES:,})"
             )
@@ -117,23 +116,25 @@ def expected_diff_ids(
         try:
             body = read(image.config.digest)
         except OSError as err:
-            raise RegistryContentError(f"{what} cannot be read ({err.strerror})") from None
+            raise BackendRegistryContentError(f"{what} cannot be read ({err.strerror})") from None
         try:
             diff_ids = json.loads(body)["rootfs"]["diff_ids"]
         except (ValueError, KeyError, TypeError) as err:
-            raise RegistryContentError(
+            raise BackendRegistryContentError(
                 f"{what} names no rootfs.diff_ids ({type(err).__name__})"
             ) from None
         if not isinstance(diff_ids, list) or len(diff_ids) != len(image.layers):
             count = len(diff_ids) if isinstance(diff_ids, list) else "no"
-            raise RegistryContentError(
+            raise BackendRegistryContentError(
                 f"{what} names {count} diff_ids for the manifest's {len(image.layers)} layers"
             )
         for layer, diff_id in zip(image.layers, diff_ids, strict=True):
             if not isinstance(diff_id, str) or not _DIFF_ID.fullmatch(diff_id):
-                raise RegistryContentError(f"{what}: diff_id {str(diff_id)[:80]!r} is not sha256")
+                raise BackendRegistryContentError(
+                    f"{what}: diff_id {str(diff_id)[:80]!r} is not sha256"
+                )
             if expected.setdefault(layer.digest, diff_id) != diff_id:
-                raise RegistryContentError(
+                raise BackendRegistryContentError(
                     f"{what} names diff_id {diff_id[:19]} for layer {layer.digest[:19]}, "
                     f"which {named_by[layer.digest]} names {expected[layer.digest][:19]}"
                 )
@@ -182,7 +183,7 @@ class Unpacking:
         try:
             done = feed.close(verified)
         except (UnsafeLayer, UnsupportedLayer) as err:
-            raise RegistryContentError(str(err)) from None
+            raise BackendRegistryContentError(str(err)) from None
         if done is not None:
             self._count(done)
 
@@ -199,7 +200,7 @@ class Unpacking:
                 budget=self.budget,
             )
         except (UnsafeLayer, UnsupportedLayer) as err:
-            raise RegistryContentError(str(err)) from None
+            raise BackendRegistryContentError(str(err)) from None
         self._count(done)
 
     def _held(self, digest: str) -> None:
@@ -215,7 +216,7 @@ class Unpacking:
             if self.budget is not None and meta is not None:
                 self.budget.charge(meta.bytes, f"layer {digest[:19]} (unpacked already)")
         except UnsafeLayer as err:
-            raise RegistryContentError(str(err)) from None
+            raise BackendRegistryContentError(str(err)) from None
 
     def _count(self, done: Unpacked) -> None:
         if not done.reused:
@@ -273,7 +274,7 @@ class BuildPipeline:
         try:
             return plan_build(images, spec.size_gib, held, spec.layer_reuse)
         except PlanError as err:
-            raise InvalidSpec(f"{what}: {err}") from None
+            raise InvalidSpec(f"{what}: {err}", problem=err) from None
 
     def plan(self, spec: ImageCacheSpec) -> BuildPlan:
         """What building ``spec`` would fetch and reuse now; nothing is written. Manifests
@@ -499,7 +500,7 @@ class BuildPipeline:
                     self.ctx.fail(db, current, reason)
                 self.store.end_build(db, record.id)
             message = f"image cache {record.name} ({record.id}) failed"
-            if isinstance(err, ClientRegistryError):
+            if isinstance(err, RegistryError):
                 raise from_registry(message, err) from None
             raise BuildFailed(f"{message}: {reason}") from None
         finally:

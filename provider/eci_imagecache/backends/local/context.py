@@ -21,11 +21,10 @@ from platformdirs import user_data_dir
 from ...engine.models import CacheEvent, CacheRecord, CacheStatus, RegistryCredential, SnapshotKind
 from ...engine.planner import ResolvedImage
 from ...engine.refs import ImageRef
-from ...registry.client import Credentials, RegistryClient
-from ...registry.client import RegistryError as ClientRegistryError
+from ...registry.client import Credentials, RegistryClient, RegistryError
 from ...runtime.layers import DEFAULT_MAX_ENTRIES, LayerStore
 from ...runtime.supervisor import Runtime
-from ..base import NotFound, RegistryContentError, StoreError, from_registry
+from ..base import BackendRegistryContentError, NotFound, StoreError, from_registry
 from .blobs import BlobStore, UnsafeDigest
 from .snapshots import SnapshotFiles
 from .store import Store
@@ -315,13 +314,13 @@ class Context:
                     return seen[1]
             try:
                 image = client.resolve(ref)
-            except ClientRegistryError as err:
+            except RegistryError as err:
                 raise from_registry(what, err) from None
             for blob in image.blobs:
                 try:
                     self.blobs.path(blob.digest)
                 except UnsafeDigest as err:
-                    raise RegistryContentError(f"{what}: image {ref}: {err}") from None
+                    raise BackendRegistryContentError(f"{what}: image {ref}: {err}") from None
             if anonymous:
                 with self._resolved_lock:
                     if len(self._resolved) >= RESOLVED_KEPT:

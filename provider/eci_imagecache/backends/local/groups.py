@@ -8,7 +8,6 @@ an automatic cache from what it pulled when it matched none.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ...engine.errors import InvalidProperty
 from ...engine.lifecycle import auto_cache_name, auto_cache_size_gib
 from ...engine.matcher import CacheIndex, MatchResult, score
 from ...engine.models import (
@@ -32,10 +32,11 @@ from ...engine.models import (
     EvictionStrategy,
     GroupStatus,
     SnapshotKind,
+    request_digest,
 )
 from ...engine.planner import Layer, ResolvedImage
 from ...engine.refs import ImageRef
-from ...registry.client import RegistryError as ClientRegistryError
+from ...registry.client import RegistryError
 from ...runtime.bundle import BundleError, ContainerSettings
 from ...runtime.cgroups import DEFAULT_PIDS_LIMIT, GroupLimits
 from ...runtime.layers import UnsafeLayer, UnsupportedLayer
@@ -44,10 +45,10 @@ from ...runtime.supervisor import ContainerRun, RuntimeUnavailable, StartError
 from ..base import (
     NOT_STARTED_HERE,
     BackendError,
+    BackendRegistryContentError,
     InvalidSpec,
     NotFound,
     QuotaExceeded,
-    RegistryContentError,
     from_registry,
 )
 from .blobs import UnsafeDigest
@@ -125,12 +126,15 @@ class ContainerGroups:
             try:
                 cache = self.ctx.get(spec.cache_id or "")
             except NotFound:
-                raise InvalidSpec(f"cache_id: image cache {spec.cache_id} does not exist") from None
+                missing = InvalidProperty("cache_id", f"image cache {spec.cache_id} does not exist")
+                raise InvalidSpec(str(missing), problem=missing) from None
             if not cache.usable:
-                raise InvalidSpec(
-                    f"cache_id: image cache {cache.id} is not usable "
-                    f"({cache.status.value}{': ' + cache.failure if cache.failure else ''})"
+                failure = f": {cache.failure}" if cache.failure else ""
+                unusable = InvalidProperty(
+                    "cache_id",
+                    f"image cache {cache.id} is not usable ({cache.status.value}{failure})",
                 )
+                raise InvalidSpec(str(unusable), problem=unusable)
             exact, same = score(cache.images, spec.images)
             label = "exact" if exact == len(spec.images) else "partial" if exact + same else "none"
             return cache, label, f"specified explicitly; {exact}/{len(spec.images)} images exact"
@@ -193,11 +197,16 @@ class ContainerGroups:
                     ).bytes
                 else:
                     unpacked = 0  # all there (a start from a cache): nothing to set going
-            except ClientRegistryError as err:
+            except RegistryError as err:
                 raise from_registry(what, err) from None
-            except (RegistryContentError, UnsafeLayer, UnsupportedLayer, UnsafeDigest) as err:
+            except (
+                BackendRegistryContentError,
+                UnsafeLayer,
+                UnsupportedLayer,
+                UnsafeDigest,
+            ) as err:
                 # A layer the store refused to unpack (unsafe, or of a type it cannot apply).
-                raise RegistryContentError(f"{what}: {err}") from None
+                raise BackendRegistryContentError(f"{what}: {err}") from None
         prepared.fetched = sum(blob.size for blob in fetch.values())
         prepared.from_cache = sum(prepared.layers.values()) - prepared.fetched
         prepared.unpacked_bytes = unpacked
@@ -520,16 +529,6 @@ def group_limits(spec: ContainerGroupSpec) -> GroupLimits:
         pids=spec.pids_limit or DEFAULT_PIDS_LIMIT,
         ephemeral_storage_gib=spec.ephemeral_storage_gib,
     )
-
-
-def request_digest(spec: ContainerGroupSpec) -> str:
-    """What a create asked for, as a digest. Credentials count by server and user: a rotated
-    password asks for the same group (and no password is hashed into the store)."""
-    data = spec.model_dump(mode="json", exclude={"credentials"})
-    if data.get("pids_limit") is None:
-        del data["pids_limit"]  # unset: the digest of a request made before the setting
-    data["credentials"] = sorted([c.server, c.username] for c in spec.credentials)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def check_container(record: ContainerGroupRecord, container: str) -> None:

@@ -52,7 +52,7 @@ class Housekeeping:
         caches = self.store.caches_of_kind(db, kind)
         try:
             victims = lifecycle.make_room(caches, kind, quota, self.store.caches_in_use(db))
-        except lifecycle.QuotaExceeded as err:
+        except lifecycle.QuotaReached as err:
             raise QuotaExceeded(f"{what}: {err}" if what else str(err)) from None
         for victim in victims:
             why = f"evicted (LRU) at the quota of {quota.limit(kind)} {kind.value} caches"
