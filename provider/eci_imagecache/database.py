@@ -150,15 +150,15 @@ class Database:
 
     # connections ---------------------------------------------------------------------------
 
-    def _connect(self, target: str, **options: object) -> _Connection:
+    def _connect(self, uri: str) -> _Connection:
+        """The one call that opens SQLite (autocommit mode: transactions are explicit)."""
         db = sqlite3.connect(
-            target,
+            uri,
             uri=True,
             timeout=BUSY_TIMEOUT_SECONDS,
             isolation_level=None,
             check_same_thread=not self.shared,
             factory=_Connection,
-            **options,  # type: ignore[arg-type]
         )
         assert isinstance(db, _Connection)
         return db
@@ -318,9 +318,8 @@ class Database:
         version = _recorded(db, schema.owner)  # again: another process may have migrated
         if version is None:
             version = schema.adopt(db)
-            self._not_newer(schema, version)
             _record(db, schema.owner, range(1, version + 1))
-        self._not_newer(schema, version)
+        self._not_newer(schema, version)  # rolls the transaction back
         for number in range(version + 1, schema.version + 1):
             step = schema.migrations[number - 1]
             if callable(step):
