@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import sqlite3
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from eci_imagecache import database as database_module
 from eci_imagecache.database import (
     CannotOpen,
     Database,
@@ -246,3 +248,27 @@ def test_in_a_read_only_directory_reads_go_on_writes_say_why_and_come_back(
         db.execute("INSERT INTO t VALUES (2)")
     with view.read() as db:
         assert db.execute("SELECT n FROM t ORDER BY n").fetchall() == [(1,), (2,)]
+
+
+def test_sqlite_is_opened_in_one_module_that_imports_nothing_else_of_ours() -> None:
+    package = Path(database_module.__file__).parent
+    opening = sorted(
+        str(source.relative_to(package))
+        for source in package.rglob("*.py")
+        if "sqlite3.connect(" in source.read_text()
+    )
+    assert opening == ["database.py"]
+    tree = ast.parse(Path(database_module.__file__).read_text())
+    ours = [
+        node
+        for node in ast.walk(tree)
+        if (
+            isinstance(node, ast.ImportFrom)
+            and (node.level > 0 or (node.module or "").startswith("eci_imagecache"))
+        )
+        or (
+            isinstance(node, ast.Import)
+            and any(alias.name.startswith("eci_imagecache") for alias in node.names)
+        )
+    ]
+    assert ours == []
