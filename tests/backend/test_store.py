@@ -1,14 +1,18 @@
 """The SQLite store: schema versions and migrations."""
 
+import os
 import sqlite3
+import subprocess
 from datetime import timedelta
 
 import pytest
 
+from eci_imagecache.backends.base import StoreError
 from eci_imagecache.backends.local import store as store_module
 from eci_imagecache.backends.local.backend import LocalBackend
 from eci_imagecache.backends.local.store import Store
 
+from ..conftest import missing
 from ..unit.helpers import T0, record
 
 
@@ -25,8 +29,10 @@ def test_a_version_2_store_migrates_and_backfills_expiry(tmp_path, monkeypatch) 
     monkeypatch.undo()
     backend = LocalBackend(data_dir=tmp_path, clock=lambda: T0 + timedelta(days=3))
     with sqlite3.connect(path) as db:
-        version = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        assert version == (str(len(store_module.MIGRATIONS)),)
+        versions = db.execute(
+            "SELECT version FROM schema_migrations WHERE owner = 'local-store' ORDER BY version"
+        ).fetchall()
+        assert versions == [(n,) for n in range(1, len(store_module.MIGRATIONS) + 1)]
         assert db.execute("SELECT expires_at FROM caches").fetchone() == (
             "2026-01-04T00:00:00.000000",
         )
@@ -36,7 +42,21 @@ def test_a_version_2_store_migrates_and_backfills_expiry(tmp_path, monkeypatch) 
 def test_a_newer_store_is_refused(tmp_path) -> None:
     Store(tmp_path / "state.db")
     with sqlite3.connect(tmp_path / "state.db") as db:
-        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+        db.execute(
+            "INSERT INTO schema_migrations (owner, version, applied_at) "
+            "VALUES ('local-store', 99, 0)"
+        )
+    with pytest.raises(RuntimeError, match="schema version 99 is newer"):
+        Store(tmp_path / "state.db")
+
+
+def test_a_newer_store_of_the_release_before_migrations_were_recorded_is_refused(
+    tmp_path,
+) -> None:
+    """That release kept its version in meta: a store it left at a version unknown here."""
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '99')")
     with pytest.raises(RuntimeError, match="schema version 99 is newer"):
         Store(tmp_path / "state.db")
 
@@ -54,3 +74,27 @@ def test_each_cache_keeps_its_50_most_recent_events(tmp_path) -> None:
     events = store.events("imc-a")
     assert [e.message for e in events] == [str(i) for i in range(10, 60)]
     assert [e.message for e in store.events("imc-b")] == ["b"]
+
+
+def test_a_store_that_could_not_be_written_writes_again_once_it_can(tmp_path) -> None:
+    """A long-lived process (the provider) whose store sat on a read-only file system for a
+    while: its writes are refused meanwhile, then work again without a restart."""
+    if os.geteuid() != 0:
+        missing("a read-only bind mount needs root")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    Store(folder / "state.db")  # made, and every connection closed when it goes
+    subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
+        store = Store(folder / "state.db")
+        refused = pytest.raises(StoreError, match="cannot be written: read-only file system")
+        with refused, store.transaction() as db:
+            store.put_cache(db, record("imc-a", ["nginx"]))
+        subprocess.run(["mount", "-o", "remount,bind,rw", str(folder)], check=True)
+        with store.transaction() as db:
+            store.put_cache(db, record("imc-a", ["nginx"]))
+        with store.read() as db:
+            assert [c.id for c in store.list_caches(db)] == ["imc-a"]
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

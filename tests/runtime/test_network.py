@@ -20,11 +20,13 @@ from typing import ClassVar
 import httpx
 import pytest
 
-from eci_imagecache.runtime import network, state
+from eci_imagecache.runtime import network
 from eci_imagecache.runtime.state import RuntimeState
 from eci_imagecache.testing.registry import free_port
 
 from .test_supervisor import leftovers, run, wait_for
+
+RELEASES = Path(__file__).parents[1] / "fixtures" / "releases"
 
 
 class HostService(http.server.BaseHTTPRequestHandler):
@@ -215,14 +217,8 @@ def test_a_port_another_process_holds_moves_the_group_to_another_address(runtime
 
 def test_a_store_made_before_groups_had_addresses_still_reads_and_gains_them(tmp_path):
     path = tmp_path / "state.db"
-    old_schema = state.SCHEMA.replace(",\n    address TEXT", "")
-    assert old_schema != state.SCHEMA
     with sqlite3.connect(path) as db:
-        db.executescript(old_schema)
-        db.execute(
-            "INSERT INTO runtime_groups (id, name, dir, restart_policy, status, requested_at) "
-            "VALUES ('grp-old', 'old', '/x', 'Always', 'Running', 0)"
-        )
+        db.executescript((RELEASES / "before-addresses-runtime.sql").read_text())
     # A read-only view (nothing may be written) reads it as it is: no address.
     assert RuntimeState(path, read_only=True).group("grp-old").address is None
     writer = RuntimeState(path)  # a writer adds the column

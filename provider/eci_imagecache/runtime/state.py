@@ -2,8 +2,8 @@
 
 Written by the process that starts a group and by the group's shim (a separate, long-lived
 process), read by anyone; each write is one short ``BEGIN IMMEDIATE`` transaction, on a
-connection each thread keeps. The tables are the runtime's own (``runtime_*``), made on open if
-missing.
+connection each thread keeps (opened by :mod:`eci_imagecache.database`). The tables are the
+runtime's own (``runtime_*``), made and migrated on open, recorded as the owner "runtime".
 
 Commits are not flushed to disk one by one (WAL with ``synchronous=NORMAL``, as the backend's
 store): a commit survives the death of the process that made it, and what a power loss could
@@ -15,48 +15,70 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runtime_groups (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    dir TEXT NOT NULL,
-    restart_policy TEXT NOT NULL,
-    owner_pid INTEGER,
-    shim_pid INTEGER,
-    shim_start TEXT,
-    status TEXT NOT NULL,
-    reason TEXT NOT NULL DEFAULT '',
-    requested_at REAL NOT NULL,
-    first_process_at REAL,
-    address TEXT
-);
-CREATE TABLE IF NOT EXISTS runtime_containers (
-    group_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    init INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    exit_code INTEGER,
-    restart_count INTEGER NOT NULL DEFAULT 0,
-    started_at REAL,
-    finished_at REAL,
-    reason TEXT NOT NULL DEFAULT '',
-    ports TEXT NOT NULL DEFAULT '[]',
-    PRIMARY KEY (group_id, name)
+from ..database import Database, Schema, schema_version
+
+
+def _previous_version(db: sqlite3.Connection) -> int:
+    """Releases before versions were recorded made the tables when missing and added the
+    address column (with its index, in one transaction) when missing: the version is what
+    is there."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not {"runtime_groups", "runtime_containers"} <= tables:
+        return 0
+    columns = {row[1] for row in db.execute("PRAGMA table_info(runtime_groups)")}
+    return 2 if "address" in columns else 1
+
+
+SCHEMA = Schema(
+    "runtime",
+    [
+        # 1: groups and their containers
+        """
+        CREATE TABLE runtime_groups (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            dir TEXT NOT NULL,
+            restart_policy TEXT NOT NULL,
+            owner_pid INTEGER,
+            shim_pid INTEGER,
+            shim_start TEXT,
+            status TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            requested_at REAL NOT NULL,
+            first_process_at REAL
+        );
+        CREATE TABLE runtime_containers (
+            group_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            init INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            exit_code INTEGER,
+            restart_count INTEGER NOT NULL DEFAULT 0,
+            started_at REAL,
+            finished_at REAL,
+            reason TEXT NOT NULL DEFAULT '',
+            ports TEXT NOT NULL DEFAULT '[]',
+            PRIMARY KEY (group_id, name)
+        )
+        """,
+        # 2: each group's own address on the host's loopback, one group per address (NULL:
+        # none, any number)
+        """
+        ALTER TABLE runtime_groups ADD COLUMN address TEXT;
+        CREATE UNIQUE INDEX runtime_groups_address ON runtime_groups (address)
+        """,
+    ],
+    adopt=_previous_version,
 )
-"""
-# Added since the first schema: made on open where missing (ALTER TABLE).
-ADDED_COLUMNS = {"runtime_groups": {"address": "TEXT"}}
-# One group per address (NULL: none, any number).
-INDEXES = "CREATE UNIQUE INDEX IF NOT EXISTS runtime_groups_address ON runtime_groups (address)"
+ADDRESSES = 2  # the version that gave groups an address
 
 # Group statuses, with ECI's names.
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
@@ -109,117 +131,30 @@ class GroupState:
 class RuntimeState:
     def __init__(self, path: Path, read_only: bool = False, create: bool = True) -> None:
         """``read_only``: open the database for reading only (``mode=ro``): nothing is
-        created or written, and any write fails with SQLite's "readonly database".
+        created or written, and a write raises :class:`~eci_imagecache.database.Unwritable`.
         ``create=False``: open a database the runtime made already, now (a missing file raises
         sqlite3.OperationalError instead of being made: a shim whose store was removed)."""
         self.path = path
         self.read_only = read_only
         self.create = create
-        self._local = threading.local()
+        self.db = Database(path, read_only=read_only, create=create)
         if read_only:
             return
         if not create:
-            self._connect()
+            self.db.connection()
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self.read() as db:
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            missing = self._missing_columns(db) if "runtime_groups" in tables else {}
-        if not {"runtime_groups", "runtime_containers"} <= tables:  # reads work on a full disk
-            with self.write() as db:
-                for statement in filter(str.strip, SCHEMA.split(";")):
-                    db.execute(statement)
-                db.execute(INDEXES)
-        elif missing:  # a store made before these columns existed
-            with self.write() as db:
-                for table, columns in self._missing_columns(db).items():
-                    for column, kind in columns.items():
-                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-                db.execute(INDEXES)
+        self.db.migrate(SCHEMA)  # writes only when behind: reads work on a full disk
 
-    @staticmethod
-    def _missing_columns(db: sqlite3.Connection) -> dict[str, dict[str, str]]:
-        missing = {}
-        for table, columns in ADDED_COLUMNS.items():
-            have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-            if absent := {k: v for k, v in columns.items() if k not in have}:
-                missing[table] = absent
-        return missing
+    def write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self.db.write()
 
-    def _connect(self) -> sqlite3.Connection:
-        """This thread's connection (opened once); a fallback opened on a file that cannot be
-        written is used for one transaction only (an immutable open sees no later change)."""
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._open()
-            if not getattr(db, "fallback", False):
-                self._local.db = db
-        return db
+    def read(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self.db.read()
 
-    def _open(self) -> sqlite3.Connection:
-        if self.read_only:
-            uri = self.path.resolve().as_uri() + "?mode=ro"
-            db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
-            db.execute("PRAGMA busy_timeout=30000")
-            try:  # reading a WAL database needs its side files: made now, or not at all
-                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            except sqlite3.OperationalError:
-                db.close()
-                if not self.path.exists():
-                    raise
-                return self._immutable()
-            return db
-        try:
-            if self.create:
-                db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            else:
-                uri = self.path.resolve().as_uri() + "?mode=rw"
-                db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=30000")
-        except sqlite3.OperationalError:
-            if not self.path.exists():
-                raise
-            # Nothing can be written here (a full disk, a read-only file system): reads go on,
-            # as the backend's own store does; a write then fails with SQLite's reason.
-            return self._immutable()
-        return db
-
-    def _immutable(self) -> sqlite3.Connection:
-        uri = self.path.resolve().as_uri() + "?immutable=1"
-        return sqlite3.connect(uri, uri=True, isolation_level=None, factory=_Fallback)
-
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-        finally:
-            self._done(db)
-
-    @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
-        db = self._connect()
-        try:
-            db.execute("BEGIN")
-            yield db
-            db.execute("COMMIT")
-        finally:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            self._done(db)
-
-    def _done(self, db: sqlite3.Connection) -> None:
-        if getattr(db, "fallback", False):
-            db.close()
+    def _version(self, db: sqlite3.Connection) -> int:
+        """A writer has migrated; a read-only view reads the database as it is (a store no
+        writer has opened since it came from an earlier release, or none has written yet)."""
+        return schema_version(db, SCHEMA) if self.read_only else SCHEMA.version
 
     # groups -------------------------------------------------------------------------------
 
@@ -322,22 +257,12 @@ class RuntimeState:
             (derive_status(containers), reason, group_id),
         )
 
-    def _has_tables(self, db: sqlite3.Connection) -> bool:
-        """False only for a database opened read-only that no runtime has written yet."""
-        if not self.read_only:
-            return True
-        found = db.execute(
-            "SELECT count(*) FROM sqlite_master WHERE name IN "
-            "('runtime_groups', 'runtime_containers')"
-        ).fetchone()
-        return bool(found and found[0] == 2)
-
     def group(self, group_id: str) -> GroupState | None:
         with self.read() as db:
-            if not self._has_tables(db):
+            version = self._version(db)
+            if version == 0:  # a read-only view of a database no runtime has written yet
                 return None
-            # A store no writer has opened since the column came (a read-only view) has none.
-            address = "NULL" if self.read_only and self._missing_columns(db) else "address"
+            address = "address" if version >= ADDRESSES else "NULL"
             row = db.execute(
                 "SELECT id, name, dir, restart_policy, status, reason, requested_at, "
                 f"first_process_at, owner_pid, shim_pid, shim_start, {address} "
@@ -369,7 +294,7 @@ class RuntimeState:
 
     def group_ids(self) -> list[str]:
         with self.read() as db:
-            if not self._has_tables(db):
+            if self._version(db) == 0:
                 return []
             return [r[0] for r in db.execute("SELECT id FROM runtime_groups ORDER BY id")]
 
@@ -382,12 +307,6 @@ class RuntimeState:
         with self.write() as db:
             db.execute("DELETE FROM runtime_groups WHERE id = ?", (group_id,))
             db.execute("DELETE FROM runtime_containers WHERE group_id = ?", (group_id,))
-
-
-class _Fallback(sqlite3.Connection):
-    """A connection opened because the normal one could not be: closed after one use."""
-
-    fallback = True
 
 
 def derive_status(containers: list[ContainerState]) -> str:

@@ -7,6 +7,8 @@
   resource group, zone, the build instance, the group's containers as they were asked for, the
   IP addresses it gave the group).
 - Counters (the addresses handed out so far), so no two groups get the same address.
+
+Opened by :mod:`eci_imagecache.database`; its tables are recorded there as the owner "emulator".
 """
 
 from __future__ import annotations
@@ -15,49 +17,56 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, seen REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS nonces_seen ON nonces (seen);
-CREATE TABLE IF NOT EXISTS tokens (
-    action TEXT NOT NULL, token TEXT NOT NULL, result TEXT NOT NULL, created REAL NOT NULL,
-    PRIMARY KEY (action, token)
-);
-CREATE TABLE IF NOT EXISTS extras (
-    kind TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (kind, id)
-);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-"""
+from ...database import Database, Schema
+
+
+def _previous_version(db: sqlite3.Connection) -> int:
+    """Releases before versions were recorded made every table when missing, on each open."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return 1 if {"nonces", "tokens", "extras", "counters"} <= tables else 0
+
+
+SCHEMA = Schema(
+    "emulator",
+    [
+        # 1: nonces, tokens, what the cloud keeps beside the backend, counters (IF NOT EXISTS:
+        # a file an earlier release made before it had every table gains the missing ones)
+        """
+        CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, seen REAL NOT NULL);
+        CREATE INDEX IF NOT EXISTS nonces_seen ON nonces (seen);
+        CREATE TABLE IF NOT EXISTS tokens (
+            action TEXT NOT NULL, token TEXT NOT NULL, result TEXT NOT NULL, created REAL NOT NULL,
+            PRIMARY KEY (action, token)
+        );
+        CREATE TABLE IF NOT EXISTS extras (
+            kind TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (kind, id)
+        );
+        CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)
+        """,
+    ],
+    adopt=_previous_version,
+)
 
 
 class EmulatorState:
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.clock = clock
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
-        self._lock = threading.RLock()
+        # One connection that the server's threads (one per client connection) take turns on.
+        self._db = Database(path, shared=True)
+        self._db.migrate(SCHEMA)
+        self._lock = threading.Lock()  # guards _token_locks
         self._token_locks: dict[tuple[str, str], threading.Lock] = {}
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._db.write()
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     # nonces -------------------------------------------------------------------------------
 
@@ -90,8 +99,8 @@ class EmulatorState:
         with self._lock:
             lock = self._token_locks.setdefault(key, threading.Lock())
         with lock:
-            with self._lock:
-                row = self._db.execute(
+            with self._db.read() as db:
+                row = db.execute(
                     "SELECT result FROM tokens WHERE action = ? AND token = ?", key
                 ).fetchone()
             if row and alive(row[0]):
@@ -127,8 +136,8 @@ class EmulatorState:
             )
 
     def extra(self, kind: str, id_: str) -> dict[str, Any]:
-        with self._lock:
-            row = self._db.execute(
+        with self._db.read() as db:
+            row = db.execute(
                 "SELECT data FROM extras WHERE kind = ? AND id = ?", (kind, id_)
             ).fetchone()
         return json.loads(row[0]) if row else {}

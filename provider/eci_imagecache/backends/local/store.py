@@ -2,19 +2,28 @@
 
 One connection per thread (Pulumi runs provider hooks in a thread pool) and ``BEGIN IMMEDIATE``
 transactions, so concurrent hooks and concurrent processes serialize their writes; WAL lets
-readers go on meanwhile. The schema carries a version and migrates forward on open.
+readers go on meanwhile (opened, and migrated forward on open, by :mod:`eci_imagecache.database`).
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ...database import (
+    CannotOpen,
+    Database,
+    Migration,
+    NewerSchema,
+    Schema,
+    Unwritable,
+    has_table,
+    reason,
+)
 from ...engine.lifecycle import expires_at
 from ...engine.models import (
     MAX_EVENTS,
@@ -56,9 +65,12 @@ def _time_key(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") if value else None
 
 
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
-    # 1: caches, their events, the layers each holds
+# The store's schema, version n is MIGRATIONS[n - 1] (recorded in schema_migrations as owner
+# "local-store"; releases before that kept the version in meta, read by _previous_version).
+MIGRATIONS: list[Migration] = [
+    # 1: settings and counters (meta); caches, their events, the layers each holds
     """
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE caches (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
@@ -141,6 +153,19 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
 MAX_REMOVALS = 1000  # removal events kept, most recent first
 
 
+def _previous_version(db: sqlite3.Connection) -> int:
+    """A store made before versions were recorded in ``schema_migrations`` kept its version
+    in ``meta`` (missing: nothing made yet)."""
+    if not has_table(db, "meta"):
+        return 0
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def schema() -> Schema:
+    return Schema("local-store", tuple(MIGRATIONS), adopt=_previous_version)
+
+
 class Store:
     def __init__(self, path: Path, read_only: bool = False) -> None:
         """``read_only``: open an existing store for reading only (``mode=ro``): nothing is
@@ -149,75 +174,30 @@ class Store:
         self.path = path
         self.read_only = read_only
         self._local = threading.local()
+        if read_only and not path.is_file():
+            raise StoreError(f"no store at {path.parent}")
+        self.db = Database(path, read_only=read_only)
         if read_only:
-            if not path.is_file():
-                raise StoreError(f"no store at {path.parent}")
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self.read() as db:
-            version = self._version(db)
-        if version != len(MIGRATIONS):  # only then a write: a full disk still opens the store
-            with self.transaction() as db:
-                self._migrate(db)
+        try:
+            self.db.migrate(schema())  # writes only when behind: a full disk still opens it
+        except NewerSchema as err:
+            raise StoreError(
+                f"the store at schema version {err.version} is newer than this eci-imagecache "
+                f"(knows {err.known}); upgrade the package"
+            ) from None
+        except sqlite3.OperationalError as err:
+            raise self._error(err, "written") from None
 
     def _connect(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None and self.read_only:
-            uri = self.path.resolve().as_uri() + "?mode=ro"
-            try:
-                db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
-                db.execute("PRAGMA busy_timeout=30000")
-                # Reading a WAL database needs its side files: made now, or not at all.
-                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            except sqlite3.OperationalError as err:
-                db = self._read_only(err)  # a full disk or a read-only file system
-            self._local.db = db
-            self._local.cause = "opened read-only"
-        if db is None:
-            try:
-                db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                db.execute("PRAGMA busy_timeout=30000")
-            except sqlite3.OperationalError as err:
-                db = self._read_only(err)
-            else:
-                # Side files left by a reader let SQLite open a store on a read-only file
-                # system normally: its writes are refused all the same, up front.
-                with suppress(OSError):
-                    if os.statvfs(self.path.parent).f_flag & os.ST_RDONLY:
-                        self._local.cause = "read-only file system"
-            self._local.db = db
-        return db
+        return self.db.connection()
 
-    def _read_only(self, err: sqlite3.OperationalError) -> sqlite3.Connection:
-        """Open for reading only when a normal open fails because nothing can be written
-        (WAL needs its side files): reads go on; writes raise :class:`StoreError`."""
-        if not self.path.exists():
-            raise self._error(err, "opened") from None
-        uri = self.path.resolve().as_uri() + "?immutable=1"
-        try:
-            db = sqlite3.connect(uri, uri=True, isolation_level=None)
-            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.OperationalError:
-            raise self._error(err, "opened") from None
-        self._local.cause = self._why(err)
-        return db
-
-    def _error(self, err: Exception, doing: str) -> StoreError:
-        return StoreError(f"the store at {self.path.parent} cannot be {doing}: {self._why(err)}")
-
-    def _why(self, err: Exception) -> str:
-        """SQLite says "disk I/O error" for several causes: name the one that applies."""
-        try:
-            fs = os.statvfs(self.path.parent)
-        except OSError:
-            return str(err)
-        if fs.f_flag & os.ST_RDONLY:
-            return "read-only file system"
-        if fs.f_bavail == 0:
-            return "no space left on device"
-        return str(err)
+    def _error(self, err: sqlite3.OperationalError, doing: str) -> StoreError:
+        if isinstance(err, CannotOpen):
+            doing, why = "opened", str(err)
+        else:
+            why = err.cause if isinstance(err, Unwritable) else reason(self.path, err)
+        return StoreError(f"the store at {self.path.parent} cannot be {doing}: {why}")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -228,22 +208,15 @@ class Store:
         A store that cannot be written (disk full, read-only) raises :class:`StoreError` and
         keeps its state: the transaction is rolled back whole.
         """
-        db = self._connect()
-        if db.in_transaction:
-            yield db
+        if self.db.in_transaction:
+            with self.db.write() as db:
+                yield db
             return
-        cause = getattr(self._local, "cause", None)
-        if cause is not None:
-            raise StoreError(f"the store at {self.path.parent} cannot be written: {cause}")
         self._local.after = []
         try:
-            db.execute("BEGIN IMMEDIATE")
-            yield db
-            self._commit(db)
+            with self.db.write(commit=self._commit) as db:
+                yield db
         except BaseException as err:
-            if db.in_transaction:
-                with suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
             self._local.after = []
             if isinstance(err, sqlite3.OperationalError):
                 raise self._error(err, "written") from None
@@ -260,51 +233,18 @@ class Store:
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A consistent read that does not block writers (a deferred transaction in WAL)."""
-        db = self._connect()
-        if db.in_transaction:
-            yield db
+        if self.db.in_transaction:
+            with self.db.read() as db:
+                yield db
             return
         try:
-            db.execute("BEGIN")
+            with self.db.read() as db:
+                yield db
         except sqlite3.OperationalError as err:
             raise self._error(err, "read") from None
-        try:
-            yield db
-        except sqlite3.OperationalError as err:
-            raise self._error(err, "read") from None
-        finally:
-            with suppress(sqlite3.Error):
-                db.execute("COMMIT")
 
     def after_commit(self, action: Callable[[], object]) -> None:
         self._local.after.append(action)
-
-    @staticmethod
-    def _version(db: sqlite3.Connection) -> int:
-        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
-            return 0
-        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        return int(row[0]) if row else 0
-
-    @classmethod
-    def _migrate(cls, db: sqlite3.Connection) -> None:
-        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        version = cls._version(db)
-        if version > len(MIGRATIONS):
-            raise StoreError(
-                f"the store at schema version {version} is newer than this eci-imagecache "
-                f"(knows {len(MIGRATIONS)}); upgrade the package"
-            )
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            if callable(script):
-                script(db)
-            else:
-                for statement in filter(str.strip, script.split(";")):
-                    db.execute(statement)
-            db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(number),),
-            )
 
     @staticmethod
     def quota(db: sqlite3.Connection) -> Quota:
@@ -314,11 +254,7 @@ class Store:
     @staticmethod
     def has_table(db: sqlite3.Connection, name: str) -> bool:
         """False for a store its first writer is still making (no tables for a moment)."""
-        return bool(
-            db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-            ).fetchone()
-        )
+        return has_table(db, name)
 
     # caches -----------------------------------------------------------------------------
 
@@ -451,11 +387,10 @@ class Store:
         )
 
     def events(self, cache_id: str) -> list[CacheEvent]:
-        rows = (
-            self._connect()
-            .execute("SELECT event FROM cache_events WHERE cache_id = ? ORDER BY seq", (cache_id,))
-            .fetchall()
-        )
+        with self.read() as db:
+            rows = db.execute(
+                "SELECT event FROM cache_events WHERE cache_id = ? ORDER BY seq", (cache_id,)
+            ).fetchall()
         return [CacheEvent.model_validate_json(r[0]) for r in rows]
 
     @staticmethod
