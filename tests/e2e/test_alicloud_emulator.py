@@ -47,8 +47,24 @@ def test_quickstart_on_the_alicloud_backend(pulumi_bin, tmp_path, registry: Regi
         assert {g.status.value for g in cloud.list_container_groups()} == {"Running"}
         assert out["startup_seconds"]["with_cache"] is not None
         stack.run("preview", "--expect-no-changes")
+        decided = group_decisions(stack.state())
+        assert decided["web-auto"]["match_degree"] == "exact"
+        assert decided["web-auto"]["cache_name"] and decided["web-explicit"]["cache_name"]
         stack.run("refresh", "--yes", "--skip-preview", "--expect-no-changes")
+        # A refresh reads the groups through DescribeContainerGroups, whose events name only
+        # the cache used: what each create decided (name, degree, why) stays as recorded.
+        assert group_decisions(stack.state()) == decided
         stack.run("destroy", "--yes", "--skip-preview")
         assert cloud.list_image_caches() == [] and cloud.list_container_groups() == []
         # Credentials came from the environment: none of them is in the stack's state.
         assert KEY_SECRET not in stack.export()
+
+
+def group_decisions(state: dict) -> dict[str, dict]:
+    """Each container group's cache decision, as the stack's state (its deployment) holds it."""
+    keys = ("cache_used", "cache_name", "match_degree", "match_reason", "auto_created_cache_id")
+    return {
+        r["urn"].rsplit("::", 1)[-1]: {k: r["outputs"].get(k) for k in keys}
+        for r in state.get("resources") or []
+        if r["type"].endswith(":ContainerGroup")
+    }

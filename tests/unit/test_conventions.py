@@ -280,6 +280,14 @@ EARLIER_PROVIDERS = {
     "k5QpgZQu": "ImageCacheProvider",
     "gASVSAAAAAAAAACMJmVjaV9pbWFnZWNhY2hlLmR5bmFtaWMuY29udGFpbmVyX2dyb3VwlIwWQ29udGFpbmVyR3JvdXBQ"
     "cm92aWRlcpSTlCmBlC4=": "ContainerGroupProvider",
+    # Release be4f519 (a ProviderRef: ``dynamic.common.load_provider`` and the hooks' module and
+    # class), from a stack it made: moving either breaks its refresh and destroy.
+    "gASVegAAAAAAAACMHWVjaV9pbWFnZWNhY2hlLmR5bmFtaWMuY29tbW9ulIwNbG9hZF9wcm92aWRlcpSTlIwrZWNp"
+    "X2ltYWdlY2FjaGUuZHluYW1pYy5pbWFnZV9jYWNoZV9wcm92aWRlcpSMEkltYWdlQ2FjaGVQcm92aWRlcpSG"
+    "lFKULg==": "ImageCacheProvider",
+    "gASVggAAAAAAAACMHWVjaV9pbWFnZWNhY2hlLmR5bmFtaWMuY29tbW9ulIwNbG9hZF9wcm92aWRlcpSTlIwvZWNp"
+    "X2ltYWdlY2FjaGUuZHluYW1pYy5jb250YWluZXJfZ3JvdXBfcHJvdmlkZXKUjBZDb250YWluZXJHcm91cFByb3ZpZGVy"
+    "lIaUUpQu": "ContainerGroupProvider",
 }
 
 

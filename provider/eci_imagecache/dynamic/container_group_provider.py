@@ -324,7 +324,8 @@ class ContainerGroupProvider(ConfiguredProvider):
         settings = self.settings_for(news)
         with backend_errors():
             backend = self.backend_of(news, olds)
-            record = wait_up(backend, backend.get_container_group(id_), settings.operation_timeout)
+            read = as_decided(backend.get_container_group(id_), olds)
+            record = wait_up(backend, read, settings.operation_timeout)
         outs = outputs_of(record, {**olds, **news})
         if not is_up(record):
             raise ResourceInitFailed(
@@ -338,7 +339,7 @@ class ContainerGroupProvider(ConfiguredProvider):
                 record = self.backend_of(props).get_container_group(id_)
             except NotFound:
                 return ReadResult(id_=None, outs={})
-        return ReadResult(id_=id_, outs=outputs_of(record, props))
+        return ReadResult(id_=id_, outs=outputs_of(as_decided(record, props), props))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         with backend_errors(), contextlib.suppress(NotFound):
@@ -360,6 +361,25 @@ def create_token(props: dict[str, Any], spec: ContainerGroupSpec) -> str | None:
     asked["credentials"] = sorted([c.server, c.username] for c in spec.credentials)
     request = hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()[:16]
     return client_token(f"{key}#{request}", int(props.get("generation") or 0))
+
+
+# The outputs that hold what a create decided, by the record's field names.
+DECIDED_OUTPUTS = {
+    "cache_id": "cache_used",
+    "cache_name": "cache_name",
+    "match_degree": "match_degree",
+    "match_reason": "match_reason",
+    "auto_created_cache_id": "auto_created_cache_id",
+}
+
+
+def as_decided(record: ContainerGroupRecord, outs: dict[str, Any]) -> ContainerGroupRecord:
+    """``record`` as read, with the cache decision its create recorded in ``outs`` (the
+    state). The cloud's describe names only the cache a group used (from its events), not its
+    name, how well it matched or why: a refresh must not turn an exact match into none. What
+    the create did not know (an automatic cache made later) is taken from the read."""
+    decided = {field: outs[key] for field, key in DECIDED_OUTPUTS.items() if outs.get(key)}
+    return record.model_copy(update=decided) if decided else record
 
 
 def wait_up(backend: Any, record: ContainerGroupRecord, timeout: float) -> ContainerGroupRecord:
