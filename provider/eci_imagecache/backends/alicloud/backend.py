@@ -25,6 +25,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from ...engine.matcher import CacheIndex, MatchResult
@@ -43,7 +44,16 @@ from ...engine.models import (
 from ...engine.planner import BuildPlan, PlanError, plan_build
 from ...registry.client import Credentials, RegistryClient, RegistryError
 from ...retry import RetryPolicy
-from ..base import BackendError, InvalidSpec, NotFound, QuotaExceeded, Usage, from_registry
+from ..base import (
+    BackendError,
+    GcReport,
+    InvalidSpec,
+    NotFound,
+    Progress,
+    QuotaExceeded,
+    Usage,
+    from_registry,
+)
 from . import reading
 
 T = TypeVar("T")
@@ -299,9 +309,11 @@ class AliCloudBackend:
         spec: ImageCacheSpec,
         *,
         client_token: str | None = None,
+        progress: Progress | None = None,
         wait: bool = True,
-        **_: Any,
     ) -> CacheRecord:
+        """``progress`` is not reported: the cloud builds the cache, its bytes are not ours
+        to count."""
         token = client_token or derive_token("CreateImageCache", self.region, request_digest(spec))
         request = self.models.CreateImageCacheRequest(
             region_id=self.region,
@@ -376,7 +388,6 @@ class AliCloudBackend:
         *,
         client_token: str | None = None,
         wait: bool = True,
-        **_: Any,
     ) -> CacheRecord:
         current = self.get_image_cache(cache_id)
         if current.retention_days is not None and spec.retention_days is None:
@@ -632,5 +643,5 @@ class AliCloudBackend:
             auto=counts["auto"],
         )
 
-    def gc(self, dry_run: bool = False, **_: Any) -> Any:
+    def gc(self, dry_run: bool = False, grace: timedelta = timedelta(minutes=10)) -> GcReport:
         raise BackendError("gc: Alibaba Cloud applies retention and automatic expiry itself")
