@@ -37,8 +37,8 @@ def unknown_keys(props: dict[str, Any]) -> list[str]:
     return sorted(k for k, v in props.items() if is_unknown(v))
 
 
-def present(props: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
-    """The fields that are set (None means "use the default")."""
+def given_fields(props: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """Of ``fields``, those ``props`` give a value (None means "use the default")."""
     return {k: props[k] for k in fields if props.get(k) is not None}
 
 
