@@ -19,6 +19,9 @@ from pulumi.dynamic import ResourceProvider
 
 CONFIG_NAMESPACE = "eci"
 
+Props = dict[str, Any]
+"""A resource's properties as the hooks get and give them: inputs, outputs or state."""
+
 R = TypeVar("R", bound=type)
 
 
@@ -75,7 +78,7 @@ def secret_credentials(credentials: Any) -> Any:
     ]
 
 
-def program_placement(backend: str | None, region: str | None) -> dict[str, Any]:
+def program_placement(backend: str | None, region: str | None) -> Props:
     """The ``backend`` and ``region`` inputs a resource registers: its own, or the stack's
     (``eci:backend``, ``eci:region``), so that policies and reviews can read them."""
     config = pulumi.Config(CONFIG_NAMESPACE)

@@ -11,6 +11,7 @@ from typing import Any
 from pulumi.dynamic import ConfigureRequest, ResourceProvider
 
 from ..backends.base import Backend, BackendError
+from .common import Props
 from .lifetime import counted_hooks, watch_cli
 from .sdk_server_patch import UserError
 from .settings import ProviderSettings, SettingsSource
@@ -32,13 +33,13 @@ class ConfiguredProvider(ResourceProvider):
         self._source = SettingsSource(req.config)
         watch_cli()
 
-    def settings_for(self, props: dict[str, Any] | None) -> ProviderSettings:
+    def settings_for(self, props: Props | None) -> ProviderSettings:
         """The settings for a resource: the stack's, or its own backend and region."""
         if self._source is None:  # configure was not called (e.g. under test): the defaults
             self._source = SettingsSource({})
         return self._source.for_resource(props)
 
-    def backend_of(self, props: dict[str, Any], recorded: dict[str, Any] | None = None) -> Backend:
+    def backend_of(self, props: Props, recorded: Props | None = None) -> Backend:
         """The backend ``props`` name, refusing a resource ``recorded`` (by default: ``props``
         themselves, the state) in another location than that backend's."""
         settings = self.settings_for(props)

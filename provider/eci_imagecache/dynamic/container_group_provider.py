@@ -60,7 +60,7 @@ from ..engine.models import (
 )
 from ..engine.refs import parse_image_ref
 from .checks import PropertyFailure, credentials_failure, validate
-from .common import client_token, given_fields, is_unknown, next_generation, unknown_keys
+from .common import Props, client_token, given_fields, is_unknown, next_generation, unknown_keys
 from .configured_provider import ConfiguredProvider, backend_errors
 from .pricing import prices_of
 from .sdk_server_patch import UPDATE_REPLACE, ResourceInitFailed, send_detailed_diff
@@ -99,7 +99,7 @@ def spec_from(props: dict[str, Any]) -> ContainerGroupSpec:
     return ContainerGroupSpec(**given_fields(props, SPEC_FIELDS))
 
 
-def _pending_caches(backend: Backend, stack_caches: list[dict[str, Any]]) -> list[CacheRecord]:
+def _pending_caches(backend: Backend, stack_caches: list[Props]) -> list[CacheRecord]:
     """The program's caches that will be created or rebuilt before this group is created, as
     the records they will have then. A cache whose id is known and whose content is what its
     record holds is already counted by the backend's matching."""
@@ -148,7 +148,7 @@ def _pending_caches(backend: Backend, stack_caches: list[dict[str, Any]]) -> lis
 
 
 def preview_text(
-    backend: Backend, spec: ContainerGroupSpec, stack_caches: list[dict[str, Any]]
+    backend: Backend, spec: ContainerGroupSpec, stack_caches: list[Props]
 ) -> tuple[str, CacheRecord | None]:
     """What ``match_preview`` says, and the existing cache it names (if any)."""
     if spec.cache == CacheSelection.NONE:
@@ -247,9 +247,7 @@ class ContainerGroupProvider(ConfiguredProvider):
         except BackendError as err:
             return CheckResult(inputs, [CheckFailure("", str(err))])
 
-    def _check(
-        self, backend: Backend, inputs: dict[str, Any], spec: ContainerGroupSpec
-    ) -> CheckResult:
+    def _check(self, backend: Backend, inputs: Props, spec: ContainerGroupSpec) -> CheckResult:
         held: set[str] = set()
         if spec.cache == CacheSelection.EXPLICIT:
             try:

@@ -39,7 +39,7 @@ from ..engine.diff import ChangeKind, diff_cache
 from ..engine.lifecycle import expires_at
 from ..engine.models import CacheAdoption, CacheRecord, CacheStatus, ImageCacheSpec
 from .checks import PropertyFailure, backend_failure, credentials_failure, validate
-from .common import client_token, given_fields, next_generation, unknown_keys
+from .common import Props, client_token, given_fields, next_generation, unknown_keys
 from .configured_provider import ConfiguredProvider, backend_errors
 from .pricing import prices_of
 from .sdk_server_patch import UPDATE, UPDATE_REPLACE, UserError, send_detailed_diff
@@ -70,7 +70,7 @@ def spec_from(props: dict[str, Any]) -> ImageCacheSpec:
     return ImageCacheSpec(**given_fields(props, SPEC_FIELDS))
 
 
-def comparable(props: dict[str, Any], backend: str = "local") -> dict[str, Any]:
+def comparable(props: Props, backend: str = "local") -> Props:
     """Inputs or outputs with defaults applied, so that unset and default compare equal. The
     backend decides which changes replace (see the engine's diff rules)."""
     spec = spec_from(props)
