@@ -104,7 +104,8 @@ class ProviderRef(ResourceProvider):
 
 def load_provider(module: str, name: str) -> ResourceProvider:
     """The provider a :class:`ProviderRef` names (called when it is unpickled)."""
-    return getattr(importlib.import_module(module), name)()
+    provider: ResourceProvider = getattr(importlib.import_module(module), name)()
+    return provider
 
 
 def resource_key(type_name: str, resource_name: str, opts: pulumi.ResourceOptions | None) -> str:

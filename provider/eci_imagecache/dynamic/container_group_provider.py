@@ -249,7 +249,7 @@ class ContainerGroupProvider(ConfiguredProvider):
 
     def _check(self, backend: Backend, inputs: Props, spec: ContainerGroupSpec) -> CheckResult:
         held: set[str] = set()
-        if spec.cache == CacheSelection.EXPLICIT:
+        if spec.cache == CacheSelection.EXPLICIT and spec.cache_id is not None:
             try:
                 cache = backend.get_image_cache(spec.cache_id)
             except NotFound:
@@ -462,7 +462,7 @@ def failure_line(backend: Backend, record: ContainerGroupRecord, timeout: float)
         parts.append(f"container {failed.name} exit code {failed.exit_code}")
     shown = failed or (ordered[0] if ordered else None)
     lines = last_log_lines(backend, record.id, shown.name) if shown else []
-    if lines:
+    if shown is not None and lines:
         parts.append(f"last log lines of {shown.name}: " + " | ".join(lines))
     parts.append("it stays in the stack until destroyed or replaced")
     return "; ".join(parts)

@@ -165,7 +165,8 @@ def init_failed_metadata(message: str, id_: str, properties: Any) -> tuple[tuple
 def patch_sdk_server() -> bool:
     """Patch the SDK's dynamic-provider server, if this process is one (``python -m
     pulumi.dynamic``); ``False`` (and nothing done) anywhere else."""
-    server = sys.modules.get("__main__")
+    # The server's own module: we replace two of its globals.
+    server: Any = sys.modules.get("__main__")
     if server is None or not hasattr(server, "DynamicResourceProviderServicer"):
         return False
     if not isinstance(getattr(server, "proto", None), _Proto):

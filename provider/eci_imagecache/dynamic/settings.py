@@ -176,8 +176,8 @@ def settings_from_config(
             timeout = DEFAULT_TIMEOUT_SECONDS
     data_dir = None
     if backend == "local":
-        configured = _text(source, "dataDir")
-        data_dir = (Path(configured).expanduser() if configured else default_data_dir()).resolve()
+        given = _text(source, "dataDir")
+        data_dir = (Path(given).expanduser() if given else default_data_dir()).resolve()
     secret = _text(source, "accessKeySecret")
     return ProviderSettings(
         backend=backend,
