@@ -8,7 +8,7 @@ the local runtime are only loaded where they are used."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
@@ -56,7 +56,7 @@ def make_backend(
             region=region,
             endpoint=endpoint,
             credential=_access_key_credential(access_key_id, access_key_secret),
-            **({"timeout": float(timeout_seconds)} if timeout_seconds else {}),
+            timeout=float(timeout_seconds) if timeout_seconds else None,
         )
     raise BackendError(
         f"backend: unknown backend {kind!r}: use " + " or ".join(map(repr, BACKENDS))
@@ -96,9 +96,9 @@ def make_emulator_server(
     return EmulatorServer(local, access_keys, host=host, port=port)
 
 
-def _access_key_credential(key_id: str | None, secret: SecretStr | None) -> object | None:
-    """The SDK's credential client for an access key pair; ``None`` (the credential chain)
-    without both halves."""
+def _access_key_credential(key_id: str | None, secret: SecretStr | None) -> Any:
+    """The SDK's credential client (untyped) for an access key pair; ``None`` (the credential
+    chain) without both halves."""
     if not (key_id and secret):
         return None
     from alibabacloud_credentials.client import Client

@@ -64,6 +64,8 @@ PAGE_SIZE = 20
 MAX_IDS = 20
 # DescribeImageCaches.MatchImage: "a maximum of 100 container images" (the SDK's docstring).
 MAX_MATCH_IMAGES = 100
+# How long an operation is waited for unless the caller says (eci:operationTimeout's default).
+DEFAULT_TIMEOUT = 1800.0
 # ClientToken: ASCII, at most 64 characters (the reference).
 TOKEN_LENGTH = 64
 # What users can do about the errors they are most likely to meet.
@@ -113,20 +115,21 @@ class AliCloudBackend:
         region: str,
         endpoint: str | None = None,
         credential: Any = None,
-        timeout: float = 1800.0,
+        timeout: float | None = None,
         poll_interval: float = 5.0,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         client_class: type | None = None,
     ) -> None:
-        """``client_class``: the SDK client or a subclass of it (e.g. one that records calls)."""
+        """``timeout``: how long an operation is waited for (default ``DEFAULT_TIMEOUT``);
+        ``client_class``: the SDK client or a subclass of it (e.g. one that records calls)."""
         from alibabacloud_credentials.client import Client as CredentialClient
         from alibabacloud_eci20180808 import models
         from alibabacloud_eci20180808.client import Client
         from alibabacloud_tea_openapi import models as openapi
 
         self.region = region
-        self.timeout = timeout
+        self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         self.poll_interval = poll_interval
         self.retry = retry or RetryPolicy()
         self.sleep = sleep  # between polls
