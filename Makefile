@@ -49,8 +49,9 @@ test: setup
 test-fast: venv
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
+# ruff, then mypy (strict where pyproject.toml's [tool.mypy] says: the typed layers).
 lint: venv
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
 # The documentation site (mkdocs.yml, docs/) into build/site; --strict: a warning (a broken link or
 # anchor, a docstring the API reference cannot read) fails the build.

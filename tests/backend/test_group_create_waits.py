@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from eci_imagecache.dynamic.container_group_provider import ContainerGroupProvider
-from eci_imagecache.dynamic.server import ResourceInitFailed
+from eci_imagecache.dynamic.sdk_server_patch import ResourceInitFailed
 from eci_imagecache.runtime import host
 from eci_imagecache.testing.registry import free_port
 

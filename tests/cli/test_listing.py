@@ -16,7 +16,8 @@ from rich.table import Table
 from typer.testing import CliRunner
 
 from eci_imagecache.backends.local.backend import LocalBackend
-from eci_imagecache.cli.main import app, plain_json
+from eci_imagecache.cli.common import plain_json
+from eci_imagecache.cli.main import app
 from eci_imagecache.cli.tables import Listing
 from eci_imagecache.engine.models import (
     CacheEvent,

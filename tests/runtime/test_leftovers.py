@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from eci_imagecache.backends.local.blobs import BlobStore
-from eci_imagecache.backends.local.housekeeping import Condemned, unneeded
+from eci_imagecache.backends.local.housekeeping import RecordsToDelete, find_files_to_remove
 from eci_imagecache.runtime.layers import LayerStore
 from eci_imagecache.runtime.supervisor import RuntimeReader
 
@@ -50,13 +50,13 @@ def test_gc_keeps_the_directory_of_a_group_the_runtime_holds_without_a_record(
     for name in (GROUP, "eci-ffffffffffffffffffff"):
         (groups / name).mkdir(parents=True)
         os.utime(groups / name, (0, 0))
-    doomed = Condemned(expired=[], failed=[], groups=set(), unheld=set(), snapshots=set())
-    found = unneeded(
+    to_delete = RecordsToDelete(expired=[], failed=[], groups=set(), unheld=set(), snapshots=set())
+    found = find_files_to_remove(
         BlobStore(tmp_path / "blobs"),
         LayerStore(tmp_path / "layers"),
         tmp_path / "snapshots",
         groups,
-        doomed,
+        to_delete,
         cutoff=1.0,
         runtime_groups=[GROUP],
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -151,10 +151,35 @@ class GcReport(BaseModel):
     files_removed: int = 0  # orphaned snapshot files and group directories
 
 
-class Backend(Protocol):
-    """What the providers and the CLI use; `local` and `alicloud` implement it."""
+class BackendReader(Protocol):
+    """What commands that only look use: every :class:`Backend`, and the local backend's
+    read-only view (``local.view.LocalView``), which recovers, expires and writes nothing."""
 
-    region: str
+    @property
+    def region(self) -> str: ...
+
+    def get_image_cache(self, cache_id: str) -> CacheRecord: ...
+
+    def list_image_caches(self) -> list[CacheRecord]: ...
+
+    def events(self, cache_id: str) -> list[CacheEvent]: ...
+
+    def match(self, spec: ContainerGroupSpec) -> MatchResult: ...
+
+    def get_container_group(self, group_id: str) -> ContainerGroupRecord: ...
+
+    def list_container_groups(self) -> list[ContainerGroupRecord]: ...
+
+    def usage(self) -> Usage: ...
+
+    def gc(self, dry_run: bool = False, grace: timedelta = timedelta(minutes=10)) -> GcReport:
+        """What gc deletes (``dry_run``: would delete). A read-only view only reports."""
+        ...
+
+
+class Backend(BackendReader, Protocol):
+    """What the providers and the CLI use to make and change things; `local` and `alicloud`
+    implement it."""
 
     def plan_image_cache(self, spec: ImageCacheSpec) -> BuildPlan: ...
 
@@ -170,19 +195,11 @@ class Backend(Protocol):
         returns that cache instead of making another (a retried or re-run create)."""
         ...
 
-    def get_image_cache(self, cache_id: str) -> CacheRecord: ...
-
-    def list_image_caches(self) -> list[CacheRecord]: ...
-
-    def events(self, cache_id: str) -> list[CacheEvent]: ...
-
     def update_image_cache(
         self, cache_id: str, spec: ImageCacheSpec, *, wait: bool = True
     ) -> CacheRecord: ...
 
     def delete_image_cache(self, cache_id: str) -> None: ...
-
-    def match(self, spec: ContainerGroupSpec) -> MatchResult: ...
 
     def create_container_group(
         self, spec: ContainerGroupSpec, *, client_token: str | None = None
@@ -192,12 +209,15 @@ class Backend(Protocol):
         re-run create); a group of the token made for another request gives way."""
         ...
 
-    def get_container_group(self, group_id: str) -> ContainerGroupRecord: ...
-
-    def list_container_groups(self) -> list[ContainerGroupRecord]: ...
-
     def delete_container_group(self, group_id: str) -> None: ...
 
-    def usage(self) -> Usage: ...
 
-    def gc(self, dry_run: bool = False, grace: timedelta = timedelta(minutes=10)) -> GcReport: ...
+@runtime_checkable
+class KeepsContainerLogs(Protocol):
+    """A backend (or view) that keeps what containers write (the local one; the cloud's logs
+    are read with its own tools)."""
+
+    def container_logs(self, group_id: str, container: str, tail: int | None = None) -> bytes:
+        """A container's output, bounded: the most recent part is kept (``tail``: its last
+        bytes only)."""
+        ...

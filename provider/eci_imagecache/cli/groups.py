@@ -13,8 +13,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from ..backends.base import KeepsContainerLogs
 from ..engine.models import ContainerGroupRecord
-from . import main as cli
+from . import common
 
 groups_app = typer.Typer(help="Container groups and their containers.", no_args_is_help=True)
 
@@ -41,12 +42,12 @@ def _seconds(value: float | None) -> str:
 
 
 @groups_app.command("list")
-@cli.command
+@common.command
 def groups_list() -> None:
     """Container groups with their status, containers and address."""
-    records = cli.reader().list_container_groups()
-    if cli.options.json_output:
-        cli.emit_json([r.model_dump(mode="json") for r in records])
+    records = common.reader().list_container_groups()
+    if common.options.json_output:
+        common.emit_json([r.model_dump(mode="json") for r in records])
         return
     table = Table(
         "ID",
@@ -68,16 +69,16 @@ def groups_list() -> None:
             r.cache_name or "-",
             _seconds(r.container_start_seconds),
         )
-    cli.out.print(table)
+    common.out.print(table)
 
 
 @groups_app.command("show")
-@cli.command
+@common.command
 def groups_show(group_id: Annotated[str, typer.Argument(help="container group id")]) -> None:
     """One group: its cache decision, measured phases, and each container's state."""
-    record = cli.reader().get_container_group(group_id)
-    if cli.options.json_output:
-        cli.emit_json(record.model_dump(mode="json"))
+    record = common.reader().get_container_group(group_id)
+    if common.options.json_output:
+        common.emit_json(record.model_dump(mode="json"))
         return
     rows: list[tuple[str, Any]] = [
         ("id", record.id),
@@ -90,7 +91,7 @@ def groups_show(group_id: Annotated[str, typer.Argument(help="container group id
         ("container start", _seconds(record.container_start_seconds)),
     ]
     for key, value in rows:
-        cli.out.print(f"[bold]{key}[/bold]: {value}", highlight=False)
+        common.out.print(f"[bold]{key}[/bold]: {value}", highlight=False)
     table = Table("Container", "State", "Exit code", "Restarts", "Started", "Reason")
     for c in record.containers:
         table.add_row(
@@ -101,11 +102,11 @@ def groups_show(group_id: Annotated[str, typer.Argument(help="container group id
             c.started_at.isoformat(timespec="seconds") if c.started_at else "-",
             c.reason or "",
         )
-    cli.out.print(table)
+    common.out.print(table)
 
 
 @groups_app.command("logs")
-@cli.command
+@common.command
 def groups_logs(
     group_id: Annotated[str, typer.Argument(help="container group id")],
     container: Annotated[
@@ -114,12 +115,14 @@ def groups_logs(
     tail: Annotated[int | None, typer.Option(min=0, help="only the last N bytes")] = None,
 ) -> None:
     """A container's output (the most recent part is kept, bounded)."""
-    backend = cli.reader()
-    if not hasattr(backend, "container_logs"):
-        cli.fail(f"the {cli.options.backend} backend does not keep container logs")
+    backend = common.reader()
+    if not isinstance(backend, KeepsContainerLogs):
+        common.fail(f"the {common.options.backend} backend does not keep container logs")
     record = backend.get_container_group(group_id)
     name = container or next((c.name for c in record.containers if not c.init), None)
     if name is None:
-        cli.fail(f"container group {group_id} has no container that started", cli.EXIT_NOT_FOUND)
+        common.fail(
+            f"container group {group_id} has no container that started", common.EXIT_NOT_FOUND
+        )
     sys.stdout.buffer.write(backend.container_logs(group_id, name, tail))
     sys.stdout.flush()

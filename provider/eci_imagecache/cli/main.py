@@ -12,39 +12,36 @@ Tables for people, ``--json`` for machines. Exit codes: 0 success, 1 the operati
 from __future__ import annotations
 
 import contextlib
-import json
-import re
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import BaseModel, ValidationError
-from pydantic_core import to_json
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
-from ..backends.base import BackendError, NotFound
-from ..backends.factory import make_backend
+from ..backends.base import BackendReader, NotFound
+from ..backends.factory import make_emulator_server
 from ..engine.lifecycle import expires_at
-from ..engine.models import (
-    CacheRecord,
-    ContainerGroupSpec,
-    ImageCacheSpec,
-    failure_text,
-    validation_failures,
-)
+from ..engine.models import CacheRecord, ContainerGroupSpec, ImageCacheSpec
 from ..engine.planner import human_bytes
-from ..engine.refs import ImageRefError
+from .common import (
+    EXIT_USAGE,
+    Options,
+    backend,
+    command,
+    emit_json,
+    err,
+    fail,
+    options,
+    out,
+    reader,
+    set_options,
+)
+from .groups import groups_app
 from .review import review_command
 from .tables import Listing
-
-EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 1, 2, 3
-HIGHLIGHT_MAX_LINES = 10_000  # JSON on a terminal is highlighted up to this (~300 caches)
 
 app = typer.Typer(
     help="ECI image caches: inspect, explain matches, collect garbage.",
@@ -61,21 +58,6 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(emulator_app, name="emulator")
 app.command("review")(review_command)
 
-# Piped output is not cut to 80 columns: tables stay whole in logs and CI.
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
-
-
-class Options(BaseModel):
-    backend: str = "local"
-    region: str | None = None
-    endpoint: str | None = None
-    data_dir: Path | None = None
-    json_output: bool = False
-
-
-options = Options()
-
 
 @app.callback()
 def main_options(
@@ -89,84 +71,15 @@ def main_options(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    global options
-    options = Options(
-        backend=backend,
-        region=region,
-        endpoint=endpoint,
-        data_dir=data_dir,
-        json_output=json_output,
+    set_options(
+        Options(
+            backend=backend,
+            region=region,
+            endpoint=endpoint,
+            data_dir=data_dir,
+            json_output=json_output,
+        )
     )
-
-
-def fail(message: str, code: int = EXIT_FAILED) -> None:
-    err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def command(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn our errors into one line on stderr and a documented exit code."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except NotFound as e:
-            fail(str(e), EXIT_NOT_FOUND)
-        except (BackendError, ImageRefError) as e:
-            fail(str(e))
-        except ValidationError as e:
-            fail(failure_text(validation_failures(e)), EXIT_USAGE)
-
-    return wrapper
-
-
-def backend() -> Any:
-    """The backend, opened to write (the local one recovers as it opens)."""
-    return make_backend(options.backend, options.region, options.endpoint, options.data_dir)
-
-
-def reader() -> Any:
-    """The backend, opened to read only: the local one through its read-only view, which
-    recovers, expires and writes nothing (commands that only look use this)."""
-    if options.backend == "local":
-        from ..backends.local.view import LocalView
-
-        return LocalView(options.data_dir, options.region or "local")
-    return backend()
-
-
-def emit_json(value: Any, plain: bool = False) -> None:
-    """``value`` as indented JSON. ``plain``: it holds only strings, integers, booleans, None,
-    lists and dicts with string keys (models dumped in JSON mode, without floats), so pydantic's
-    encoder writes it, byte for byte as the standard library's would, many times faster."""
-    text = plain_json(value) if plain else json.dumps(value, default=str, indent=2)
-    if out.is_terminal and text.count("\n") < HIGHLIGHT_MAX_LINES:
-        out.print_json(text)  # highlighted for people
-    else:
-        # For programs, and screens more than anyone reads, as is: highlighting costs about
-        # 0.1 ms a line (10,000 caches took most of a minute).
-        sys.stdout.write(text + "\n")
-
-
-# What json.dumps escapes beyond ASCII's control characters (which both encoders escape alike).
-_NOT_ASCII = re.compile(r"[^\x00-\x7e]")
-
-
-def _json_escape(found: re.Match[str]) -> str:
-    code = ord(found.group())
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    code -= 0x10000  # a UTF-16 surrogate pair, as json.dumps writes it
-    return f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}"
-
-
-def plain_json(value: Any) -> str:
-    """``json.dumps(value, indent=2)`` of a plain value (see :func:`emit_json`), written by
-    pydantic's encoder: the standard library's indenting encoder is pure Python, about 4 s for
-    10,000 caches."""
-    text = to_json(value, indent=2).decode()
-    return text if text.isascii() and "\x7f" not in text else _NOT_ASCII.sub(_json_escape, text)
 
 
 def _ago(when: datetime | None, now: datetime) -> str:
@@ -228,7 +141,7 @@ def caches_list() -> None:
     return None
 
 
-def cache_id_of(target: Any, cache: str) -> str:
+def cache_id_of(target: BackendReader, cache: str) -> str:
     """The id of ``cache``: an id (``imc-…``) as given, else the one cache of that name."""
     if cache.startswith("imc-"):
         return cache
@@ -478,9 +391,6 @@ def emulator_serve(
     import logging
     import os
 
-    from ..backends.emulator.server import EmulatorServer
-    from ..backends.local.backend import LocalBackend
-
     pairs = access_key or [
         p for p in os.environ.get("ECI_EMULATOR_ACCESS_KEYS", "").split(",") if p
     ]
@@ -491,8 +401,8 @@ def emulator_serve(
     # The registry client's request lines hold image names from the requests served: the
     # emulator logs only the action and the status.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    server = EmulatorServer(
-        LocalBackend(data_dir=options.data_dir, region=region), keys, host=host, port=port
+    server = make_emulator_server(
+        keys, data_dir=options.data_dir, region=region, host=host, port=port
     )
     out.print(
         f"ECI API emulator for {region} at {server.endpoint} "
@@ -507,6 +417,9 @@ def emulator_serve(
     finally:
         server.httpd.server_close()
 
+
+# Listed last in the help, as it was added last.
+app.add_typer(groups_app, name="groups")
 
 # The options of the whole command, and whether each takes a value.
 GLOBAL_OPTIONS = {"--json": False, "--backend": True, "--region": True, "--endpoint": True}
@@ -546,9 +459,6 @@ def hoist_global_options(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
-    from .groups import groups_app
-
-    app.add_typer(groups_app, name="groups")
     app(args=hoist_global_options(sys.argv[1:]))
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from ..engine.cost import money
 from ..engine.models import BASE_EPHEMERAL_STORAGE_GIB
+from .common import EXIT_USAGE, emit_json, fail, options
 
 CACHE_TYPE = "pulumi-python:dynamic/eci:ImageCache"
 GROUP_TYPE = "pulumi-python:dynamic/eci:ContainerGroup"
@@ -376,8 +377,6 @@ def review_command(
     ] = None,
 ) -> None:
     """Write a pull-request comment (Markdown) from `pulumi preview --json`."""
-    from .main import EXIT_USAGE, emit_json, fail, options
-
     try:
         text = sys.stdin.read() if preview_file == "-" else Path(preview_file).read_text()
         review = review_preview(load_preview(text))

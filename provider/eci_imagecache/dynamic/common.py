@@ -19,6 +19,9 @@ from pulumi.dynamic import ResourceProvider
 
 CONFIG_NAMESPACE = "eci"
 
+Props = dict[str, Any]
+"""A resource's properties as the hooks get and give them: inputs, outputs or state."""
+
 R = TypeVar("R", bound=type)
 
 
@@ -37,8 +40,8 @@ def unknown_keys(props: dict[str, Any]) -> list[str]:
     return sorted(k for k, v in props.items() if is_unknown(v))
 
 
-def present(props: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
-    """The fields that are set (None means "use the default")."""
+def given_fields(props: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """Of ``fields``, those ``props`` give a value (None means "use the default")."""
     return {k: props[k] for k in fields if props.get(k) is not None}
 
 
@@ -75,7 +78,7 @@ def secret_credentials(credentials: Any) -> Any:
     ]
 
 
-def program_placement(backend: str | None, region: str | None) -> dict[str, Any]:
+def program_placement(backend: str | None, region: str | None) -> Props:
     """The ``backend`` and ``region`` inputs a resource registers: its own, or the stack's
     (``eci:backend``, ``eci:region``), so that policies and reviews can read them."""
     config = pulumi.Config(CONFIG_NAMESPACE)
@@ -101,7 +104,8 @@ class ProviderRef(ResourceProvider):
 
 def load_provider(module: str, name: str) -> ResourceProvider:
     """The provider a :class:`ProviderRef` names (called when it is unpickled)."""
-    return getattr(importlib.import_module(module), name)()
+    provider: ResourceProvider = getattr(importlib.import_module(module), name)()
+    return provider
 
 
 def resource_key(type_name: str, resource_name: str, opts: pulumi.ResourceOptions | None) -> str:

@@ -35,9 +35,11 @@ from pulumi.dynamic import (
 
 from ..backends.base import (
     NOT_STARTED_HERE,
+    Backend,
     BackendError,
     BackendRegistryAuthError,
     BackendRegistryUnavailable,
+    KeepsContainerLogs,
     NotFound,
 )
 from ..engine.cost import PriceError, estimate_group
@@ -58,10 +60,11 @@ from ..engine.models import (
 )
 from ..engine.refs import parse_image_ref
 from .checks import PropertyFailure, credentials_failure, validate
-from .common import client_token, is_unknown, next_generation, present, unknown_keys
+from .common import Props, client_token, given_fields, is_unknown, next_generation, unknown_keys
+from .configured_provider import ConfiguredProvider, backend_errors
 from .pricing import prices_of
-from .server import UPDATE_REPLACE, ResourceInitFailed, send_detailed_diff
-from .settings import ConfiguredProvider, backend_errors, settings_failures
+from .sdk_server_patch import UPDATE_REPLACE, ResourceInitFailed, send_detailed_diff
+from .settings import settings_failures
 
 SPEC_FIELDS = tuple(ContainerGroupSpec.model_fields)
 # Inputs that inform the preview but never change the group (it is matched once, at creation).
@@ -93,10 +96,10 @@ LOG_LINES = 3
 
 
 def spec_from(props: dict[str, Any]) -> ContainerGroupSpec:
-    return ContainerGroupSpec(**present(props, SPEC_FIELDS))
+    return ContainerGroupSpec(**given_fields(props, SPEC_FIELDS))
 
 
-def _pending_caches(backend: Any, stack_caches: list[dict[str, Any]]) -> list[CacheRecord]:
+def _pending_caches(backend: Backend, stack_caches: list[Props]) -> list[CacheRecord]:
     """The program's caches that will be created or rebuilt before this group is created, as
     the records they will have then. A cache whose id is known and whose content is what its
     record holds is already counted by the backend's matching."""
@@ -145,7 +148,7 @@ def _pending_caches(backend: Any, stack_caches: list[dict[str, Any]]) -> list[Ca
 
 
 def preview_text(
-    backend: Any, spec: ContainerGroupSpec, stack_caches: list[dict[str, Any]]
+    backend: Backend, spec: ContainerGroupSpec, stack_caches: list[Props]
 ) -> tuple[str, CacheRecord | None]:
     """What ``match_preview`` says, and the existing cache it names (if any)."""
     if spec.cache == CacheSelection.NONE:
@@ -178,7 +181,7 @@ def preview_text(
 
 
 def registry_failures(
-    backend: Any, spec: ContainerGroupSpec, held: set[str]
+    backend: Backend, spec: ContainerGroupSpec, held: set[str]
 ) -> tuple[list[CheckFailure], str | None]:
     """Ask the registry for every image the cache does not hold: failures, or a warning."""
     images = [i for i in spec.images if str(i) not in held]
@@ -244,9 +247,9 @@ class ContainerGroupProvider(ConfiguredProvider):
         except BackendError as err:
             return CheckResult(inputs, [CheckFailure("", str(err))])
 
-    def _check(self, backend: Any, inputs: dict[str, Any], spec: ContainerGroupSpec) -> CheckResult:
+    def _check(self, backend: Backend, inputs: Props, spec: ContainerGroupSpec) -> CheckResult:
         held: set[str] = set()
-        if spec.cache == CacheSelection.EXPLICIT:
+        if spec.cache == CacheSelection.EXPLICIT and spec.cache_id is not None:
             try:
                 cache = backend.get_image_cache(spec.cache_id)
             except NotFound:
@@ -382,7 +385,7 @@ def as_decided(record: ContainerGroupRecord, outs: dict[str, Any]) -> ContainerG
     return record.model_copy(update=decided) if decided else record
 
 
-def wait_up(backend: Any, record: ContainerGroupRecord, timeout: float) -> ContainerGroupRecord:
+def wait_up(backend: Backend, record: ContainerGroupRecord, timeout: float) -> ContainerGroupRecord:
     """The group once it has settled: Succeeded or Failed; Running with every container
     running for ``STEADY_SECONDS``; a container ending with an error and restarting; or
     Pending where nothing can start. Otherwise as it is when ``timeout`` seconds have passed."""
@@ -438,7 +441,7 @@ def startup_seconds(record: ContainerGroupRecord, requested: float) -> float | N
     return round(max(0.0, container.started_at.timestamp() - requested), 3)
 
 
-def failure_line(backend: Any, record: ContainerGroupRecord, timeout: float) -> str:
+def failure_line(backend: Backend, record: ContainerGroupRecord, timeout: float) -> str:
     """One line: the group, why it is not up, the exit code and its last lines of output."""
     # The container that failed (init containers run first), else the first one.
     ordered = sorted(record.containers, key=lambda c: not c.init)
@@ -459,19 +462,18 @@ def failure_line(backend: Any, record: ContainerGroupRecord, timeout: float) -> 
         parts.append(f"container {failed.name} exit code {failed.exit_code}")
     shown = failed or (ordered[0] if ordered else None)
     lines = last_log_lines(backend, record.id, shown.name) if shown else []
-    if lines:
+    if shown is not None and lines:
         parts.append(f"last log lines of {shown.name}: " + " | ".join(lines))
     parts.append("it stays in the stack until destroyed or replaced")
     return "; ".join(parts)
 
 
-def last_log_lines(backend: Any, group_id: str, container: str) -> list[str]:
+def last_log_lines(backend: Backend, group_id: str, container: str) -> list[str]:
     """The container's last lines of output, where the backend keeps them (the local one)."""
-    logs = getattr(backend, "container_logs", None)
-    if logs is None:
+    if not isinstance(backend, KeepsContainerLogs):
         return []
     try:
-        text = logs(group_id, container, tail=4096).decode(errors="replace")
+        text = backend.container_logs(group_id, container, tail=4096).decode(errors="replace")
     except (BackendError, OSError, ValueError):
         return []
     lines = [line.strip()[:200] for line in text.splitlines() if line.strip()]

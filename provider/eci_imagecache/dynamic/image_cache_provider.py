@@ -14,7 +14,6 @@ for its build, and records it, instead of building a second one.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +28,7 @@ from pulumi.dynamic import (
 )
 
 from ..backends.base import (
+    Backend,
     BackendError,
     BackendRegistryAuthError,
     BackendRegistryUnavailable,
@@ -39,10 +39,11 @@ from ..engine.diff import ChangeKind, diff_cache
 from ..engine.lifecycle import expires_at
 from ..engine.models import CacheAdoption, CacheRecord, CacheStatus, ImageCacheSpec
 from .checks import PropertyFailure, backend_failure, credentials_failure, validate
-from .common import client_token, next_generation, present, unknown_keys
+from .common import Props, client_token, given_fields, next_generation, unknown_keys
+from .configured_provider import ConfiguredProvider, backend_errors
 from .pricing import prices_of
-from .server import UPDATE, UPDATE_REPLACE, UserError, send_detailed_diff
-from .settings import ConfiguredProvider, backend_errors, settings_failures
+from .sdk_server_patch import UPDATE, UPDATE_REPLACE, UserError, send_detailed_diff
+from .settings import settings_failures
 
 # Inputs that make the spec: exactly the engine model's fields.
 SPEC_FIELDS = tuple(ImageCacheSpec.model_fields)
@@ -66,10 +67,10 @@ POLL_SECONDS = 0.5
 
 
 def spec_from(props: dict[str, Any]) -> ImageCacheSpec:
-    return ImageCacheSpec(**present(props, SPEC_FIELDS))
+    return ImageCacheSpec(**given_fields(props, SPEC_FIELDS))
 
 
-def comparable(props: dict[str, Any], backend: str = "local") -> dict[str, Any]:
+def comparable(props: Props, backend: str = "local") -> Props:
     """Inputs or outputs with defaults applied, so that unset and default compare equal. The
     backend decides which changes replace (see the engine's diff rules)."""
     spec = spec_from(props)
@@ -93,7 +94,7 @@ def record_props(record: CacheRecord) -> dict[str, Any]:
     }
 
 
-def reported(record: CacheRecord, props: dict[str, Any]) -> dict[str, Any]:
+def reported_settings(record: CacheRecord, props: dict[str, Any]) -> dict[str, Any]:
     """Settings the cloud reports back beside ``record_props``, so a refresh sees a change
     made elsewhere; where a backend does not report one, the declared value stands."""
     return {
@@ -102,7 +103,7 @@ def reported(record: CacheRecord, props: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def repriced(cost: Any, spec: ImageCacheSpec, prices: Prices) -> Any:
+def reprice_estimate(cost: Any, spec: ImageCacheSpec, prices: Prices) -> Any:
     """The previous estimate at today's prices (the content, hence the plan, is unchanged)."""
     if not isinstance(cost, dict) or not {"fetch_bytes", "content_bytes"} <= cost.keys():
         return cost
@@ -119,7 +120,7 @@ def outputs_of(record: CacheRecord, props: dict[str, Any]) -> dict[str, Any]:
     return {
         **{k: props.get(k) for k in (*SPEC_FIELDS, *BOOKKEEPING)},
         **record_props(record),
-        **reported(record, props),
+        **reported_settings(record, props),
         # Build options: not every backend reports them back, so the declared values stand.
         "instant": props.get("instant"),
         "layer_reuse": props.get("layer_reuse"),
@@ -143,7 +144,7 @@ def outputs_of(record: CacheRecord, props: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _wait_built(backend: Any, record: CacheRecord, timeout: float) -> CacheRecord:
+def _wait_built(backend: Backend, record: CacheRecord, timeout: float) -> CacheRecord:
     """Wait for a build that another process runs (an interrupted deployment's provider)."""
     deadline = time.monotonic() + timeout
     while record.status in (CacheStatus.CREATING, CacheStatus.UPDATING):
@@ -157,23 +158,13 @@ def _wait_built(backend: Any, record: CacheRecord, timeout: float) -> CacheRecor
     return record
 
 
-def _create_with_token(backend: Any, spec: ImageCacheSpec, token: str | None) -> CacheRecord:
-    parameters = inspect.signature(backend.create_image_cache).parameters
-    takes_token = "client_token" in parameters or any(
-        p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values()
-    )
-    if token and takes_token:
-        return backend.create_image_cache(spec, client_token=token)
-    return backend.create_image_cache(spec)
-
-
 def create_idempotent(
-    backend: Any, spec: ImageCacheSpec, token: str | None, timeout: float
+    backend: Backend, spec: ImageCacheSpec, token: str | None, timeout: float
 ) -> CacheRecord:
     """Create, or take the cache an earlier attempt with the same token made (waiting for its
     build), and bring it to the declared settings."""
     for attempt in (1, 2):
-        record = _wait_built(backend, _create_with_token(backend, spec, token), timeout)
+        record = _wait_built(backend, backend.create_image_cache(spec, client_token=token), timeout)
         if record.status == CacheStatus.FAILED:
             if attempt == 1 and token:
                 continue  # the earlier attempt's build died with its process: this one builds
@@ -225,7 +216,7 @@ class ImageCacheProvider(ConfiguredProvider):
 
     def _check(
         self,
-        backend: Any,
+        backend: Backend,
         olds: dict[str, Any],
         inputs: dict[str, Any],
         spec: ImageCacheSpec,
@@ -263,7 +254,7 @@ class ImageCacheProvider(ConfiguredProvider):
         if not rebuild:
             # No build: the plan (and the estimate) of the last one stand.
             inputs["build_plan"] = previous_plan
-            inputs["cost"] = repriced(previous_cost, spec, prices)
+            inputs["cost"] = reprice_estimate(previous_cost, spec, prices)
         if not verify:
             return CheckResult(inputs, [])
         failures = []

@@ -14,20 +14,16 @@ never resource inputs and never in state.
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from pulumi.dynamic import ConfigureRequest, ResourceProvider
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from ..backends.base import BackendError
-from ..backends.factory import BACKENDS, make_backend
+from ..backends.base import Backend, BackendError
+from ..backends.factory import BACKENDS, default_data_dir, make_backend
 from .common import CONFIG_NAMESPACE
-from .lifetime import counted_hooks, watch_cli
-from .server import UserError
+from .sdk_server_patch import UserError
 
 DEFAULT_TIMEOUT_SECONDS = 1800.0
 
@@ -95,14 +91,22 @@ class ProviderSettings(BaseModel):
         if recorded and recorded != self.location:
             raise LocationChanged(location_changed(recorded, self.location))
 
-    def open(self) -> Any:
+    def open(self) -> Backend:
         """The backend these settings name: one instance per process and settings."""
         self.require_ok()
         with _lock:
             backend = _backends.get(self)
             if backend is None:
                 try:
-                    backend = self._make()
+                    backend = make_backend(
+                        self.backend,
+                        self.region,
+                        self.endpoint,
+                        self.data_dir,
+                        self.operation_timeout,
+                        access_key_id=self.access_key_id,
+                        access_key_secret=self.access_key_secret,
+                    )
                 except BackendError:
                     raise
                 except Exception as err:  # e.g. no cloud credentials in the chain
@@ -110,30 +114,8 @@ class ProviderSettings(BaseModel):
                 _backends[self] = backend
             return backend
 
-    def _make(self) -> Any:
-        credential = None
-        if self.backend == "alicloud" and self.access_key_id and self.access_key_secret:
-            from alibabacloud_credentials.client import Client
-            from alibabacloud_credentials.models import Config
 
-            credential = Client(
-                Config(
-                    type="access_key",
-                    access_key_id=self.access_key_id,
-                    access_key_secret=self.access_key_secret.get_secret_value(),
-                )
-            )
-        return make_backend(
-            self.backend,
-            self.region,
-            self.endpoint,
-            self.data_dir,
-            self.operation_timeout,
-            credential=credential,
-        )
-
-
-_backends: dict[ProviderSettings, Any] = {}
+_backends: dict[ProviderSettings, Backend] = {}
 _lock = threading.Lock()
 
 
@@ -194,10 +176,8 @@ def settings_from_config(
             timeout = DEFAULT_TIMEOUT_SECONDS
     data_dir = None
     if backend == "local":
-        from ..backends.local.backend import default_data_dir
-
-        configured = _text(source, "dataDir")
-        data_dir = (Path(configured).expanduser() if configured else default_data_dir()).resolve()
+        given = _text(source, "dataDir")
+        data_dir = (Path(given).expanduser() if given else default_data_dir()).resolve()
     secret = _text(source, "accessKeySecret")
     return ProviderSettings(
         backend=backend,
@@ -209,42 +189,3 @@ def settings_from_config(
         access_key_secret=SecretStr(secret) if secret else None,
         problem=problem,
     )
-
-
-class ConfiguredProvider(ResourceProvider):
-    """What both providers share: their settings (the stack's, from ``configure``, or those a
-    resource names) and the provider process's lifetime (hooks counted, the CLI watched: see
-    ``lifetime``)."""
-
-    serialize_as_secret_always = False
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        counted_hooks(cls)
-
-    def configure(self, req: ConfigureRequest) -> None:
-        self._source = SettingsSource(req.config)
-        watch_cli()
-
-    def settings_for(self, props: dict[str, Any] | None) -> ProviderSettings:
-        """The settings for a resource: the stack's, or its own backend and region."""
-        source = getattr(self, "_source", None)
-        if source is None:  # configure was not called (e.g. under test): the defaults
-            source = self._source = SettingsSource({})  # type: ignore[arg-type]
-        return source.for_resource(props)
-
-    def backend_of(self, props: dict[str, Any], recorded: dict[str, Any] | None = None) -> Any:
-        """The backend ``props`` name, refusing a resource ``recorded`` (by default: ``props``
-        themselves, the state) in another location than that backend's."""
-        settings = self.settings_for(props)
-        settings.require_location((props if recorded is None else recorded).get("location"))
-        return settings.open()
-
-
-@contextlib.contextmanager
-def backend_errors() -> Iterator[None]:
-    """A backend's failure, told as the hook's error (a message, not a traceback)."""
-    try:
-        yield
-    except BackendError as err:
-        raise UserError(str(err)) from err

@@ -195,7 +195,7 @@ def diff_group(old: Mapping[str, Any], new: Mapping[str, Any], fields: Iterable[
     )
 
 
-_EMPTY = (None, [], {}, "")
+_EMPTY: tuple[object, ...] = (None, [], {}, "")
 
 
 def _without_empty_items(props: Mapping[str, Any]) -> dict[str, Any]:

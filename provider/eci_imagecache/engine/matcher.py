@@ -201,6 +201,9 @@ def linear_match(
 # best candidate first among caches of equal degree: the largest size that fits is the closest to
 # the storage, then the newest, then the lowest id.
 RankKey = tuple[int, float, str]
+# A candidate in a merged ranking: its negated degree (exact images, same-repository images),
+# then its RankKey. Sorted ascending, the best candidate comes first.
+Ranked = tuple[int, int, int, float, str]
 # Caches of a (region, usable, size), in id order: where rejections are found without a scan.
 Kind = tuple[str, bool, int]
 
@@ -233,7 +236,7 @@ def _version_shelf(repository: str, version: str) -> str:
 
 def _stream(
     shelf: _Shelf | None, needed_gib: int, degree: tuple[int, int], *skip: Container[str]
-) -> Iterator[tuple]:
+) -> Iterator[Ranked]:
     """A shelf's caches that fit, in rank order, prefixed with their (negated) degree."""
     if shelf is None:
         return
@@ -290,7 +293,7 @@ class CacheIndex:
                 versions.add(_version_shelf(repository, f"tag:{ref.tag}"))
         return repositories, versions
 
-    def _place(self, record: CacheRecord, add: Callable[[list, Any], None]) -> None:
+    def _place(self, record: CacheRecord, add: Callable[[list[Any], Any], None]) -> None:
         cache_id = record.id
         usable = record.usable
         repositories, versions = self._held(record)
@@ -347,7 +350,7 @@ class CacheIndex:
         images = sorted(set(group_images))
         wanted = [(ref.repository_key, _query_key(ref)) for ref in images]
         asked = Counter(repository for repository, _ in wanted)  # images per repository
-        shelves = self._shelves.get(region, {})
+        shelves: dict[str, _Shelf] = self._shelves.get(region, {})
         repositories = [(name, shelves.get(name)) for name in asked]
         holders = [shelf.ids if shelf else _NO_IDS for _, shelf in repositories]
 
@@ -361,7 +364,7 @@ class CacheIndex:
                 several |= holders[i] & other
         exact_shelves = [shelves.get(_version_shelf(*version)) for version in wanted]
         exact_holders = [shelf.ids if shelf else _NO_IDS for shelf in exact_shelves]
-        scored = []
+        scored: list[Ranked] = []
         counted_twice = 0
         for cache_id in several:
             key = self._keys[cache_id]
@@ -383,7 +386,7 @@ class CacheIndex:
         for _, shelf in repositories:
             if shelf is not None:
                 candidates += len(shelf.ranked) - shelf.fitting(needed_gib)
-        streams: list[Iterable[tuple]] = [scored]
+        streams: list[Iterable[Ranked]] = [scored]
         for (repository, _), exact_shelf, exact_ids in zip(
             wanted, exact_shelves, exact_holders, strict=True
         ):

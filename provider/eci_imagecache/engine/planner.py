@@ -94,7 +94,8 @@ def plan_build(
     for image in images:
         for blob in image.blobs:
             unique.setdefault(blob.digest, blob)
-    fetch, reuse = [], []
+    fetch: list[Layer] = []
+    reuse: list[Layer] = []
     for digest, blob in unique.items():
         (reuse if layer_reuse and digest in held_elsewhere else fetch).append(blob)
     plan = BuildPlan(images=images, fetch=fetch, reuse=reuse, size_gib=size_gib)

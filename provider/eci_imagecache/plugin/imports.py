@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..dynamic import container_group_provider, image_cache_provider
-from ..dynamic.server import UserError
-from ..dynamic.settings import ConfiguredProvider
+from ..dynamic.configured_provider import ConfiguredProvider
+from ..dynamic.sdk_server_patch import UserError
 from ..engine.models import CacheKind, EvictionStrategy
 from .schema import token
 

@@ -24,7 +24,7 @@ from pulumi.runtime._grpc_settings import _GRPC_CHANNEL_OPTIONS
 from pulumi.runtime.proto import provider_pb2_grpc
 
 from ..dynamic.lifetime import end_with_cli
-from ..dynamic.server import UserError, init_failed_metadata
+from ..dynamic.sdk_server_patch import UserError, init_failed_metadata
 from .provider import EciImageCacheProvider, PartialState
 from .schema import VERSION
 

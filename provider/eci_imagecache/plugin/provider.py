@@ -20,11 +20,11 @@ from pulumi.provider.experimental import provider as api
 from pulumi.provider.experimental.property_value import PropertyValue
 
 from ..backends.base import BackendError, NotFound
-from ..dynamic import container_group_provider, image_cache_provider, server
+from ..dynamic import container_group_provider, image_cache_provider, sdk_server_patch
 from ..dynamic.checks import PropertyFailure
+from ..dynamic.configured_provider import ConfiguredProvider, backend_errors
 from ..dynamic.pricing import PriceConfigError, price_overrides
-from ..dynamic.server import ResourceInitFailed, UserError
-from ..dynamic.settings import ConfiguredProvider, backend_errors
+from ..dynamic.sdk_server_patch import ResourceInitFailed, UserError
 from . import imports
 from .schema import CONFIG, PACKAGE, VERSION, ResourceType, resources, schema_json, token
 from .values import (
@@ -100,7 +100,7 @@ async def _run(hook: Callable[..., Any], *args: Any) -> Any:
 
     def call() -> Any:
         try:
-            return hook(*args), server._take_detail()
+            return hook(*args), sdk_server_patch.take_detailed_diff()
         except BackendError as err:
             raise UserError(str(err)) from err
         except ResourceInitFailed as err:

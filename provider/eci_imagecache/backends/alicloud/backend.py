@@ -25,6 +25,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from ...engine.matcher import CacheIndex, MatchResult
@@ -43,7 +44,16 @@ from ...engine.models import (
 from ...engine.planner import BuildPlan, PlanError, plan_build
 from ...registry.client import Credentials, RegistryClient, RegistryError
 from ...retry import RetryPolicy
-from ..base import BackendError, InvalidSpec, NotFound, QuotaExceeded, Usage, from_registry
+from ..base import (
+    BackendError,
+    GcReport,
+    InvalidSpec,
+    NotFound,
+    Progress,
+    QuotaExceeded,
+    Usage,
+    from_registry,
+)
 from . import reading
 
 T = TypeVar("T")
@@ -54,6 +64,8 @@ PAGE_SIZE = 20
 MAX_IDS = 20
 # DescribeImageCaches.MatchImage: "a maximum of 100 container images" (the SDK's docstring).
 MAX_MATCH_IMAGES = 100
+# How long an operation is waited for unless the caller says (eci:operationTimeout's default).
+DEFAULT_TIMEOUT = 1800.0
 # ClientToken: ASCII, at most 64 characters (the reference).
 TOKEN_LENGTH = 64
 # What users can do about the errors they are most likely to meet.
@@ -103,20 +115,21 @@ class AliCloudBackend:
         region: str,
         endpoint: str | None = None,
         credential: Any = None,
-        timeout: float = 1800.0,
+        timeout: float | None = None,
         poll_interval: float = 5.0,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         client_class: type | None = None,
     ) -> None:
-        """``client_class``: the SDK client or a subclass of it (e.g. one that records calls)."""
+        """``timeout``: how long an operation is waited for (default ``DEFAULT_TIMEOUT``);
+        ``client_class``: the SDK client or a subclass of it (e.g. one that records calls)."""
         from alibabacloud_credentials.client import Client as CredentialClient
         from alibabacloud_eci20180808 import models
         from alibabacloud_eci20180808.client import Client
         from alibabacloud_tea_openapi import models as openapi
 
         self.region = region
-        self.timeout = timeout
+        self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         self.poll_interval = poll_interval
         self.retry = retry or RetryPolicy()
         self.sleep = sleep  # between polls
@@ -299,9 +312,11 @@ class AliCloudBackend:
         spec: ImageCacheSpec,
         *,
         client_token: str | None = None,
+        progress: Progress | None = None,
         wait: bool = True,
-        **_: Any,
     ) -> CacheRecord:
+        """``progress`` is not reported: the cloud builds the cache, its bytes are not ours
+        to count."""
         token = client_token or derive_token("CreateImageCache", self.region, request_digest(spec))
         request = self.models.CreateImageCacheRequest(
             region_id=self.region,
@@ -376,7 +391,6 @@ class AliCloudBackend:
         *,
         client_token: str | None = None,
         wait: bool = True,
-        **_: Any,
     ) -> CacheRecord:
         current = self.get_image_cache(cache_id)
         if current.retention_days is not None and spec.retention_days is None:
@@ -632,5 +646,5 @@ class AliCloudBackend:
             auto=counts["auto"],
         )
 
-    def gc(self, dry_run: bool = False, **_: Any) -> Any:
+    def gc(self, dry_run: bool = False, grace: timedelta = timedelta(minutes=10)) -> GcReport:
         raise BackendError("gc: Alibaba Cloud applies retention and automatic expiry itself")

@@ -15,9 +15,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from ...engine.lifecycle import AUTO_CACHE_PREFIX
 from ...engine.matcher import score
 from ...engine.models import (
+    AUTO_CACHE_PREFIX,
     BASE_EPHEMERAL_STORAGE_GIB,
     CacheEvent,
     CacheKind,
@@ -410,7 +410,7 @@ def group_declaration(item: dict[str, Any], cache_id: str | None) -> dict[str, A
     its containers, restart policy, resources, storage and placement, and the cache it uses,
     named explicitly (the API does not say how it was chosen). None when that is no valid spec
     (e.g. a field the API reports in a form ECI does not accept on create)."""
-    values = {
+    values: dict[str, Any] = {
         "name": item.get("ContainerGroupName"),
         "containers": [_container_declaration(c) for c in item.get("Containers") or [] if c],
         "init_containers": [

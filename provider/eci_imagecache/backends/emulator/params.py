@@ -10,7 +10,6 @@ its value. Documented limits on counts live in :data:`LIMITS`.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 import math
@@ -98,9 +97,18 @@ def documentation(cls: type[TeaModel]) -> dict[str, str]:
     return docs
 
 
-@functools.cache
+_FIELDS: dict[type[TeaModel], dict[str, Field]] = {}
+
+
 def fields(cls: type[TeaModel]) -> dict[str, Field]:
-    """A model's fields by wire name, as its own ``to_map`` names them."""
+    """A model's fields by wire name, as its own ``to_map`` names them (read once per model)."""
+    known = _FIELDS.get(cls)
+    if known is None:
+        known = _FIELDS[cls] = _read_fields(cls)
+    return known
+
+
+def _read_fields(cls: type[TeaModel]) -> dict[str, Field]:
     hints = typing.get_type_hints(cls.__init__)
     docs = documentation(cls)
     baseline = cls().to_map()  # lists of models are written even when unset
@@ -156,7 +164,8 @@ def unflatten(pairs: list[tuple[str, str]]) -> dict[str, Any]:
             raise InvalidParameter("(request)", "mixes numbered and named sub-parameters")
         return {k: lists(v) for k, v in node.items()}
 
-    return lists(root)
+    unflattened: dict[str, Any] = lists(root)
+    return unflattened
 
 
 def _scalar(kind: str, value: Any, name: str) -> Any:
@@ -189,7 +198,7 @@ def read(cls: type[TeaModel], data: Any, name: str = "") -> TeaModel:
     for wire in data:
         if wire not in known:
             raise InvalidParameter(f"{name}{wire}", "is not a parameter of this action")
-    values = {}
+    values: dict[str, Any] = {}
     for wire, f in known.items():
         path = f"{name}{wire}"
         if wire not in data:

@@ -34,7 +34,8 @@ def _fill(element: ElementTree.Element, value: Any) -> None:
 def to_xml(root: str, payload: dict[str, Any]) -> bytes:
     element = ElementTree.Element(root)
     _fill(element, payload)
-    return ElementTree.tostring(element, encoding="UTF-8", xml_declaration=True)
+    body: bytes = ElementTree.tostring(element, encoding="UTF-8", xml_declaration=True)
+    return body
 
 
 def render(payload: dict[str, Any], fmt: str, root: str) -> tuple[bytes, str]:

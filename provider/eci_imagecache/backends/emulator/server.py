@@ -205,8 +205,9 @@ class EmulatorServer:
 
     @property
     def endpoint(self) -> str:
+        # An IPv4 or IPv6 listener's address: a text host (only AF_UNIX's are bytes).
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def _body(self, request: BaseHTTPRequestHandler) -> bytes:
         """The body, bounded before it is read; a length that is not a number is refused."""
@@ -273,7 +274,8 @@ class EmulatorServer:
                     self.throttle[action] -= 1
                     raise errors.Throttled(self.limits.retry_after_ms)
             answer = self.actions.call(action, parse(action, params))
-        return answer.to_map()
+        fields: dict[str, Any] = answer.to_map()  # the SDK's models are untyped
+        return fields
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         request_id = secrets.token_hex(16).upper()

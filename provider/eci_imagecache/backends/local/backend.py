@@ -38,6 +38,8 @@ from .context import (
     PhaseHook,
     RegistryFactory,
     default_data_dir,
+    env_fetch_concurrency,
+    env_fsync,
     utc_now,
 )
 from .groups import ContainerGroups
@@ -69,8 +71,10 @@ class LocalBackend:
             region=region,
             registry_factory=registry_factory,
             on_phase=on_phase or (lambda phase, record: None),
-            **({"fetch_concurrency": max(1, fetch_concurrency)} if fetch_concurrency else {}),
-            **({"fsync": fsync} if fsync is not None else {}),
+            fetch_concurrency=max(1, fetch_concurrency)
+            if fetch_concurrency
+            else env_fetch_concurrency(),
+            fsync=env_fsync() if fsync is None else fsync,
         )
         self.housekeeping = Housekeeping(self.ctx)
         self.build = BuildPipeline(self.ctx, self.housekeeping)

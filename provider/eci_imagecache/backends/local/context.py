@@ -129,7 +129,8 @@ class Context:
         self.blobs = BlobStore(self.data_dir / "blobs", fsync=self.fsync)
         self.snapshots = SnapshotFiles(self.data_dir / "snapshots")
         self.groups_dir = self.data_dir / "groups"
-        self._resolved: dict[tuple, tuple[float, ResolvedImage]] = {}
+        # (reference, platform, plain HTTP, insecure): when it was resolved, and to what.
+        self._resolved: dict[tuple[str, str, bool, bool], tuple[float, ResolvedImage]] = {}
         self._resolved_lock = threading.Lock()
         # Unpacked layers (shared by caches and groups) and the containers running on them.
         self.layers = LayerStore(

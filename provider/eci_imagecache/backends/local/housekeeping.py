@@ -118,32 +118,32 @@ class Housekeeping:
         in_use = ctx.runtime.layers_in_use()
         if dry_run:
             with self.store.read() as db:
-                doomed = condemn(self.store, db, ctx.clock(), stored, in_use)
+                to_delete = find_records_to_delete(self.store, db, ctx.clock(), stored, in_use)
         else:
             with self.store.transaction() as db:
-                doomed = condemn(self.store, db, ctx.clock(), stored, in_use)
+                to_delete = find_records_to_delete(self.store, db, ctx.clock(), stored, in_use)
                 # What these caches hold is counted and removed below, with the rest.
-                for expiry in doomed.expired:
+                for expiry in to_delete.expired:
                     ctx.delete_cache(db, expiry.cache_id, ("Expired", expiry.reason), release=False)
-                for cache in doomed.failed:
+                for cache in to_delete.failed:
                     why = ("Deleted", f"gc: {cache.failure}")
                     ctx.delete_cache(db, cache.id, why, release=False)
-        found = unneeded(
+        found = find_files_to_remove(
             ctx.blobs,
             ctx.layers,
             ctx.snapshots.root,
             ctx.groups_dir,
-            doomed,
+            to_delete,
             time.time() - grace.total_seconds(),
             ctx.runtime.group_ids(),
         )
         if not dry_run:
             found.remove()
-        return found.report(doomed, dry_run)
+        return found.report(to_delete, dry_run)
 
 
 @dataclass
-class Condemned:
+class RecordsToDelete:
     """The records gc deletes, and what nothing holds once they are gone."""
 
     expired: list[lifecycle.Expiry]
@@ -159,14 +159,14 @@ def on_disk(blobs: BlobStore, layers: LayerStore) -> set[str]:
     return set(blobs.digests()) | set(layers.digests())
 
 
-def condemn(
+def find_records_to_delete(
     store: Store,
     db: sqlite3.Connection,
     now: datetime,
     stored: Iterable[str],
     in_use: Collection[str],
     ended: Mapping[str, int] | None = None,
-) -> Condemned:
+) -> RecordsToDelete:
     """Read in ``db`` what gc deletes: caches past their expiry, then failed caches, and of
     the digests ``stored``, those nothing holds once they are gone (``in_use``: the layers
     container groups are mounted on). ``ended``: builds (cache id: pid) whose process has
@@ -183,7 +183,7 @@ def condemn(
     gone = {e.cache_id for e in expired}
     failed = [c for c in records if c.status == CacheStatus.FAILED and c.id not in gone]
     gone |= {c.id for c in failed}
-    return Condemned(
+    return RecordsToDelete(
         expired=expired,
         failed=failed,
         unheld=store.unheld(db, stored, lambda: in_use, excluding=gone, ended_builds=ended),
@@ -193,7 +193,7 @@ def condemn(
 
 
 @dataclass
-class Unneeded:
+class FilesToRemove:
     """Files gc removes: blobs and unpacked layers no cache holds (and no group runs on),
     snapshot files and group directories no record names."""
 
@@ -215,10 +215,10 @@ class Unneeded:
             else:
                 path.unlink(missing_ok=True)
 
-    def report(self, doomed: Condemned, dry_run: bool) -> GcReport:
+    def report(self, to_delete: RecordsToDelete, dry_run: bool) -> GcReport:
         return GcReport(
-            expired=[f"{e.cache_id} ({e.reason})" for e in doomed.expired],
-            failed=[f"{c.id} ({c.failure})" for c in doomed.failed],
+            expired=[f"{e.cache_id} ({e.reason})" for e in to_delete.expired],
+            failed=[f"{c.id} ({c.failure})" for c in to_delete.failed],
             blobs_removed=len(self.blob_digests),
             layers_removed=len(self.layer_digests),
             bytes_freed=self.bytes,
@@ -227,21 +227,21 @@ class Unneeded:
         )
 
 
-def unneeded(
+def find_files_to_remove(
     blobs: BlobStore,
     layers: LayerStore,
     snapshots_dir: Path,
     groups_dir: Path,
-    doomed: Condemned,
+    to_delete: RecordsToDelete,
     cutoff: float,
     runtime_groups: Iterable[str],
     removed_groups: Iterable[str] = (),
-) -> Unneeded:
-    """What gc removes from the files, once the records ``doomed`` names are deleted: only
+) -> FilesToRemove:
+    """What gc removes from the files, once the records ``to_delete`` names are deleted: only
     files older than ``cutoff``, and only names this backend makes. ``runtime_groups``: the
     groups the runtime holds (one being created has no record yet: its directory stays).
     ``removed_groups``: group directories recovery removes first (not counted here)."""
-    unheld = doomed.unheld
+    unheld = to_delete.unheld
     orphans = [d for d in blobs.digests() if d in unheld and _mtime(blobs.path(d)) <= cutoff]
     # Unpacked layers nothing holds go with their blobs.
     unused_layers = [
@@ -253,16 +253,16 @@ def unneeded(
     if snapshots_dir.is_dir():
         for path in snapshots_dir.iterdir():
             name = path.name.removeprefix(".").removesuffix(".json").removesuffix(".tmp")
-            kept = path.name.endswith(".json") and name in doomed.snapshots
+            kept = path.name.endswith(".json") and name in to_delete.snapshots
             if SNAPSHOT_ID.fullmatch(name) and not kept and _mtime(path) <= cutoff:
                 files.append(path)
     if groups_dir.is_dir():
-        skipped = doomed.groups | set(runtime_groups) | set(removed_groups)
+        skipped = to_delete.groups | set(runtime_groups) | set(removed_groups)
         for path in groups_dir.iterdir():
             orphan = GROUP_ID.fullmatch(path.name) and path.name not in skipped
             if orphan and _mtime(path) <= cutoff:
                 files.append(path)
-    return Unneeded(blobs, layers, orphans, unused_layers, files, freed)
+    return FilesToRemove(blobs, layers, orphans, unused_layers, files, freed)
 
 
 def _size(path: Path) -> int:

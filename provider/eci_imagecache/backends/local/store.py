@@ -33,6 +33,7 @@ from ...engine.models import (
     ContainerGroupRecord,
     Quota,
 )
+from ...engine.refs import ImageRef
 from ..base import StoreError
 
 
@@ -49,7 +50,11 @@ def _expiry_key(record: CacheRecord) -> str | None:
     return _time_key(expires_at(record))
 
 
-def _match_key(record: CacheRecord) -> tuple:
+def _match_key(
+    record: CacheRecord,
+) -> tuple[str, bool, int, datetime, list[ImageRef], str]:
+    """What the matching index keeps of a cache: a record that changes none of it needs no
+    new index entry."""
     return (
         record.region,
         record.usable,
@@ -349,7 +354,9 @@ class Store:
 
     @staticmethod
     def count_caches(db: sqlite3.Connection, kind: CacheKind) -> int:
-        return db.execute("SELECT count(*) FROM caches WHERE kind = ?", (kind.value,)).fetchone()[0]
+        row = db.execute("SELECT count(*) FROM caches WHERE kind = ?", (kind.value,)).fetchone()
+        count: int = row[0]
+        return count
 
     @staticmethod
     def caches_of_kind(db: sqlite3.Connection, kind: CacheKind) -> list[CacheRecord]:

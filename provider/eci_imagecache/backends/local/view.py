@@ -46,7 +46,7 @@ from .context import (
     utc_now,
 )
 from .groups import check_container, observed
-from .housekeeping import condemn, on_disk, unneeded
+from .housekeeping import find_files_to_remove, find_records_to_delete, on_disk
 from .store import Store
 
 # Who acts on what a view shows: every writer recovers when it opens the store.
@@ -160,18 +160,20 @@ class LocalView:
         layers = LayerStore(self.data_dir / "layers", create=False)
         stored = on_disk(blobs, layers)
         with self._store.read() as db:
-            doomed = condemn(self._store, db, self.clock(), stored, in_use, self._ended(db))
-        found = unneeded(
+            to_delete = find_records_to_delete(
+                self._store, db, self.clock(), stored, in_use, self._ended(db)
+            )
+        found = find_files_to_remove(
             blobs,
             layers,
             self.data_dir / "snapshots",
             self.data_dir / "groups",
-            doomed,
+            to_delete,
             time.time() - grace.total_seconds(),
             self._runtime.group_ids(),
             removed_groups=removed,
         )
-        return found.report(doomed, dry_run=True)
+        return found.report(to_delete, dry_run=True)
 
     # container groups ---------------------------------------------------------------------
 

@@ -1,4 +1,7 @@
-"""Three gaps of the Python SDK's dynamic-provider server (pulumi 3.272), closed from inside it.
+"""A patch of the Python SDK's dynamic-provider server (pulumi 3.272): three gaps, closed from
+inside the server process by replacing two of its module globals (``proto``, ``traceback``).
+Also the errors our hooks raise for that server to report (:class:`UserError`,
+:class:`ResourceInitFailed`), which the plugin's server reports the same way.
 
 1. ``DiffResult`` cannot carry a detailed diff, so the server never sends one: ``pulumi preview
    --diff`` then shows ``(update)`` without property lines after drift, and ``--json`` has
@@ -15,8 +18,8 @@
 
 All three apply only inside the provider process (``python -m pulumi.dynamic``), once, when this
 package is first imported there (the engine deserializes our providers, which imports it).
-Anywhere else :func:`install` does nothing. The end-to-end tests check both behaviours under the
-real CLI, so an SDK upgrade that changes the server is caught.
+Anywhere else :func:`patch_sdk_server` does nothing. The end-to-end tests check both behaviours
+under the real CLI, so an SDK upgrade that changes the server is caught.
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ def send_detailed_diff(detail: dict[str, str]) -> None:
     _pending.detail = dict(detail)
 
 
-def _take_detail() -> dict[str, str] | None:
+def take_detailed_diff() -> dict[str, str] | None:
+    """The detailed diff the calling thread's hook handed over, if any (taken: only once)."""
     detail = getattr(_pending, "detail", None)
     _pending.detail = None
     return detail
@@ -82,7 +86,7 @@ class _DiffResponse:
         return getattr(self._proto.DiffResponse, name)
 
     def __call__(self, **fields: Any) -> Any:
-        detail = _take_detail()
+        detail = take_detailed_diff()
         if detail is not None:
             kinds = self._proto.PropertyDiff
             fields["detailedDiff"] = {
@@ -158,9 +162,11 @@ def init_failed_metadata(message: str, id_: str, properties: Any) -> tuple[tuple
     return (("grpc-status-details-bin", rich.SerializeToString()),)
 
 
-def install() -> bool:
-    """Apply the fixes if this process is the SDK's dynamic-provider server."""
-    server = sys.modules.get("__main__")
+def patch_sdk_server() -> bool:
+    """Patch the SDK's dynamic-provider server, if this process is one (``python -m
+    pulumi.dynamic``); ``False`` (and nothing done) anywhere else."""
+    # The server's own module: we replace two of its globals.
+    server: Any = sys.modules.get("__main__")
     if server is None or not hasattr(server, "DynamicResourceProviderServicer"):
         return False
     if not isinstance(getattr(server, "proto", None), _Proto):
