@@ -51,6 +51,7 @@ BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
 RESTART = -(1 << 30)  # run_once's answer when the container is to run again
 STORAGE_INTERVAL = 1.0  # seconds between two measures of the writable layers
 GIB, MIB = 1 << 30, 1 << 20
+PROCESS_NAME = "eci-shim"  # what ps and /proc/<pid>/comm show for a shim
 
 
 class BoundedLog:
@@ -549,18 +550,25 @@ def _pump(stream: IO[bytes], log: BoundedLog) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``<groups dir> <state db> <notify fd> <group fd> [<crun>]``: started ahead of need, the
-    shim gets ready, then reads messages from ``<group fd>`` (a socket): an empty line announces
-    a group (the shim warms cgroup moves meanwhile), a directory is the group to run, with its
-    published listeners passed along (SCM_RIGHTS)."""
+    """``<groups dir> <state db> <notify fd> <group fd> [<crun>]``: see :func:`serve`."""
+    groups_dir, db, notify, group_fd = Path(argv[0]), Path(argv[1]), int(argv[2]), int(argv[3])
+    return serve(groups_dir, db, notify, group_fd, argv[4] if len(argv) > 4 else None)
+
+
+def serve(groups_dir: Path, db: Path, notify: int, group_fd: int, crun: str | None) -> int:
+    """A shim's life, in a process of its own that has a single thread (started ahead of need,
+    by ``python -m`` or forked by ``forkserver``): it gets ready, then reads messages from
+    ``group_fd`` (a socket): an empty line announces a group (the shim warms cgroup moves
+    meanwhile), a directory is the group to run, with its published listeners passed along
+    (SCM_RIGHTS)."""
+    host.name_process(PROCESS_NAME)
     host.private_mount_namespace()  # first, while this process has a single thread
     try:
         network.private_network()  # as early: every thread started later is in it too
         unnetworked = None
     except OSError as err:
         unnetworked = err  # the group fails: it never runs on the host's network
-    groups_dir, db, notify, group_fd = Path(argv[0]), Path(argv[1]), int(argv[2]), int(argv[3])
-    ready = Ready(argv[4] if len(argv) > 4 else None)
+    ready = Ready(crun)
     ready.error = unnetworked or ready.error
     try:
         state = RuntimeState(db, create=False)  # opened now, not on the start's path

@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from . import cgroups, host, network, seccomp
+from . import cgroups, forkserver, host, network, seccomp
 from .bundle import ContainerSettings, Limits, runtime_config, write_bundle
 from .cgroups import GroupLimits
 from .layers import LayerStore, layer_hex
@@ -77,36 +77,35 @@ class ContainerRun:
 
 
 class ReadyShim:
-    """A group's shim, started before it has a group: its interpreter is up, its imports are
-    done, its mount namespace is made and its state is open (~70 ms of a start from a cache)
-    when ``run`` hands it the group's directory. ``announce`` tells it a group is on its way (it
-    gets the kernel ready for crun's cgroup moves meanwhile). Until then it waits on a pipe;
-    when the process that started it ends without handing it a group (the pipe closes), it ends
-    too."""
+    """A group's shim, started before it has a group: its imports are done, its mount and
+    network namespaces are made and its state is open (~70 ms of a start from a cache when
+    started as a program) when ``run`` hands it the group's directory. ``announce`` tells it a
+    group is on its way (it gets the kernel ready for crun's cgroup moves meanwhile). Until
+    then it waits on a socket; when the process that started it ends without handing it a
+    group (the socket closes), it ends too.
+
+    It is forked by the fork server (``forkserver``: a fork instead of an interpreter's start)
+    and, where none answers, started as a program (``python -m ...shim``). Either way its
+    parent is not the process that asked for it, or not for long: it outlives that process."""
 
     def __init__(self, groups_dir: Path, state_path: Path, crun: str | None = None) -> None:
+        crun = os.path.realpath(crun) if crun else None
+        self.process: subprocess.Popen | None = None  # when started as a program
+        try:
+            self._start(lambda tell, go: forkserver.spawn(groups_dir, state_path, crun, tell, go))
+        except forkserver.ForkServerUnavailable as err:
+            _tell_once(f"eci-imagecache: shims start as programs (slower): {err}")
+            self._start(lambda tell, go: self._program(groups_dir, state_path, crun, tell, go))
+
+    def _start(self, launch: Callable[[int, int], int]) -> None:
+        """Start the shim with ``launch(tell, go)`` (its two descriptors, which it gets copies
+        of; returns its pid)."""
         listen, tell = os.pipe()  # the shim writes a byte at each start or end
         # Announcements, then the group's directory with its published listeners (a message
         # each, the listeners passed as descriptors), or the end.
         go, go_shim = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        go_read = go_shim.fileno()
         try:
-            self.process = subprocess.Popen(
-                [
-                    # -S: the shim needs only the standard library and this package (on
-                    # PYTHONPATH), and starts faster without the site packages.
-                    *(sys.executable, "-S", "-m", "eci_imagecache.runtime.shim"),
-                    *(str(groups_dir), str(state_path), str(tell), str(go_read)),
-                    *([os.path.realpath(crun)] if crun else []),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,  # the shim writes to its group's shim.log
-                stderr=subprocess.DEVNULL,
-                cwd="/",
-                start_new_session=True,
-                pass_fds=(tell, go_read),
-                env={**os.environ, "PYTHONPATH": _package_root()},
-            )
+            self.pid = launch(tell, go_shim.fileno())
         except BaseException:
             os.close(listen)
             go.close()
@@ -118,20 +117,38 @@ class ReadyShim:
         self.listen = open(listen, "rb", buffering=0)  # noqa: SIM115
         self.go = go
         # Who it is: a group's record names its shim by pid and start time before handing over.
-        self.pid = self.process.pid
         self.start_time = host.process_start(self.pid)
+
+    def _program(
+        self, groups_dir: Path, state_path: Path, crun: str | None, tell: int, go: int
+    ) -> int:
+        self.process = subprocess.Popen(
+            [
+                # -S: the shim needs only the standard library and this package (on
+                # PYTHONPATH), and starts faster without the site packages.
+                *(sys.executable, "-S", "-m", "eci_imagecache.runtime.shim"),
+                *(str(groups_dir), str(state_path), str(tell), str(go)),
+                *([crun] if crun else []),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,  # the shim writes to its group's shim.log
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+            start_new_session=True,
+            pass_fds=(tell, go),
+            env={**os.environ, "PYTHONPATH": _package_root()},
+        )
         # Reap it if it ends while this process lives; it outlives this process otherwise.
         threading.Thread(target=self.process.wait, daemon=True).start()
+        return self.process.pid
 
     def announce(self) -> None:
         """A group is on its way. BrokenPipeError: the shim has ended (it was killed)."""
         self.go.send(b"\n", socket.MSG_NOSIGNAL)
 
-    def run(
-        self, directory: Path, listeners: Sequence[socket.socket] = ()
-    ) -> tuple[subprocess.Popen, IO[bytes]]:
+    def run(self, directory: Path, listeners: Sequence[socket.socket] = ()) -> IO[bytes]:
         """Hand the shim its group and the group's published listeners (it gets copies: the
-        caller closes its own); returns the process and the pipe it tells progress on.
+        caller closes its own); returns the pipe it tells progress on.
         BrokenPipeError: the shim has ended (it was killed) and takes no group."""
         try:
             message = f"{directory}\n".encode()
@@ -139,7 +156,7 @@ class ReadyShim:
             socket.send_fds(self.go, [message], fds, socket.MSG_NOSIGNAL)
         finally:
             self.go.close()
-        return self.process, self.listen
+        return self.listen
 
     def close(self) -> None:
         """Let it go unused (it ends)."""
@@ -170,11 +187,18 @@ class Runtime:
         self._limits: Limits | None = None
         self.cgroup_key = cgroups.runtime_key(groups_dir)
         self._host_seen: tuple[tuple[str | None, str | None], float, str | None] | None = None
+        # The fork server listening (started if none is) before this process's first start,
+        # off its path: that start then costs what the next ones do.
+        threading.Thread(target=self._warm, name="forkserver-warm", daemon=True).start()
 
     @classmethod
     def reader(cls, groups_dir: Path, db_path: Path) -> RuntimeReader:
         """A view of the groups that starts, stops and writes nothing."""
         return RuntimeReader(groups_dir, RuntimeState(db_path, read_only=True))
+
+    def _warm(self) -> None:
+        if self._host()[1] is None:
+            forkserver.warm()
 
     def unavailable(self) -> str | None:
         return self._host()[1]
@@ -273,13 +297,13 @@ class Runtime:
             raise StartError(str(err)) from err
         try:
             try:
-                _, listen = shim.run(directory, listeners)
+                listen = shim.run(directory, listeners)
             except BrokenPipeError:  # the one ready has gone since it was announced: start one
                 shim.listen.close()
                 shim = ReadyShim(self.groups_dir, self.state.path, crun)
                 self.state.set_group(group_id, shim_pid=shim.pid, shim_start=shim.start_time)
                 shim.announce()
-                _, listen = shim.run(directory, listeners)
+                listen = shim.run(directory, listeners)
         finally:
             _close_all(listeners)  # the shim holds them now (or the group has failed)
         try:
@@ -728,6 +752,16 @@ def _being_created(group: GroupState) -> bool:
 
 def _missing(group_id: str) -> GroupState:
     raise StartError(f"group {group_id} has no runtime state")
+
+
+_told: set[str] = set()
+
+
+def _tell_once(message: str) -> None:
+    """Say it on stderr, once per process."""
+    if message not in _told:
+        _told.add(message)
+        print(message, file=sys.stderr)
 
 
 def _package_root() -> str:
