@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import hashlib
 import json
 import os
@@ -331,6 +332,9 @@ def _become_shim(
     except BaseException:  # told (to shim.log, or nowhere), and the process ends
         traceback.print_exc()
     finally:
+        # What the program's exit would do: its database connections closed (the last to
+        # close folds the log in), its output flushed.
+        gc.collect()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()

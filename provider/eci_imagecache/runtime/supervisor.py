@@ -187,9 +187,9 @@ class Runtime:
         self._limits: Limits | None = None
         self.cgroup_key = cgroups.runtime_key(groups_dir)
         self._host_seen: tuple[tuple[str | None, str | None], float, str | None] | None = None
-        # The fork server listening (started if none is) before this process's first start,
-        # off its path: that start then costs what the next ones do.
-        threading.Thread(target=self._warm, name="forkserver-warm", daemon=True).start()
+        # A shim kept ready (and the fork server listening: started if none is) before this
+        # process's first start, off its path: that start then costs what the next ones do.
+        threading.Thread(target=self._warm, name="shim-warm", daemon=True).start()
 
     @classmethod
     def reader(cls, groups_dir: Path, db_path: Path) -> RuntimeReader:
@@ -199,6 +199,8 @@ class Runtime:
     def _warm(self) -> None:
         if self._host()[1] is None:
             forkserver.warm()
+            with contextlib.suppress(OSError):  # the first start says why, if it fails too
+                self.ready()
 
     def unavailable(self) -> str | None:
         return self._host()[1]
