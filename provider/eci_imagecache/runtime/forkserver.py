@@ -164,11 +164,20 @@ def _connect(timeout: float) -> socket.socket:
 
 def running() -> bool:
     """Whether a server listens (and answers to this user)."""
+    return server_pid() is not None
+
+
+def server_pid() -> int | None:
+    """The pid of the server listening (of this user), or None."""
     try:
-        _connect(ANSWER_SECONDS).close()
+        server = _connect(ANSWER_SECONDS)
     except (ConnectionRefusedError, ForkServerUnavailable):
-        return False
-    return True
+        return None
+    with server:
+        pid, _, _ = _CREDENTIALS.unpack(
+            server.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size)
+        )
+    return pid
 
 
 def start_server() -> None:

@@ -1,0 +1,195 @@
+"""Shims forked by the fork server, through the real path (real crun, overlay mounts,
+namespaces): isolation per group in a burst, groups outliving their starter, a killed server
+replaced, and no descriptor leaking into shims or containers (checked against /proc)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from eci_imagecache.runtime import forkserver, host
+from eci_imagecache.runtime.bundle import ContainerSettings
+from eci_imagecache.runtime.supervisor import ContainerRun, Runtime
+
+from .test_supervisor import SH, ended, leftovers
+
+BURST = 8
+
+
+def run(layer: str, name: str, script: str) -> ContainerRun:
+    return ContainerRun(
+        ContainerSettings(name=name, command=["/bin/sh", "-c", script]), SH, [layer]
+    )
+
+
+def container_pid(runtime: Runtime, group_id: str, name: str = "main") -> int:
+    return int((runtime.groups_dir / group_id / "containers" / name / "pid").read_text())
+
+
+def cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def session(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[3])
+
+
+def descriptors(pid: int) -> dict[int, str]:
+    """What each open descriptor of ``pid`` points to."""
+    found = {}
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            found[int(fd.name)] = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+    return found
+
+
+def forked(pid: int) -> bool:
+    """Whether ``pid`` is a shim the fork server made (it runs the server's program)."""
+    return "eci_imagecache.runtime.forkserver" in cmdline(pid)
+
+
+def test_a_burst_of_groups_all_run_each_isolated_in_shims_of_the_fork_server(
+    runtime, busybox_layer
+):
+    ids = [f"grp-burst-{i}" for i in range(BURST)]
+
+    def start(group_id: str):
+        return runtime.start(group_id, group_id, [run(busybox_layer, "main", "sleep 60")])
+
+    with ThreadPoolExecutor(BURST) as pool:
+        groups = list(pool.map(start, ids))
+    assert [g.status for g in groups] == ["Running"] * BURST
+    shims = [g.shim_pid for g in groups]
+    assert len(set(shims)) == BURST
+    containers = [container_pid(runtime, g) for g in ids]
+    for shim, container in zip(shims, containers, strict=True):
+        assert forked(shim)
+        # Reparented at once: neither this process nor the server is its parent; it leads its
+        # own session (which a stop kills).
+        assert parent(shim) not in (os.getpid(), forkserver.server_pid())
+        assert session(shim) == shim
+        assert host.alive(container)
+    namespaces = {
+        kind: {os.readlink(f"/proc/{pid}/ns/{kind}") for pid in containers}
+        for kind in ("net", "mnt")
+    }
+    own = {kind: os.readlink(f"/proc/self/ns/{kind}") for kind in ("net", "mnt")}
+    for kind, seen in namespaces.items():
+        assert len(seen) == BURST and own[kind] not in seen, kind
+    for group_id, pid in zip(ids, containers, strict=True):
+        # Its own cgroup (the runtime's path for the group, the container's below it).
+        assert f"/{group_id}/main" in Path(f"/proc/{pid}/cgroup").read_text()
+    for group_id in ids:
+        runtime.stop(group_id)
+        assert leftovers(group_id) == []
+
+
+STARTER = """
+import sys
+from pathlib import Path
+from eci_imagecache.runtime.bundle import ContainerSettings
+from eci_imagecache.runtime.layers import LayerStore
+from eci_imagecache.runtime.supervisor import ContainerRun, Runtime
+
+root, layer = Path(sys.argv[1]), sys.argv[2]
+runtime = Runtime(root / "groups", root / "state.db", LayerStore(root / "layers"))
+settings = ContainerSettings(name="main", command=["/bin/sh", "-c", "sleep 300"])
+config = {"config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}}
+group = runtime.start("grp-outlives", "outlives", [ContainerRun(settings, config, [layer])])
+runtime.adopt("grp-outlives")  # recorded by its backend: kept when its starter ends
+print(group.status, group.shim_pid)
+"""
+
+
+def test_a_group_runs_on_after_the_process_that_started_it_ends(tmp_path, runtime, busybox_layer):
+    done = subprocess.run(
+        [sys.executable, "-c", STARTER, str(tmp_path), busybox_layer],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    status, shim = done.stdout.split()
+    assert status == "Running" and forked(int(shim))
+    time.sleep(1.5)  # the shim checks for an abandoned group every 0.2 s
+    group = runtime.group("grp-outlives")
+    assert group.status == "Running" and group.shim_pid == int(shim)
+    assert host.alive(int(shim)) and host.alive(container_pid(runtime, "grp-outlives"))
+    runtime.stop("grp-outlives")
+    assert leftovers("grp-outlives") == []
+
+
+def test_a_killed_fork_server_is_replaced_and_its_shims_run_on(runtime, busybox_layer):
+    first = runtime.start("grp-before", "before", [run(busybox_layer, "main", "sleep 60")])
+    server = forkserver.server_pid()
+    assert server is not None and forked(first.shim_pid)
+    os.kill(server, signal.SIGKILL)
+    assert ended(server)
+    # The shim kept ready came from the killed server: let it go, so the next start asks.
+    assert runtime._ready is not None
+    runtime._ready.close()
+    runtime._ready = None
+    second = runtime.start("grp-after", "after", [run(busybox_layer, "main", "sleep 60")])
+    assert second.status == "Running" and forked(second.shim_pid)
+    replacement = forkserver.server_pid()
+    assert replacement not in (None, server)
+    group = runtime.group("grp-before")  # killing the server killed none of its shims
+    assert group.status == "Running" and host.alive(container_pid(runtime, "grp-before"))
+    for group_id in ("grp-before", "grp-after"):
+        runtime.stop(group_id)
+        assert leftovers(group_id) == []
+
+
+def test_without_a_fork_server_shims_start_as_programs(
+    tmp_path, runtime, layers, busybox_layer, monkeypatch
+):
+    monkeypatch.setenv("ECI_IMAGECACHE_FORKSERVER_IDLE", "0")
+    runtime = Runtime(tmp_path / "program" / "groups", tmp_path / "program" / "state.db", layers)
+    group = runtime.start("grp-program", "program", [run(busybox_layer, "main", "sleep 60")])
+    assert group.status == "Running"
+    assert "eci_imagecache.runtime.shim" in cmdline(group.shim_pid)
+    runtime.stop("grp-program")
+    assert leftovers("grp-program") == []
+
+
+def test_no_descriptor_leaks_into_shims_containers_or_the_server(runtime, busybox_layer):
+    # Two groups at once: neither shim may hold the other's descriptors, or the server's.
+    with ThreadPoolExecutor(2) as pool:
+        groups = list(
+            pool.map(
+                lambda g: runtime.start(g, g, [run(busybox_layer, "main", "sleep 60")]),
+                ["grp-fd-a", "grp-fd-b"],
+            )
+        )
+    for group in groups:
+        assert group.status == "Running" and forked(group.shim_pid)
+        container = descriptors(container_pid(runtime, group.id))
+        # The container: its standard descriptors only (stdin from /dev/null, output to the
+        # shim's log pump).
+        assert sorted(container) == [0, 1, 2], container
+        assert container[0] == "/dev/null"
+        shim = descriptors(group.shim_pid)
+        # No socket (its group publishes no port, and its channel is closed once used), nothing
+        # of the other group's.
+        assert [t for t in shim.values() if t.startswith("socket:")] == [], shim
+        other = next(g for g in groups if g.id != group.id)
+        assert [t for t in shim.values() if other.id in t] == [], shim
+    server = forkserver.server_pid()
+    assert server is not None
+    held = descriptors(server)
+    # The server: the standard three (/dev/null) and its listening socket, nothing of its
+    # clients'.
+    assert [held.pop(fd) for fd in (0, 1, 2)] == ["/dev/null"] * 3
+    assert len(held) == 1 and next(iter(held.values())).startswith("socket:"), held
+    for group in groups:
+        runtime.stop(group.id)
+        assert leftovers(group.id) == []
