@@ -12,7 +12,9 @@ its own session, mount and network namespaces, crun made read-only, the state op
   once, and binding it is the lock that keeps a single one running. A process that finds none
   starts one (``Runtime`` asks in the background when it opens); it ends after
   ``IDLE_SECONDS`` without a request (``ECI_IMAGECACHE_FORKSERVER_IDLE``; 0: no fork server,
-  every shim is started as a program), and the next ``pulumi up`` within that time finds it.
+  every shim is started as a program), or soon after its code on disk is replaced (an
+  upgrade: clients then ask at another address), and the next ``pulumi up`` within that time
+  finds it.
 - Only processes of its own user are served, and a client talks only to a server of its own
   user (SO_PEERCRED, both ways): a request passes the shim's descriptors, and through them go a
   group's published ports.
@@ -52,6 +54,7 @@ IDLE_SECONDS = 600.0  # without a request, the server ends (``ECI_IMAGECACHE_FOR
 ANSWER_SECONDS = 10.0  # a server that does not answer a request within this is given up
 START_SECONDS = 10.0  # a server started listens within this, or is given up
 RETRY_SECONDS = 60.0  # after a server failed to answer, shims start as programs this long
+CHECK_SECONDS = 30.0  # how often an idle server checks whether its code was replaced
 BACKLOG = 512  # requests waiting to be served (a burst's worth)
 MAX_REQUEST = 1 << 20  # bytes of a request (its environment, mostly)
 PROCESS_NAME = "eci-forkserver"
@@ -78,17 +81,20 @@ def address() -> bytes:
     by this process: a server never runs code other than its clients')."""
     global _address
     if _address is None:
-        here = Path(__file__).resolve().parent
-        code = sorted(
-            (entry.name, entry.stat().st_mtime_ns, entry.stat().st_size)
-            for entry in os.scandir(here)
-            if entry.name.endswith(".py")
-        )
-        key = json.dumps([os.getuid(), sys.executable, sys.version, str(here), code])
-        _address = (
-            b"\0eci-imagecache-forkserver-" + hashlib.sha256(key.encode()).hexdigest()[:32].encode()
-        )
+        _address = _code_address()
     return _address
+
+
+def _code_address() -> bytes:
+    """The address for the runtime code on disk now."""
+    here = Path(__file__).resolve().parent
+    code = sorted(
+        (entry.name, entry.stat().st_mtime_ns, entry.stat().st_size)
+        for entry in os.scandir(here)
+        if entry.name.endswith(".py")
+    )
+    key = json.dumps([os.getuid(), sys.executable, sys.version, str(here), code])
+    return b"\0eci-imagecache-forkserver-" + hashlib.sha256(key.encode()).hexdigest()[:32].encode()
 
 
 # the client ---------------------------------------------------------------------------------
@@ -249,12 +255,20 @@ def main(argv: list[str]) -> int:
     listener.listen(BACKLOG)
     os.write(said, b"1")
     os.close(said)
-    listener.settimeout(idle_seconds() or IDLE_SECONDS)
+    idle = idle_seconds() or IDLE_SECONDS
+    listener.settimeout(min(idle, CHECK_SECONDS))
+    last = time.monotonic()
     while True:
         try:
             conn, _ = listener.accept()
         except TimeoutError:
-            return 0  # idle: the next process that starts a group starts a server again
+            if time.monotonic() - last >= idle:
+                return 0  # idle: the next process that starts a group starts a server again
+            with contextlib.suppress(OSError):
+                if _code_address() != address():
+                    return 0  # its code was replaced (an upgrade): clients ask another now
+            continue
+        last = time.monotonic()
         with conn:
             conn.settimeout(ANSWER_SECONDS)
             try:
