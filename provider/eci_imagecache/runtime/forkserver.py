@@ -217,14 +217,6 @@ def start_server() -> None:
                 raise ForkServerUnavailable("the fork server did not start")
 
 
-def warm() -> None:
-    """Have a server listening (started if none does), quietly: for a process that will start
-    groups, ahead of its first."""
-    with contextlib.suppress(ForkServerUnavailable, OSError):
-        if idle_seconds() > 0 and not running():
-            start_server()
-
-
 def stop_server() -> bool:
     """End the server (its shims go on); whether one was listening."""
     try:
@@ -273,6 +265,7 @@ def main(argv: list[str]) -> int:
             conn.settimeout(ANSWER_SECONDS)
             try:
                 if not serve(listener, conn):
+                    listener.close()  # before the requester hears the end: the address is free
                     return 0
             except OSError as err:
                 print(f"forkserver: {err}", file=sys.stderr)

@@ -54,6 +54,7 @@ from .state import (
     now,
 )
 
+WARM_WAIT_SECONDS = 15.0  # a start waits at most this for the shim asked for at opening
 _SAFE_ID = re.compile(r"[a-z0-9][a-z0-9-]{2,62}")
 _SAFE_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 
@@ -189,6 +190,7 @@ class Runtime:
         self._host_seen: tuple[tuple[str | None, str | None], float, str | None] | None = None
         # A shim kept ready (and the fork server listening: started if none is) before this
         # process's first start, off its path: that start then costs what the next ones do.
+        self._warmed = threading.Event()
         threading.Thread(target=self._warm, name="shim-warm", daemon=True).start()
 
     @classmethod
@@ -197,10 +199,12 @@ class Runtime:
         return RuntimeReader(groups_dir, RuntimeState(db_path, read_only=True))
 
     def _warm(self) -> None:
-        if self._host()[1] is None:
-            forkserver.warm()
-            with contextlib.suppress(OSError):  # the first start says why, if it fails too
-                self.ready()
+        try:
+            if self._host()[1] is None:
+                with contextlib.suppress(OSError):  # the first start says why, if it fails too
+                    self.ready()  # the fork server is started if none listens
+        finally:
+            self._warmed.set()
 
     def unavailable(self) -> str | None:
         return self._host()[1]
@@ -342,6 +346,8 @@ class Runtime:
 
     def _take_ready(self, crun: str) -> ReadyShim:
         """The shim kept ready (or a new one), told a group is on its way."""
+        # The one asked for as the runtime opened, if that is under way: sooner than another.
+        self._warmed.wait(WARM_WAIT_SECONDS)
         with self._ready_lock:
             shim, self._ready = self._ready, None
         if shim is not None:
