@@ -149,6 +149,31 @@ def test_a_killed_fork_server_is_replaced_and_its_shims_run_on(runtime, busybox_
         assert leftovers(group_id) == []
 
 
+def test_a_fork_server_that_does_not_answer_is_given_up_for_programs(
+    runtime, busybox_layer, monkeypatch
+):
+    monkeypatch.setattr(forkserver, "ANSWER_SECONDS", 1.0)
+    monkeypatch.setattr(forkserver, "_given_up_until", 0.0)  # restored: later tests ask again
+    runtime._warmed.wait(15)
+    assert runtime._ready is not None
+    runtime._ready.close()  # the next start asks the server
+    runtime._ready = None
+    server = forkserver.server_pid()
+    assert server is not None
+    os.kill(server, signal.SIGSTOP)  # it takes connections (the kernel does) and answers none
+    try:
+        began = time.monotonic()
+        group = runtime.start("grp-hung", "hung", [run(busybox_layer, "main", "sleep 60")])
+        assert time.monotonic() - began < 10
+        assert group.status == "Running"
+        assert "eci_imagecache.runtime.shim" in cmdline(group.shim_pid)
+    finally:
+        os.kill(server, signal.SIGCONT)
+    # The request it took late makes a shim that ends at once (its requester let go).
+    runtime.stop("grp-hung")
+    assert leftovers("grp-hung") == []
+
+
 def test_without_a_fork_server_shims_start_as_programs(
     tmp_path, runtime, layers, busybox_layer, monkeypatch
 ):

@@ -136,11 +136,11 @@ def spawn(groups_dir: Path, state_path: Path, crun: str | None, tell: int, go: i
     return int(reply["pid"])
 
 
-def connect(timeout: float = ANSWER_SECONDS) -> socket.socket:
+def connect() -> socket.socket:
     """A connection to the server, which is started if none listens."""
     for attempt in range(2):
         try:
-            return _connect(timeout)
+            return _connect(ANSWER_SECONDS)
         except ConnectionRefusedError:  # nothing listens at the address
             if attempt:
                 break
