@@ -52,6 +52,7 @@ from . import host, shim
 
 IDLE_SECONDS = 600.0  # without a request, the server ends (``ECI_IMAGECACHE_FORKSERVER_IDLE``)
 ANSWER_SECONDS = 10.0  # a server that does not answer a request within this is given up
+REQUEST_SECONDS = 2.0  # the server waits this long for a request once connected
 START_SECONDS = 10.0  # a server started listens within this, or is given up
 RETRY_SECONDS = 60.0  # after a server failed to answer, shims start as programs this long
 CHECK_SECONDS = 30.0  # how often an idle server checks whether its code was replaced
@@ -124,6 +125,9 @@ def spawn(groups_dir: Path, state_path: Path, crun: str | None, tell: int, go: i
     with connect() as server:
         try:
             socket.send_fds(server, [request], [tell, go])
+        except OSError as err:  # e.g. an environment too large for one message
+            raise ForkServerUnavailable(f"asking the fork server: {err}") from err
+        try:
             answer = server.recv(4096)
         except OSError as err:  # including a timeout
             _given_up_until = time.monotonic() + RETRY_SECONDS
@@ -262,7 +266,8 @@ def main(argv: list[str]) -> int:
             continue
         last = time.monotonic()
         with conn:
-            conn.settimeout(ANSWER_SECONDS)
+            # A requester sends as it connects: one that does not holds up every other.
+            conn.settimeout(REQUEST_SECONDS)
             try:
                 if not serve(listener, conn):
                     listener.close()  # before the requester hears the end: the address is free
