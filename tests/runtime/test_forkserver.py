@@ -149,6 +149,30 @@ def test_a_killed_fork_server_is_replaced_and_its_shims_run_on(runtime, busybox_
         assert leftovers(group_id) == []
 
 
+def test_an_idle_fork_server_ends_and_the_next_start_starts_another(
+    runtime, busybox_layer, monkeypatch
+):
+    forkserver.stop_server()
+    monkeypatch.setenv("ECI_IMAGECACHE_FORKSERVER_IDLE", "1")  # the server started next
+    runtime._warmed.wait(15)
+    if runtime._ready is not None:
+        runtime._ready.close()
+        runtime._ready = None
+    first = runtime.start("grp-idle-a", "a", [run(busybox_layer, "main", "sleep 60")])
+    server = forkserver.server_pid()
+    assert forked(first.shim_pid) and server is not None
+    assert ended(server, timeout=10)  # idle for a second
+    runtime._ready.close()
+    runtime._ready = None
+    second = runtime.start("grp-idle-b", "b", [run(busybox_layer, "main", "sleep 60")])
+    assert second.status == "Running" and forked(second.shim_pid)
+    assert forkserver.server_pid() not in (None, server)
+    for group_id in ("grp-idle-a", "grp-idle-b"):
+        assert runtime.group(group_id).status == "Running"
+        runtime.stop(group_id)
+        assert leftovers(group_id) == []
+
+
 def test_a_fork_server_that_does_not_answer_is_given_up_for_programs(
     runtime, busybox_layer, monkeypatch
 ):

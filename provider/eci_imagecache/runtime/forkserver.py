@@ -110,10 +110,12 @@ def spawn(groups_dir: Path, state_path: Path, crun: str | None, tell: int, go: i
     pid. ForkServerUnavailable: none was made (or one was, and ends as soon as the caller
     closes its side of ``go``)."""
     global _given_up_until
-    if idle_seconds() == 0:
-        raise ForkServerUnavailable("the fork server is off (ECI_IMAGECACHE_FORKSERVER_IDLE=0)")
-    if time.monotonic() < _given_up_until:
-        raise ForkServerUnavailable("the fork server did not answer a moment ago")
+    if not usable():
+        raise ForkServerUnavailable(
+            "the fork server is off (ECI_IMAGECACHE_FORKSERVER_IDLE=0)"
+            if idle_seconds() == 0
+            else "the fork server did not answer a moment ago"
+        )
     request = json.dumps(
         {
             "groups_dir": str(groups_dir),
@@ -129,15 +131,22 @@ def spawn(groups_dir: Path, state_path: Path, crun: str | None, tell: int, go: i
             raise ForkServerUnavailable(f"asking the fork server: {err}") from err
         try:
             answer = server.recv(4096)
-        except OSError as err:  # including a timeout
+        except TimeoutError as err:
             _given_up_until = time.monotonic() + RETRY_SECONDS
-            raise ForkServerUnavailable(f"the fork server did not answer: {err}") from err
+            raise ForkServerUnavailable("the fork server did not answer") from err
+        except OSError as err:  # it ended (idle) as the request came: the next starts one
+            raise ForkServerUnavailable(f"the fork server ended: {err}") from err
     if not answer:
         raise ForkServerUnavailable("the fork server ended before it answered")
     reply = json.loads(answer)
     if "pid" not in reply:
         raise ForkServerUnavailable(f"the fork server made no shim: {reply.get('error')}")
     return int(reply["pid"])
+
+
+def usable() -> bool:
+    """Whether to ask a fork server: it is not off, and did not fail to answer a moment ago."""
+    return idle_seconds() > 0 and time.monotonic() >= _given_up_until
 
 
 def connect() -> socket.socket:

@@ -92,11 +92,18 @@ class ReadyShim:
     def __init__(self, groups_dir: Path, state_path: Path, crun: str | None = None) -> None:
         crun = os.path.realpath(crun) if crun else None
         self.process: subprocess.Popen | None = None  # when started as a program
-        try:
-            self._start(lambda tell, go: forkserver.spawn(groups_dir, state_path, crun, tell, go))
-        except forkserver.ForkServerUnavailable as err:
-            _tell_once(f"eci-imagecache: shims start as programs (slower): {err}")
-            self._start(lambda tell, go: self._program(groups_dir, state_path, crun, tell, go))
+        for _ in range(2):  # again, once: a server may end (idle) as it is asked
+            try:
+                self._start(
+                    lambda tell, go: forkserver.spawn(groups_dir, state_path, crun, tell, go)
+                )
+                return
+            except forkserver.ForkServerUnavailable as err:
+                reason = err
+                if not forkserver.usable():
+                    break
+        _tell_once(f"eci-imagecache: shims start as programs (slower): {reason}")
+        self._start(lambda tell, go: self._program(groups_dir, state_path, crun, tell, go))
 
     def _start(self, launch: Callable[[int, int], int]) -> None:
         """Start the shim with ``launch(tell, go)`` (its two descriptors, which it gets copies
