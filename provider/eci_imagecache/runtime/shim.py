@@ -1,7 +1,9 @@
 """The shim: one long-lived process per container group, started in its own mount namespace.
 
-``python -S -m eci_imagecache.runtime.shim <groups dir> <state db> <notify fd> <group fd>
-[<crun>]``; it is started before its group is (see ``supervisor.ReadyShim``) and gets ready
+Forked by the fork server (``forkserver``: ``serve`` below), or started as ``python -S -m
+eci_imagecache.runtime.shim <groups dir> <state db> <notify fd> <group fd> [<crun>]`` where no
+fork server answers; either way it is started before its group is (see
+``supervisor.ReadyShim``), is named ``eci-shim`` (``/proc/<pid>/comm``) and gets ready
 meanwhile: it moves into a private mount namespace and a new network namespace (unshare(2);
 the group's network, see ``network``), where it lays out what every group needs (crun
 read-only, see ``Ready``), and opens the state. Then it waits for its group's directory and

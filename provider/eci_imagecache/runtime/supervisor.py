@@ -1,9 +1,10 @@
 """Starting, watching and stopping container groups: the runtime's interface to the backend.
 
 ``Runtime.start`` writes one OCI bundle per container (rootfs = an overlay of the image's layer
-directories and a writable upper directory), records the group in SQLite, and starts the group's
-shim (``runtime.shim``) in its own session, mount and network namespaces, so the group outlives
-the process that started it (Pulumi's provider processes end with each command). It gives the
+directories and a writable upper directory), records the group in SQLite, and hands the group
+to its shim (``runtime.shim``: forked by the fork server, ``runtime.forkserver``, ahead of need),
+which runs in its own session, mount and network namespaces, so the group outlives the process
+that started it (Pulumi's provider processes end with each command). It gives the
 group an address of its own and binds the declared ports there, on the host's loopback, for the
 shim to relay into the group (``network``). It returns once every container has started (or
 ended, or failed to start).
@@ -330,7 +331,8 @@ class Runtime:
 
     def ready(self) -> None:
         """Start a shim ahead of the next group's start, unless one is ready: one is kept per
-        process (a burst of starts finds one ready, the others start theirs)."""
+        process (a burst of starts finds one ready, the others each ask the fork server for
+        theirs: a fork each)."""
         with self._ready_lock:
             if self._ready is None:
                 self._ready = ReadyShim(self.groups_dir, self.state.path, host.crun_binary())
