@@ -6,15 +6,15 @@ of N starts pays that N times. The fork server pays it once: asked for a shim, i
 (a few ms), which then gets ready exactly as a shim started as a program does (``shim.serve``:
 its own session, mount and network namespaces, crun made read-only, the state opened).
 
-- One server per user, Python and runtime code, for every data dir (a request names the
-  groups directory and the state database). Its address is in the abstract Unix socket
-  namespace, derived from those: nothing is left on disk, a dead server's address is free at
-  once, and binding it is the lock that keeps a single one running. A process that finds none
-  starts one (``Runtime`` asks in the background when it opens); it ends after
-  ``IDLE_SECONDS`` without a request (``ECI_IMAGECACHE_FORKSERVER_IDLE``; 0: no fork server,
-  every shim is started as a program), or soon after its code on disk is replaced (an
-  upgrade: clients then ask at another address), and the next ``pulumi up`` within that time
-  finds it.
+- One server per user, Python and runtime code (and mount and pid namespace), for every data
+  dir (a request names the groups directory and the state database). Its address is in the
+  abstract Unix socket namespace, derived from those: nothing is left on disk, a dead server's
+  address is free at once, and binding it is the lock that keeps a single one running. A
+  process that finds none starts one (``Runtime`` asks in the background when it opens); it
+  ends after ``IDLE_SECONDS`` without a request (``ECI_IMAGECACHE_FORKSERVER_IDLE``; 0: no
+  fork server, every shim is started as a program), or soon after its code on disk is
+  replaced (an upgrade: clients then ask at another address), and the next ``pulumi up``
+  within that time finds it.
 - Only processes of its own user are served, and a client talks only to a server of its own
   user (SO_PEERCRED, both ways): a request passes the shim's descriptors, and through them go a
   group's published ports.
@@ -94,7 +94,10 @@ def _code_address() -> bytes:
         for entry in os.scandir(here)
         if entry.name.endswith(".py")
     )
-    key = json.dumps([os.getuid(), sys.executable, sys.version, str(here), code])
+    # Its shims see its mounts and its pids: a server per mount and pid namespace too (the
+    # abstract address is per network namespace already).
+    spaces = [os.stat(f"/proc/self/ns/{kind}").st_ino for kind in ("mnt", "pid")]
+    key = json.dumps([os.getuid(), sys.executable, sys.version, str(here), code, spaces])
     return b"\0eci-imagecache-forkserver-" + hashlib.sha256(key.encode()).hexdigest()[:32].encode()
 
 
