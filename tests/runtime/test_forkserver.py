@@ -128,6 +128,46 @@ def test_a_group_runs_on_after_the_process_that_started_it_ends(tmp_path, runtim
     assert leftovers("grp-outlives") == []
 
 
+LIMITED = """
+import os, resource, sys
+resource.setrlimit(resource.RLIMIT_NPROC, (4321, resource.getrlimit(resource.RLIMIT_NPROC)[1]))
+os.umask(0o027)
+""" + STARTER.replace("grp-outlives", "grp-limited")
+
+
+def limit(pid: int, name: str) -> str:
+    line = next(x for x in Path(f"/proc/{pid}/limits").read_text().splitlines() if name in x)
+    return line.split()[len(name.split())]  # the soft limit
+
+
+def umask(pid: int) -> str:
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return next(x for x in status if x.startswith("Umask:")).split()[1]
+
+
+def test_a_shim_has_its_requester_s_limits_and_umask_not_the_server_s(
+    tmp_path, runtime, busybox_layer
+):
+    runtime._warmed.wait(15)
+    assert forkserver.server_pid() is not None  # started by this process, with its limits
+    assert limit(os.getpid(), "Max processes") != "4321"
+    done = subprocess.run(
+        [sys.executable, "-c", LIMITED, str(tmp_path), busybox_layer],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    status, shim = done.stdout.split()
+    assert status == "Running" and forked(int(shim))
+    container = container_pid(runtime, "grp-limited")
+    for pid in (int(shim), container):
+        assert limit(pid, "Max processes") == "4321"
+    assert umask(int(shim)) == "0027"
+    runtime.stop("grp-limited")
+    assert leftovers("grp-limited") == []
+
+
 def test_a_killed_fork_server_is_replaced_and_its_shims_run_on(runtime, busybox_layer):
     first = runtime.start("grp-before", "before", [run(busybox_layer, "main", "sleep 60")])
     server = forkserver.server_pid()

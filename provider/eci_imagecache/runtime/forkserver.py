@@ -24,7 +24,8 @@ its own session, mount and network namespaces, crun made read-only, the state op
 - Fork safety: the server has a single thread (a fork copies only the calling one: a lock
   another thread held would stay held in the child) and holds no database connection; the
   shim closes every descriptor but its own two and the standard three before anything else,
-  and takes its requester's environment (crun runs with it) and working directory ``/``.
+  and takes its requester's environment, umask and resource limits (crun and the containers
+  run with them, as they would had the requester started it) and working directory ``/``.
 - A server that cannot be started, reached or does not answer: ``ForkServerUnavailable``; the
   caller starts its shim as a program instead (and does so for ``RETRY_SECONDS`` before it
   asks a server again).
@@ -38,6 +39,7 @@ import gc
 import hashlib
 import json
 import os
+import resource
 import select
 import socket
 import struct
@@ -124,7 +126,10 @@ def spawn(groups_dir: Path, state_path: Path, crun: str | None, tell: int, go: i
             "groups_dir": str(groups_dir),
             "state": str(state_path),
             "crun": crun,
+            # What a program it started would inherit: for the shim, crun and the containers.
             "env": dict(os.environ),
+            "umask": _umask(),
+            "rlimits": {name: resource.getrlimit(number) for name, number in _rlimits().items()},
         }
     ).encode()
     with connect() as server:
@@ -145,6 +150,20 @@ def spawn(groups_dir: Path, state_path: Path, crun: str | None, tell: int, go: i
     if "pid" not in reply:
         raise ForkServerUnavailable(f"the fork server made no shim: {reply.get('error')}")
     return int(reply["pid"])
+
+
+def _rlimits() -> dict[str, int]:
+    """The resource limits this system has, by name."""
+    return {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
+
+
+def _umask() -> int | None:
+    """This process's umask (read, not set: setting it to read it would race other threads)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return None
 
 
 def usable() -> bool:
@@ -358,6 +377,12 @@ def _become_shim(
                     os.close(int(name))
         os.environ.clear()
         os.environ.update(request["env"])
+        if request.get("umask") is not None:
+            os.umask(request["umask"])
+        limits = _rlimits()
+        for name, (soft, hard) in request.get("rlimits", {}).items():
+            with contextlib.suppress(OSError, ValueError, KeyError):  # as the server's, then
+                resource.setrlimit(limits[name], (soft, hard))
         os.chdir("/")
         code = shim.serve(
             Path(request["groups_dir"]), Path(request["state"]), tell, go, request["crun"]
