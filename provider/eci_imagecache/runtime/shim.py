@@ -36,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -557,12 +558,19 @@ def main(argv: list[str]) -> int:
     return serve(groups_dir, db, notify, group_fd, argv[4] if len(argv) > 4 else None)
 
 
-def serve(groups_dir: Path, db: Path, notify: int, group_fd: int, crun: str | None) -> int:
+def serve(
+    groups_dir: Path,
+    db: Path,
+    notify: int,
+    group_fd: int,
+    crun: str | None,
+    idle: Callable[[], None] | None = None,
+) -> int:
     """A shim's life, in a process of its own that has a single thread (started ahead of need,
     by ``python -m`` or forked by ``forkserver``): it gets ready, then reads messages from
     ``group_fd`` (a socket): an empty line announces a group (the shim warms cgroup moves
     meanwhile), a directory is the group to run, with its published listeners passed along
-    (SCM_RIGHTS)."""
+    (SCM_RIGHTS). ``idle``: work for the wait, done unless a message is there already."""
     host.name_process(PROCESS_NAME)
     host.private_mount_namespace()  # first, while this process has a single thread
     try:
@@ -577,6 +585,8 @@ def serve(groups_dir: Path, db: Path, notify: int, group_fd: int, crun: str | No
     except sqlite3.OperationalError:
         return 0  # its starter's store is gone (removed meanwhile): nothing to run, or make
     with socket.socket(fileno=group_fd) as channel:
+        if idle is not None and not select.select([channel], [], [], 0)[0]:
+            idle()
         while True:
             try:
                 line, fds, _, _ = socket.recv_fds(channel, 4096, network.MAX_PORTS)
