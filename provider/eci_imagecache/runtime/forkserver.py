@@ -366,7 +366,7 @@ def fork_shim(listener: socket.socket, conn: socket.socket, request: dict, fds: 
 def _own_pages() -> None:
     """Copy now the pages the shim shares with the server, and would copy one by one (a fault
     each) as its start touches their objects: a collection writes to every object's header.
-    ~4 ms, done while the shim waits for a group."""
+    ~4 ms, done while the shim waits for a group (not when one is on its way already)."""
     gc.unfreeze()
     gc.collect()
 

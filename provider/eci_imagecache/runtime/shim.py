@@ -54,6 +54,7 @@ BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
 RESTART = -(1 << 30)  # run_once's answer when the container is to run again
 STORAGE_INTERVAL = 1.0  # seconds between two measures of the writable layers
 GIB, MIB = 1 << 30, 1 << 20
+IDLE_AFTER = 0.05  # seconds without a message before a ready shim does its idle work
 PROCESS_NAME = "eci-shim"  # what ps and /proc/<pid>/comm show for a shim
 
 
@@ -570,7 +571,8 @@ def serve(
     by ``python -m`` or forked by ``forkserver``): it gets ready, then reads messages from
     ``group_fd`` (a socket): an empty line announces a group (the shim warms cgroup moves
     meanwhile), a directory is the group to run, with its published listeners passed along
-    (SCM_RIGHTS). ``idle``: work for the wait, done unless a message is there already."""
+    (SCM_RIGHTS). ``idle``: work for the wait, done unless a message comes within
+    ``IDLE_AFTER`` seconds (a group on its way: the shim waits for it, not for the work)."""
     host.name_process(PROCESS_NAME)
     host.private_mount_namespace()  # first, while this process has a single thread
     try:
@@ -585,7 +587,7 @@ def serve(
     except sqlite3.OperationalError:
         return 0  # its starter's store is gone (removed meanwhile): nothing to run, or make
     with socket.socket(fileno=group_fd) as channel:
-        if idle is not None and not select.select([channel], [], [], 0)[0]:
+        if idle is not None and not select.select([channel], [], [], IDLE_AFTER)[0]:
             idle()
         while True:
             try:
