@@ -27,6 +27,32 @@ settings.register_profile("thorough", max_examples=2000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
 
+def shim_processes(under: Path) -> list[int]:
+    """Shims (running a group or kept ready) of stores under ``under``: processes named
+    ``eci-shim`` (forked by the fork server, or started as a program) holding a file under it
+    open (their state database), or started as a program with a path under it."""
+    prefix = str(under)
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if (proc / "comm").read_text().strip() != "eci-shim":
+                continue
+            args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            if any(a.startswith(prefix) for a in args):
+                found.append(int(proc.name))
+                continue
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd).startswith(prefix):
+                        found.append(int(proc.name))
+                        break
+        except OSError:
+            continue  # ended meanwhile
+    return found
+
+
 def missing(what: str) -> None:
     """A component the tests need is absent: a failure in CI, a skip on a developer machine."""
     if os.environ.get("CI"):
@@ -101,17 +127,7 @@ def no_containers_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
     supervisors (shims), started under this session's temporary directory, get SIGTERM (they
     stop their containers), then SIGKILL."""
     yield
-    base = str(tmp_path_factory.getbasetemp())
-    shims = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"eci_imagecache.runtime.shim" in cmdline and any(
-            arg.decode(errors="replace").startswith(base) for arg in cmdline
-        ):
-            shims.append(int(proc.name))
+    shims = shim_processes(tmp_path_factory.getbasetemp())
     for pid in shims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)

@@ -20,7 +20,7 @@ from eci_imagecache.engine.models import ContainerGroupSpec, ImageCacheSpec
 from eci_imagecache.runtime import host
 from tests.support.fault_proxy import Fault, FaultProxy
 
-from ..conftest import Registry, missing
+from ..conftest import Registry, missing, shim_processes
 from .test_cli import cli  # noqa: F401 - the fixture
 from .test_groups_cli import files, store_contents, what_runs
 
@@ -67,15 +67,7 @@ def claims(data: Path) -> list[str]:
 
 def supervisors(data: Path) -> list[int]:
     """Shims (running a group or kept ready) of the store at ``data``."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            args = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"eci_imagecache.runtime.shim" in args and any(str(data).encode() in a for a in args):
-            found.append(int(proc.name))
-    return found
+    return shim_processes(data)
 
 
 def orphan_groups(

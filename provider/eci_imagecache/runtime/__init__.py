@@ -10,6 +10,8 @@
   layer directories (start-up is a mount: O(1) in image bytes), keeps their state in SQLite,
   applies the restart policy, keeps bounded logs, stops and cleans up, and reconciles with what
   is really running after a restart.
+- ``forkserver``: one pre-imported process that forks each group's shim (a fork, not an
+  interpreter's start), outliving the processes that ask it until it has been idle a while.
 
 This package imports nothing else of the project (the shim process starts with it alone).
 """

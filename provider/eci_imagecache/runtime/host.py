@@ -47,6 +47,15 @@ def private_mount_namespace() -> None:
         raise OSError(errno, f"making / private: {os.strerror(errno)}")
 
 
+PR_SET_NAME = 15
+
+
+def name_process(name: str) -> None:
+    """Name this process (``/proc/<pid>/comm``, what ``ps`` and ``top`` show; at most 15
+    bytes are kept)."""
+    _libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+
+
 MS_BIND, MS_REMOUNT, MS_RDONLY = 0x1000, 0x20, 0x1
 
 

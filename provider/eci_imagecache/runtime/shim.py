@@ -1,7 +1,9 @@
 """The shim: one long-lived process per container group, started in its own mount namespace.
 
-``python -S -m eci_imagecache.runtime.shim <groups dir> <state db> <notify fd> <group fd>
-[<crun>]``; it is started before its group is (see ``supervisor.ReadyShim``) and gets ready
+Forked by the fork server (``forkserver``: ``serve`` below), or started as ``python -S -m
+eci_imagecache.runtime.shim <groups dir> <state db> <notify fd> <group fd> [<crun>]`` where no
+fork server answers; either way it is started before its group is (see
+``supervisor.ReadyShim``), is named ``eci-shim`` (``/proc/<pid>/comm``) and gets ready
 meanwhile: it moves into a private mount namespace and a new network namespace (unshare(2);
 the group's network, see ``network``), where it lays out what every group needs (crun
 read-only, see ``Ready``), and opens the state. Then it waits for its group's directory and
@@ -34,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,6 +54,8 @@ BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
 RESTART = -(1 << 30)  # run_once's answer when the container is to run again
 STORAGE_INTERVAL = 1.0  # seconds between two measures of the writable layers
 GIB, MIB = 1 << 30, 1 << 20
+IDLE_AFTER = 0.05  # seconds without a message before a ready shim does its idle work
+PROCESS_NAME = "eci-shim"  # what ps and /proc/<pid>/comm show for a shim
 
 
 class BoundedLog:
@@ -549,24 +554,41 @@ def _pump(stream: IO[bytes], log: BoundedLog) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``<groups dir> <state db> <notify fd> <group fd> [<crun>]``: started ahead of need, the
-    shim gets ready, then reads messages from ``<group fd>`` (a socket): an empty line announces
-    a group (the shim warms cgroup moves meanwhile), a directory is the group to run, with its
-    published listeners passed along (SCM_RIGHTS)."""
+    """``<groups dir> <state db> <notify fd> <group fd> [<crun>]``: see :func:`serve`."""
+    groups_dir, db, notify, group_fd = Path(argv[0]), Path(argv[1]), int(argv[2]), int(argv[3])
+    return serve(groups_dir, db, notify, group_fd, argv[4] if len(argv) > 4 else None)
+
+
+def serve(
+    groups_dir: Path,
+    db: Path,
+    notify: int,
+    group_fd: int,
+    crun: str | None,
+    idle: Callable[[], None] | None = None,
+) -> int:
+    """A shim's life, in a process of its own that has a single thread (started ahead of need,
+    by ``python -m`` or forked by ``forkserver``): it gets ready, then reads messages from
+    ``group_fd`` (a socket): an empty line announces a group (the shim warms cgroup moves
+    meanwhile), a directory is the group to run, with its published listeners passed along
+    (SCM_RIGHTS). ``idle``: work for the wait, done unless a message comes within
+    ``IDLE_AFTER`` seconds (a group on its way: the shim waits for it, not for the work)."""
+    host.name_process(PROCESS_NAME)
     host.private_mount_namespace()  # first, while this process has a single thread
     try:
         network.private_network()  # as early: every thread started later is in it too
         unnetworked = None
     except OSError as err:
         unnetworked = err  # the group fails: it never runs on the host's network
-    groups_dir, db, notify, group_fd = Path(argv[0]), Path(argv[1]), int(argv[2]), int(argv[3])
-    ready = Ready(argv[4] if len(argv) > 4 else None)
+    ready = Ready(crun)
     ready.error = unnetworked or ready.error
     try:
         state = RuntimeState(db, create=False)  # opened now, not on the start's path
     except sqlite3.OperationalError:
         return 0  # its starter's store is gone (removed meanwhile): nothing to run, or make
     with socket.socket(fileno=group_fd) as channel:
+        if idle is not None and not select.select([channel], [], [], IDLE_AFTER)[0]:
+            idle()
         while True:
             try:
                 line, fds, _, _ = socket.recv_fds(channel, 4096, network.MAX_PORTS)

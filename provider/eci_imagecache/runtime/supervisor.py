@@ -1,9 +1,10 @@
 """Starting, watching and stopping container groups: the runtime's interface to the backend.
 
 ``Runtime.start`` writes one OCI bundle per container (rootfs = an overlay of the image's layer
-directories and a writable upper directory), records the group in SQLite, and starts the group's
-shim (``runtime.shim``) in its own session, mount and network namespaces, so the group outlives
-the process that started it (Pulumi's provider processes end with each command). It gives the
+directories and a writable upper directory), records the group in SQLite, and hands the group
+to its shim (``runtime.shim``: forked by the fork server, ``runtime.forkserver``, ahead of need),
+which runs in its own session, mount and network namespaces, so the group outlives the process
+that started it (Pulumi's provider processes end with each command). It gives the
 group an address of its own and binds the declared ports there, on the host's loopback, for the
 shim to relay into the group (``network``). It returns once every container has started (or
 ended, or failed to start).
@@ -37,7 +38,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from . import cgroups, host, network, seccomp
+from . import cgroups, forkserver, host, network, seccomp
 from .bundle import ContainerSettings, Limits, runtime_config, write_bundle
 from .cgroups import GroupLimits
 from .layers import LayerStore, layer_hex
@@ -54,6 +55,7 @@ from .state import (
     now,
 )
 
+WARM_WAIT_SECONDS = 15.0  # a start waits at most this for the shim asked for at opening
 _SAFE_ID = re.compile(r"[a-z0-9][a-z0-9-]{2,62}")
 _SAFE_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 
@@ -77,36 +79,42 @@ class ContainerRun:
 
 
 class ReadyShim:
-    """A group's shim, started before it has a group: its interpreter is up, its imports are
-    done, its mount namespace is made and its state is open (~70 ms of a start from a cache)
-    when ``run`` hands it the group's directory. ``announce`` tells it a group is on its way (it
-    gets the kernel ready for crun's cgroup moves meanwhile). Until then it waits on a pipe;
-    when the process that started it ends without handing it a group (the pipe closes), it ends
-    too."""
+    """A group's shim, started before it has a group: its imports are done, its mount and
+    network namespaces are made and its state is open (~70 ms of a start from a cache when
+    started as a program) when ``run`` hands it the group's directory. ``announce`` tells it a
+    group is on its way (it gets the kernel ready for crun's cgroup moves meanwhile). Until
+    then it waits on a socket; when the process that started it ends without handing it a
+    group (the socket closes), it ends too.
+
+    It is forked by the fork server (``forkserver``: a fork instead of an interpreter's start)
+    and, where none answers, started as a program (``python -m ...shim``). Either way its
+    parent is not the process that asked for it, or not for long: it outlives that process."""
 
     def __init__(self, groups_dir: Path, state_path: Path, crun: str | None = None) -> None:
+        crun = os.path.realpath(crun) if crun else None
+        self.process: subprocess.Popen | None = None  # when started as a program
+        for _ in range(2):  # again, once: a server may end (idle) as it is asked
+            try:
+                self._start(
+                    lambda tell, go: forkserver.spawn(groups_dir, state_path, crun, tell, go)
+                )
+                return
+            except forkserver.ForkServerUnavailable as err:
+                reason = err
+                if not forkserver.usable():
+                    break
+        _tell_once(f"eci-imagecache: shims start as programs (slower): {reason}")
+        self._start(lambda tell, go: self._program(groups_dir, state_path, crun, tell, go))
+
+    def _start(self, launch: Callable[[int, int], int]) -> None:
+        """Start the shim with ``launch(tell, go)`` (its two descriptors, which it gets copies
+        of; returns its pid)."""
         listen, tell = os.pipe()  # the shim writes a byte at each start or end
         # Announcements, then the group's directory with its published listeners (a message
         # each, the listeners passed as descriptors), or the end.
         go, go_shim = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        go_read = go_shim.fileno()
         try:
-            self.process = subprocess.Popen(
-                [
-                    # -S: the shim needs only the standard library and this package (on
-                    # PYTHONPATH), and starts faster without the site packages.
-                    *(sys.executable, "-S", "-m", "eci_imagecache.runtime.shim"),
-                    *(str(groups_dir), str(state_path), str(tell), str(go_read)),
-                    *([os.path.realpath(crun)] if crun else []),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,  # the shim writes to its group's shim.log
-                stderr=subprocess.DEVNULL,
-                cwd="/",
-                start_new_session=True,
-                pass_fds=(tell, go_read),
-                env={**os.environ, "PYTHONPATH": _package_root()},
-            )
+            self.pid = launch(tell, go_shim.fileno())
         except BaseException:
             os.close(listen)
             go.close()
@@ -118,20 +126,38 @@ class ReadyShim:
         self.listen = open(listen, "rb", buffering=0)  # noqa: SIM115
         self.go = go
         # Who it is: a group's record names its shim by pid and start time before handing over.
-        self.pid = self.process.pid
         self.start_time = host.process_start(self.pid)
+
+    def _program(
+        self, groups_dir: Path, state_path: Path, crun: str | None, tell: int, go: int
+    ) -> int:
+        self.process = subprocess.Popen(
+            [
+                # -S: the shim needs only the standard library and this package (on
+                # PYTHONPATH), and starts faster without the site packages.
+                *(sys.executable, "-S", "-m", "eci_imagecache.runtime.shim"),
+                *(str(groups_dir), str(state_path), str(tell), str(go)),
+                *([crun] if crun else []),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,  # the shim writes to its group's shim.log
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+            start_new_session=True,
+            pass_fds=(tell, go),
+            env={**os.environ, "PYTHONPATH": _package_root()},
+        )
         # Reap it if it ends while this process lives; it outlives this process otherwise.
         threading.Thread(target=self.process.wait, daemon=True).start()
+        return self.process.pid
 
     def announce(self) -> None:
         """A group is on its way. BrokenPipeError: the shim has ended (it was killed)."""
         self.go.send(b"\n", socket.MSG_NOSIGNAL)
 
-    def run(
-        self, directory: Path, listeners: Sequence[socket.socket] = ()
-    ) -> tuple[subprocess.Popen, IO[bytes]]:
+    def run(self, directory: Path, listeners: Sequence[socket.socket] = ()) -> IO[bytes]:
         """Hand the shim its group and the group's published listeners (it gets copies: the
-        caller closes its own); returns the process and the pipe it tells progress on.
+        caller closes its own); returns the pipe it tells progress on.
         BrokenPipeError: the shim has ended (it was killed) and takes no group."""
         try:
             message = f"{directory}\n".encode()
@@ -139,7 +165,7 @@ class ReadyShim:
             socket.send_fds(self.go, [message], fds, socket.MSG_NOSIGNAL)
         finally:
             self.go.close()
-        return self.process, self.listen
+        return self.listen
 
     def close(self) -> None:
         """Let it go unused (it ends)."""
@@ -170,11 +196,23 @@ class Runtime:
         self._limits: Limits | None = None
         self.cgroup_key = cgroups.runtime_key(groups_dir)
         self._host_seen: tuple[tuple[str | None, str | None], float, str | None] | None = None
+        # A shim kept ready (and the fork server listening: started if none is) before this
+        # process's first start, off its path: that start then costs what the next ones do.
+        self._warmed = threading.Event()
+        threading.Thread(target=self._warm, name="shim-warm", daemon=True).start()
 
     @classmethod
     def reader(cls, groups_dir: Path, db_path: Path) -> RuntimeReader:
         """A view of the groups that starts, stops and writes nothing."""
         return RuntimeReader(groups_dir, RuntimeState(db_path, read_only=True))
+
+    def _warm(self) -> None:
+        try:
+            if self._host()[1] is None:
+                with contextlib.suppress(OSError):  # the first start says why, if it fails too
+                    self.ready()  # the fork server is started if none listens
+        finally:
+            self._warmed.set()
 
     def unavailable(self) -> str | None:
         return self._host()[1]
@@ -273,13 +311,13 @@ class Runtime:
             raise StartError(str(err)) from err
         try:
             try:
-                _, listen = shim.run(directory, listeners)
+                listen = shim.run(directory, listeners)
             except BrokenPipeError:  # the one ready has gone since it was announced: start one
                 shim.listen.close()
                 shim = ReadyShim(self.groups_dir, self.state.path, crun)
                 self.state.set_group(group_id, shim_pid=shim.pid, shim_start=shim.start_time)
                 shim.announce()
-                _, listen = shim.run(directory, listeners)
+                listen = shim.run(directory, listeners)
         finally:
             _close_all(listeners)  # the shim holds them now (or the group has failed)
         try:
@@ -293,7 +331,8 @@ class Runtime:
 
     def ready(self) -> None:
         """Start a shim ahead of the next group's start, unless one is ready: one is kept per
-        process (a burst of starts finds one ready, the others start theirs)."""
+        process (a burst of starts finds one ready, the others each ask the fork server for
+        theirs: a fork each)."""
         with self._ready_lock:
             if self._ready is None:
                 self._ready = ReadyShim(self.groups_dir, self.state.path, host.crun_binary())
@@ -316,6 +355,8 @@ class Runtime:
 
     def _take_ready(self, crun: str) -> ReadyShim:
         """The shim kept ready (or a new one), told a group is on its way."""
+        # The one asked for as the runtime opened, if that is under way: sooner than another.
+        self._warmed.wait(WARM_WAIT_SECONDS)
         with self._ready_lock:
             shim, self._ready = self._ready, None
         if shim is not None:
@@ -728,6 +769,16 @@ def _being_created(group: GroupState) -> bool:
 
 def _missing(group_id: str) -> GroupState:
     raise StartError(f"group {group_id} has no runtime state")
+
+
+_told: set[str] = set()
+
+
+def _tell_once(message: str) -> None:
+    """Say it on stderr, once per process."""
+    if message not in _told:
+        _told.add(message)
+        print(message, file=sys.stderr)
 
 
 def _package_root() -> str:
