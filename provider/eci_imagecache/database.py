@@ -9,8 +9,10 @@ Connections
     timeout, autocommit mode with explicit transactions: :meth:`Database.write` takes the write
     lock at once (``BEGIN IMMEDIATE``), so read-check-write sequences are atomic across threads
     and processes; :meth:`Database.read` is a deferred transaction, a consistent view that does
-    not block writers. A transaction opened inside another on the same thread joins it. Each
-    thread keeps its own connection, or (``shared``) all threads take turns on one.
+    not block writers. A transaction opened inside another on the same thread joins it, but a
+    write inside a read raises :class:`WriteInRead` (the read's rollback would undo it): a write
+    is committed or raises, never lost. Each thread keeps its own connection, or (``shared``)
+    all threads take turns on one.
 
 Nothing can be written (a full disk, a read-only file system, a view opened read-only)
     Reads go on, writes raise :class:`Unwritable` up front, saying why. Reading a WAL database
@@ -59,6 +61,11 @@ class Unwritable(sqlite3.OperationalError):
         self.cause = cause
 
 
+class WriteInRead(sqlite3.ProgrammingError):
+    """A write asked for inside a read on the same thread: the read ends with a rollback, so
+    the write would be lost. Take the write first (a write transaction reads too)."""
+
+
 class NewerSchema(RuntimeError):
     """The database was migrated by a newer release than this one."""
 
@@ -96,6 +103,8 @@ class _Connection(sqlite3.Connection):
     unwritable: str | None = None
     # Closed after one transaction: opened as a fallback, it may not see later changes.
     one_use: bool = False
+    # The open transaction is a write (True), a read (False); None: none opened by us.
+    writing: bool | None = None
 
 
 class _Held:
@@ -240,14 +249,24 @@ class Database:
             if db is not None and db.in_transaction:
                 yield db, True
                 return
+            if db is not None and db.writing is not None:  # its end was never recorded
+                self._drop(db)
+                db = None
             db = self._local.db or self._open()
             self._local.db = db
             try:
                 yield db, False
             finally:
-                if db.one_use:
-                    self._local.db = None
-                    db.close()
+                if db.one_use or db.in_transaction:
+                    # One use, or a transaction its end failed to close: a later one must
+                    # never join it (its writes would be lost), so the connection goes.
+                    self._drop(db)
+
+    def _drop(self, db: _Connection) -> None:
+        if self._local.db is db:
+            self._local.db = None
+        with suppress(sqlite3.Error):
+            db.close()
 
     # transactions ------------------------------------------------------------------------
 
@@ -260,19 +279,29 @@ class Database:
         that marks its commit points). Raises :class:`Unwritable` when nothing can be written."""
         with self._held() as (db, joined):
             if joined:
+                if not db.writing:
+                    raise WriteInRead(
+                        f"{self.path}: a write inside a read on the same thread would be "
+                        "rolled back with the read"
+                    )
                 yield db
                 return
             if db.unwritable is not None:
                 raise Unwritable(db.unwritable)
             db.execute("BEGIN IMMEDIATE")
+            db.writing = True
             try:
                 yield db
                 (commit or _commit)(db)
+                if db.in_transaction:
+                    raise sqlite3.OperationalError(f"{self.path}: the write was not committed")
             except BaseException:
                 if db.in_transaction:
                     with suppress(sqlite3.Error):
                         db.execute("ROLLBACK")
                 raise
+            finally:
+                db.writing = None
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -282,12 +311,14 @@ class Database:
                 yield db
                 return
             db.execute("BEGIN")
+            db.writing = False
             try:
                 yield db
             finally:
                 if db.in_transaction:
                     with suppress(sqlite3.Error):
                         db.execute("ROLLBACK")
+                db.writing = None
 
     # migrations --------------------------------------------------------------------------
 

@@ -38,6 +38,13 @@ def cache_ids(data: Path) -> set[str]:
         db.close()
 
 
+def open_here(path: Path) -> list[str]:
+    """Descriptors of this process open on ``path`` or its SQLite side files."""
+    names = {str(path.resolve()) + suffix for suffix in ("", "-wal", "-shm")}
+    fds = Path("/proc/self/fd")
+    return [fd.name for fd in fds.iterdir() if os.path.realpath(fd) in names]
+
+
 def temp_entries(data: Path) -> list[str]:
     """What writers leave in the blob and layer stores' temporary directories."""
     return sorted(
@@ -105,8 +112,13 @@ def test_gc_dry_run_changes_nothing_and_says_what_gc_then_deletes(
     )
     with writer.store.transaction() as db:
         writer.ctx.delete_cache(db, dropped.id, release=False)
-    del writer
+    # No connection of this process may outlive the writer: reading the database's bytes
+    # below (store_contents) closes a descriptor of it, which drops every POSIX lock this
+    # process holds on it; a CLI then deletes the log and its index as the last to close,
+    # and the next read here, through SQLite's state for that file, sees an old snapshot.
+    del writer, db
     gc.collect()
+    assert not open_here(data / "state.db")
     proxy = FaultProxy(registry.server.url, [Fault(r"GET /v2/.*/blobs/", slow_body=0.2)])
     try:
         builder = start_killed_build(data, proxy)

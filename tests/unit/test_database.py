@@ -21,6 +21,7 @@ from eci_imagecache.database import (
     NewerSchema,
     Schema,
     Unwritable,
+    WriteInRead,
     schema_version,
 )
 
@@ -191,6 +192,56 @@ def test_a_failed_transaction_leaves_nothing_even_when_an_inner_one_joined_it(
         raise ZeroDivisionError
     with database.read() as db:
         assert db.execute("SELECT count(*) FROM t").fetchone() == (0,)
+
+
+def committed(path: Path) -> int:
+    """Rows of ``t`` another connection sees: what was committed."""
+    other = sqlite3.connect(path)
+    try:
+        return other.execute("SELECT count(*) FROM t").fetchone()[0]
+    finally:
+        other.close()
+
+
+def test_a_write_inside_a_read_raises_instead_of_being_rolled_back_with_it(
+    tmp_path: Path,
+) -> None:
+    database = Database(tmp_path / "state.db")
+    with database.write() as db:
+        db.execute("CREATE TABLE t (n INTEGER)")
+    with pytest.raises(WriteInRead), database.read(), database.write() as db:
+        db.execute("INSERT INTO t VALUES (1)")
+    assert committed(tmp_path / "state.db") == 0
+    with database.write() as db:  # the connection is usable again, and commits
+        db.execute("INSERT INTO t VALUES (2)")
+    assert committed(tmp_path / "state.db") == 1
+
+
+def test_a_write_after_a_read_left_open_is_never_silently_lost(tmp_path: Path) -> None:
+    """A read in a generator abandoned before its end keeps its transaction open: a later
+    write on the thread either commits or raises, never joins that read to vanish."""
+    database = Database(tmp_path / "state.db")
+    with database.write() as db:
+        db.execute("CREATE TABLE t (n INTEGER)")
+
+    def rows() -> Iterator[int]:
+        with database.read() as db:
+            yield from (n for (n,) in db.execute("SELECT 1 UNION SELECT 2"))
+
+    abandoned = rows()
+    next(abandoned)  # left unexhausted: its read stays open
+    try:
+        with database.write() as db:
+            db.execute("INSERT INTO t VALUES (1)")
+    except WriteInRead:
+        assert committed(tmp_path / "state.db") == 0
+    else:
+        assert committed(tmp_path / "state.db") == 1
+    abandoned.close()
+    with database.write() as db:
+        db.execute("INSERT INTO t VALUES (2)")
+    assert committed(tmp_path / "state.db") >= 1
+    database.close()
 
 
 def test_a_view_of_a_missing_database_makes_nothing(tmp_path: Path) -> None:
