@@ -139,6 +139,26 @@ def reason(path: Path, err: Exception) -> str:
     return str(err)
 
 
+def _turn_to_wal(db: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting out another connection's write as the busy timeout would.
+
+    Switching reads the file, then takes the write lock; SQLite answers "locked" at once,
+    without its busy handler, when another connection holds that lock meanwhile (two
+    processes opening a new database together)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    pause = 0.001
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            busy = err.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
 class Database:
     def __init__(
         self, path: Path, *, read_only: bool = False, create: bool = True, shared: bool = False
@@ -193,7 +213,7 @@ class Database:
         except sqlite3.OperationalError as err:
             return self._fallback(err)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            _turn_to_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.OperationalError as err:
             db.close()

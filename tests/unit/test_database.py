@@ -157,6 +157,31 @@ def test_two_processes_migrating_and_writing_at_once_lose_nothing(tmp_path: Path
         assert db.execute("SELECT n FROM counter").fetchone() == (600,)
 
 
+def test_switching_to_wal_waits_for_another_process_s_write_instead_of_giving_up(
+    tmp_path: Path,
+) -> None:
+    # Turning a new file to WAL reads it, then needs the write lock: SQLite answers "locked"
+    # at once, without waiting, when another connection holds that lock meanwhile.
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE counter (n INTEGER NOT NULL)")
+        db.execute("INSERT INTO counter VALUES (0)")
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("UPDATE counter SET n = 1")
+    release = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        with Database(path).write() as db:
+            db.execute("UPDATE counter SET n = n + 1")
+    finally:
+        release.join()
+        other.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT n FROM counter").fetchone() == (2,)
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
 def test_threads_take_turns_on_a_shared_connection(tmp_path: Path) -> None:
     database = Database(tmp_path / "emulator.db", shared=True)
     with database.write() as db:
