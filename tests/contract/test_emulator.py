@@ -15,7 +15,7 @@ import pytest
 from eci_imagecache.backends.alicloud import AliCloudBackend
 from eci_imagecache.backends.base import BackendError
 from eci_imagecache.backends.emulator.params import unflatten
-from eci_imagecache.backends.emulator.server import EmulatorServer, Limits
+from eci_imagecache.backends.emulator.server import Connections, EmulatorServer, Limits
 from eci_imagecache.backends.emulator.signing import sign, string_to_sign
 from eci_imagecache.backends.local.backend import LocalBackend
 from eci_imagecache.engine.models import ImageCacheSpec
@@ -537,6 +537,26 @@ def test_idle_connections_give_way_to_a_new_client(tmp_path) -> None:
             assert idle[0].recv(1024) == b""
         finally:
             for sock in idle:
+                sock.close()
+
+
+def test_the_connection_that_gives_way_is_the_first_accepted_whatever_thread_ran_first() -> None:
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        connections = Connections(2)
+        first, second, new = (server for server, _ in pairs)
+        assert connections.admit(first) and connections.admit(second)
+        connections.idle(second)  # the second's thread reached its request line first
+        connections.idle(first)
+        assert connections.admit(new)
+        pairs[0][1].settimeout(1)
+        assert pairs[0][1].recv(1) == b""  # the first accepted was closed
+        pairs[1][1].setblocking(False)
+        with pytest.raises(BlockingIOError):  # the second is still open, nothing to read
+            pairs[1][1].recv(1)
+    finally:
+        for pair in pairs:
+            for sock in pair:
                 sock.close()
 
 

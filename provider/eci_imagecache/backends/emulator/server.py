@@ -95,12 +95,16 @@ class Connections:
             if len(self._open) >= 2 * self.most:
                 return False
             self._open.add(sock)
+            # Idle from its accept (in the order clients connected), not from when its thread
+            # first ran: threads start in no set order.
+            self._idle[sock] = time.monotonic()
             return True
 
     def idle(self, sock: socket.socket) -> None:
+        """Waiting for its next request line: idle since now, or still since its accept."""
         with self._lock:
             if sock in self._open:
-                self._idle[sock] = time.monotonic()
+                self._idle.setdefault(sock, time.monotonic())
 
     def busy(self, sock: socket.socket) -> None:
         with self._lock:
