@@ -29,7 +29,7 @@ from subprocess import PIPE
 from benchmarks.common import median, quick, report, without_unpacking
 from eci_imagecache.backends.local.backend import LocalBackend
 from eci_imagecache.backends.local.context import env_fetch_concurrency
-from eci_imagecache.engine.models import ContainerGroupSpec, ImageCacheSpec
+from eci_imagecache.engine.models import CacheSelection, ContainerGroupSpec, ImageCacheSpec
 from eci_imagecache.testing.registry import ImageBuilder, RegistryServer, make_layer
 
 MIB = 1024 * 1024
@@ -117,7 +117,7 @@ def main() -> None:
             group = ContainerGroupSpec(
                 name="bench", cache="auto", containers=[{"name": "app", "image": app1}]
             )
-            uncached_group = group.model_copy(update={"cache": "none"})
+            uncached_group = group.model_copy(update={"cache": CacheSelection.NONE})
 
             # 1. preparation with a matching cache vs without
             cached_backend = LocalBackend(data_dir=work / "cached")
