@@ -165,3 +165,39 @@ def test_a_running_groups_layers_survive_the_delete_of_its_cache(
         assert seen.status == GroupStatus.RUNNING, seen.status_reason
     finally:
         backend.delete_container_group(group.id)
+    # The group was the last to hold them.
+    assert not any(backend.ctx.layers.has(d) for d in layers)
+
+
+def sleeper(image: str, name: str) -> ContainerGroupSpec:
+    """A group that pulls ``image`` without a cache and keeps running."""
+    return ContainerGroupSpec(
+        name=name,
+        cache="none",
+        restart_policy="Always",
+        containers=[{"name": "main", "image": image, "command": ["sleep", "600"]}],
+    )
+
+
+def test_deleting_the_last_group_that_pulled_an_image_frees_its_layers(
+    runtime_here: None, backend: LocalBackend, registry: Registry
+) -> None:
+    """Groups without a cache pull and unpack their layers as a build does: the last one's
+    delete removes them (the image config, a few KiB, is left to gc), measured with du."""
+    image = registry.runnable.references(registry.host)["job_ok"]
+    layers = [layer.digest for layer in registry.runnable.job_ok.layers]
+    layers_dir = backend.ctx.layers.root
+    before = du(layers_dir)
+    first = backend.create_container_group(sleeper(image, "first"))
+    second = backend.create_container_group(sleeper(image, "second"))
+    try:
+        assert all(backend.ctx.layers.has(d) for d in layers)
+        assert du(layers_dir) > before
+        backend.delete_container_group(first.id)
+        assert all(backend.ctx.layers.has(d) for d in layers)  # the second runs on them
+        seen = backend.get_container_group(second.id)
+        assert seen.status == GroupStatus.RUNNING, seen.status_reason
+    finally:
+        backend.delete_container_group(second.id)
+    assert not any(backend.ctx.layers.has(d) for d in layers)
+    assert du(layers_dir) == before

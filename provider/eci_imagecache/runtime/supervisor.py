@@ -540,6 +540,11 @@ class Runtime:
         """Digests of the layers some group's containers are mounted on (or will be)."""
         return self._reader().layers_in_use()
 
+    def group_layers(self, group_id: str) -> set[str]:
+        """Digests of the layers this group's containers are mounted on (or will be); none
+        once it has been stopped (its plan goes with its directory)."""
+        return planned_layers(self._dir(group_id) / "plan.json")
+
     # stopping -----------------------------------------------------------------------------
 
     def stop(self, group_id: str, grace: float | None = None) -> None:
@@ -625,6 +630,16 @@ class Runtime:
                 self._remove_cgroup(group_id)
 
 
+def planned_layers(plan: Path) -> set[str]:
+    """Digests of the layers a group's plan mounts its containers on (none when the plan
+    cannot be read: a group being removed)."""
+    try:
+        containers = json.loads(plan.read_text())["containers"]
+    except (OSError, ValueError, KeyError):
+        return set()
+    return {f"sha256:{h}" for c in containers for h in c.get("lower", [])}
+
+
 class RuntimeReader:
     """Groups as recorded, checked against the process table: starts, stops and writes
     nothing (``eci-imagecache groups`` reads through it; recovery is for writers)."""
@@ -669,13 +684,8 @@ class RuntimeReader:
         skipped = set(excluding)
         used = set()
         for plan in self.groups_dir.glob("*/plan.json"):
-            if plan.parent.name in skipped:
-                continue
-            try:
-                containers = json.loads(plan.read_text())["containers"]
-            except (OSError, ValueError, KeyError):
-                continue
-            used |= {f"sha256:{h}" for c in containers for h in c.get("lower", [])}
+            if plan.parent.name not in skipped:
+                used |= planned_layers(plan)
         return used
 
     def observe(self, group_id: str) -> GroupState | None:

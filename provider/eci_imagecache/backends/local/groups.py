@@ -499,10 +499,14 @@ class ContainerGroups:
             return
         with self._lock:  # whatever the stop leaves behind is for the next reconcile
             self._accounted.discard(group_id)
+        mounted = self.ctx.runtime.group_layers(group_id)  # before the stop removes its plan
         self.ctx.runtime.stop(group_id)
         with self.store.transaction() as db:
             self.store.delete_group(db, group_id)
         shutil.rmtree(self.workdir(group_id), ignore_errors=True)
+        # Layers it pulled without a cache go with it, unless a cache or another group holds
+        # them (the rule a cache's delete follows); its image configs (a few KiB) are gc's.
+        self.ctx.release(mounted)
 
 
 def _named(spec: ContainerGroupSpec, err: BaseException) -> BaseException:
