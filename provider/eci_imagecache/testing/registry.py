@@ -36,6 +36,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_in_use(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:``port`` (a port left in TIME_WAIT is free, as
+    it is for Go's listeners, which set SO_REUSEADDR too)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 class RegistryServer:
     """``docker-registry serve`` on 127.0.0.1; use as a context manager."""
 
@@ -75,6 +87,10 @@ class RegistryServer:
                 f"auth:\n  htpasswd:\n    realm: eci-imagecache-test\n"
                 f"    path: {self.root / 'htpasswd'}\n"
             )
+        # docker-registry exits when it cannot listen, and whatever holds the port answers
+        # /v2/ in its place: images pushed "here" would land in another registry.
+        if port_in_use(self.port):
+            raise RuntimeError(f"cannot serve a registry on {self.host}: the port is in use")
         config = self.root / "config.yml"
         config.write_text(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
@@ -88,7 +104,11 @@ class RegistryServer:
         while time.monotonic() < deadline:
             try:
                 httpx.get(f"{self.url}/v2/", timeout=1)
-                return self
+                if self.process.poll() is None:
+                    return self
+                raise RuntimeError(
+                    f"docker-registry exited: {(self.root / 'registry.log').read_text()}"
+                )
             except httpx.TransportError:
                 if self.process.poll() is not None:
                     raise RuntimeError(
