@@ -47,7 +47,7 @@ def test_build_list_show_events(cli, registry: Registry) -> None:
         True,
     )
     table = cli("caches", "list").stdout
-    assert "1 image caches" in table and cache["id"] in table and "Ready" in table
+    assert "1 image cache" in table and cache["id"] in table and "Ready" in table
     shown = json.loads(cli("--json", "caches", "show", cache["id"]).stdout)
     assert shown["images"] == sorted(
         [registry.ref("demo/web:1.0"), registry.ref("demo/worker:1.0")]

@@ -52,3 +52,8 @@ def test_summary_says_what_is_fetched_and_reused() -> None:
     assert plan.summary() == (
         "2 images, 5 blobs (65.0 MiB): fetch 4 (15.0 MiB), reuse 1 (50.0 MiB), fits in 20 GiB"
     )
+
+
+def test_summary_of_one_image_reads_in_the_singular() -> None:
+    plan = plan_build([image("lone", ("sha256:only", 1024**2))], size_gib=1)
+    assert plan.summary().startswith("1 image, 2 blobs (1.0 MiB): ")

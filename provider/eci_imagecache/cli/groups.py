@@ -15,6 +15,7 @@ from rich.table import Table
 
 from ..backends.base import KeepsContainerLogs
 from ..engine.models import ContainerGroupRecord
+from ..engine.planner import counted
 from . import common
 
 groups_app = typer.Typer(help="Container groups and their containers.", no_args_is_help=True)
@@ -57,7 +58,7 @@ def groups_list() -> None:
         "Address",
         "Cache",
         "Start",
-        title=f"{len(records)} container group{'' if len(records) == 1 else 's'}",
+        title=counted(len(records), "container group"),
     )
     for r in records:
         table.add_row(

@@ -25,7 +25,7 @@ from ..backends.base import BackendReader, NotFound
 from ..backends.factory import make_emulator_server
 from ..engine.lifecycle import expires_at
 from ..engine.models import CacheRecord, ContainerGroupSpec, ImageCacheSpec
-from ..engine.planner import human_bytes
+from ..engine.planner import counted, human_bytes
 from .common import (
     EXIT_USAGE,
     Options,
@@ -119,7 +119,7 @@ def caches_list() -> None:
         "eviction",
         "expires",
         "last used",
-        title=f"{len(records)} image caches",
+        title=counted(len(records), "image cache"),
     )
     now = datetime.now(UTC)
     for r in records:
@@ -323,8 +323,8 @@ def gc(
     for line in report.failed:
         out.print(f"{verb} failed cache {line}", highlight=False)
     out.print(
-        f"{verb} {report.blobs_removed} unreferenced blobs and {report.layers_removed} unpacked"
-        f" layers ({human_bytes(report.bytes_freed)})"
+        f"{verb} {counted(report.blobs_removed, 'unreferenced blob')} and "
+        f"{counted(report.layers_removed, 'unpacked layer')} ({human_bytes(report.bytes_freed)})"
     )
     return None
 

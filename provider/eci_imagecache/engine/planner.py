@@ -62,12 +62,18 @@ class BuildPlan(BaseModel):
 
     def summary(self) -> str:
         return (
-            f"{len(self.images)} images, {len(self.fetch) + len(self.reuse)} blobs "
+            f"{counted(len(self.images), 'image')}, "
+            f"{counted(len(self.fetch) + len(self.reuse), 'blob')} "
             f"({human_bytes(self.content_bytes)}): "
             f"fetch {len(self.fetch)} ({human_bytes(self.fetch_bytes)}), "
             f"reuse {len(self.reuse)} ({human_bytes(self.reuse_bytes)}), "
             f"fits in {self.size_gib} GiB"
         )
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and the noun, plural unless there is one: "1 image", "3 images"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def human_bytes(n: int) -> str:
