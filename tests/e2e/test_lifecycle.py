@@ -485,6 +485,8 @@ def test_layer_reuse_toggle_plans_no_build_and_up_builds_nothing(quickstart: Sta
 def test_group_preview_counts_the_cache_built_in_the_same_update(quickstart: Stack) -> None:
     preview = quickstart.run("preview", "--diff").stdout
     assert "will use web-cache (being built in this update): exact" in preview, preview
+    pending = [line for line in preview.splitlines() if "being built in this update" in line]
+    assert not any("; created " in line for line in pending), pending  # not built yet
     quickstart.run("up", "--yes", "--skip-preview")
     out = quickstart.outputs()
     assert out["auto_match"].startswith(f"{out['cache_id']} (exact)")
