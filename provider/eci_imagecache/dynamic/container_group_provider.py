@@ -170,9 +170,8 @@ def preview_text(
     best = result.chosen
     if best is not None:
         if best.cache_id in {c.id for c in pending}:
-            # Not built yet: the creation time the matcher's reason ends with is the preview's.
-            reason = best.reason.rsplit("; created ", 1)[0]
-            return f"will use {best.name} ({BEING_BUILT}): {best.degree.label}; {reason}", None
+            # Not built yet: no creation time to give (its stand-in's is the preview's).
+            return f"will use {best.name} ({BEING_BUILT}): {best.degree.label}; {best.fit}", None
         return f"would use {best.name} ({best.cache_id}): {best.degree.label}; {best.reason}", None
     if spec.cache == CacheSelection.AUTO_CREATE:
         return "no matching cache now; one would be created automatically", None

@@ -21,11 +21,12 @@ import heapq
 from bisect import bisect_left, insort
 from collections import Counter, defaultdict
 from collections.abc import Callable, Container, Iterable, Iterator
+from datetime import datetime
 from functools import cache
 from itertools import islice
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from .models import CacheRecord
 from .refs import ImageRef
@@ -64,7 +65,13 @@ class Candidate(BaseModel):
     name: str
     degree: Degree
     size_gib: int
-    reason: str
+    fit: str  # what the choice rests on: the images matched and the storage
+    created_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def reason(self) -> str:
+        return f"{self.fit}; created {self.created_at.isoformat(' ', 'seconds')[:19]}"
 
 
 class Rejection(BaseModel):
@@ -131,12 +138,13 @@ def _degree(exact: int, same: int, total: int) -> Degree:
 
 
 def _candidate(record: CacheRecord, degree: Degree, needed_gib: int) -> Candidate:
-    reason = (
-        f"{degree.describe()}; {record.size_gib} GiB for {needed_gib} GiB of storage; "
-        f"created {record.created_at.isoformat(' ', 'seconds')[:19]}"
-    )
     return Candidate(
-        cache_id=record.id, name=record.name, degree=degree, size_gib=record.size_gib, reason=reason
+        cache_id=record.id,
+        name=record.name,
+        degree=degree,
+        size_gib=record.size_gib,
+        fit=f"{degree.describe()}; {record.size_gib} GiB for {needed_gib} GiB of storage",
+        created_at=record.created_at,
     )
 
 
